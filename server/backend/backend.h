@@ -1,0 +1,70 @@
+// Backend: the memory and the compute behind the pool.
+//
+// A backend owns the page arena (host memory for "cpu", one cudaMalloc for
+// "cuda") and moves blocks in and out of it: quantize a client's block into a
+// list of pages, and dequantize a list of pages back into a client's dtype.
+// The pool (block_pool.h) decides which pages; the service never learns which
+// backend it talks to.
+//
+// Contract for every backend:
+//   - QuantizeInto writes the block's payload (format.h) across `pages` in
+//     order: payload byte b lives at page pages[b / page_bytes], offset
+//     b % page_bytes. It returns the block's absmax. On any error (non-finite
+//     input: INVALID_ARGUMENT; a device fault: INTERNAL) the pages hold
+//     garbage and the caller must drop the reservation, never publish it.
+//   - DequantizeFrom writes layout.logical_bytes(dtype) bytes to `dst`.
+//   - Both may be called from many threads at once.
+
+#ifndef KVQ_SERVER_BACKEND_BACKEND_H_
+#define KVQ_SERVER_BACKEND_BACKEND_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "kernels/format.h"
+
+namespace kvq {
+
+struct ArenaOptions {
+  uint64_t capacity_bytes = 0;  // whole pages only
+  uint64_t page_bytes = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string_view name() const = 0;  // "cpu" or "cuda"
+  virtual std::string device_name() const = 0;  // CPU model or GPU name
+
+  virtual absl::StatusOr<float> QuantizeInto(const BlockLayout& layout,
+                                             DType dtype,
+                                             std::span<const std::byte> src,
+                                             std::span<const uint32_t> pages) = 0;
+
+  virtual absl::Status DequantizeFrom(const BlockLayout& layout,
+                                      std::span<const uint32_t> pages,
+                                      DType dtype,
+                                      std::span<std::byte> dst) = 0;
+};
+
+// The CPU backend: a host arena, kernels/quantize.h's fast path.
+absl::StatusOr<std::unique_ptr<Backend>> MakeCpuBackend(
+    const ArenaOptions& options);
+
+// The CUDA backend on GPU `gpu`. FAILED_PRECONDITION when built without CUDA
+// or when no usable GPU is present.
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(
+    const ArenaOptions& options, int gpu);
+
+// True when a CUDA GPU can be used (any CUDA error counts as "no").
+bool CudaAvailable();
+
+}  // namespace kvq
+
+#endif  // KVQ_SERVER_BACKEND_BACKEND_H_
