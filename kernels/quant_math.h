@@ -12,10 +12,12 @@
 
 #include <cstdint>
 
+#ifndef KVQ_HOST_DEVICE
 #if defined(__CUDACC__)
 #define KVQ_HOST_DEVICE __host__ __device__ __forceinline__
 #else
 #define KVQ_HOST_DEVICE inline
+#endif
 #endif
 
 namespace kvq {
@@ -33,11 +35,23 @@ KVQ_HOST_DEVICE float InverseScale(float scale) {
   return scale >= kMinNormalScale ? 1.0f / scale : 0.0f;
 }
 
-// x / scale rounded half-to-even and clamped to [-127, 127], as a float.
+// v clamped to [-127, 127] and rounded half-to-even, as a float.
 // Clamping before rounding equals rounding before clamping because the bounds
 // are integers; adding and subtracting 1.5 * 2^23 rounds half-to-even for any
 // |v| <= 2^22 (in the current rounding mode, which is nearest-even) and
-// vectorizes where rint() would not.
+// vectorizes where rint() would not. The clamp sits between the product that
+// computed v and the addition, so no compiler can fuse them into an FMA.
+KVQ_HOST_DEVICE float ClampRound(float v) {
+  v = v > kQMax ? kQMax : v;
+  v = v < -kQMax ? -kQMax : v;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
+  return (v + kRound) - kRound;
+}
+
+// x / scale rounded half-to-even and clamped to [-127, 127], as a float.
+// Fast paths may hoist the branch out of a group's loop: for a zero scale
+// (inv_scale == 0) ClampRound(x * inv_scale) is also 0 for finite x, so only a
+// subnormal, non-zero scale needs the division.
 KVQ_HOST_DEVICE float QuantizeToFloat(float x, float scale, float inv_scale) {
   float v;
   if (inv_scale != 0.0f) {
@@ -47,10 +61,7 @@ KVQ_HOST_DEVICE float QuantizeToFloat(float x, float scale, float inv_scale) {
   } else {
     return 0.0f;    // all-zero group (or one too small to represent)
   }
-  v = v > kQMax ? kQMax : v;
-  v = v < -kQMax ? -kQMax : v;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
-  return (v + kRound) - kRound;
+  return ClampRound(v);
 }
 
 KVQ_HOST_DEVICE int8_t QuantizeValue(float x, float scale, float inv_scale) {

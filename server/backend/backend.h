@@ -14,6 +14,7 @@
 //     garbage and the caller must drop the reservation, never publish it.
 //   - DequantizeFrom writes layout.logical_bytes(dtype) bytes to `dst`.
 //   - Both may be called from many threads at once.
+//   - `timings`, when not null, receives where the time went.
 
 #ifndef KVQ_SERVER_BACKEND_BACKEND_H_
 #define KVQ_SERVER_BACKEND_BACKEND_H_
@@ -30,6 +31,15 @@
 
 namespace kvq {
 
+// Where the time of one QuantizeInto / DequantizeFrom went, for the
+// per-stage latency metrics. Stages a backend does not have stay 0 (the CPU
+// backend has no copies).
+struct DataPathTimings {
+  double host_to_device_seconds = 0;
+  double kernel_seconds = 0;  // quantize+scatter or gather+dequantize
+  double device_to_host_seconds = 0;
+};
+
 struct ArenaOptions {
   uint64_t capacity_bytes = 0;  // whole pages only
   uint64_t page_bytes = 0;
@@ -45,12 +55,14 @@ class Backend {
   virtual absl::StatusOr<float> QuantizeInto(const BlockLayout& layout,
                                              DType dtype,
                                              std::span<const std::byte> src,
-                                             std::span<const uint32_t> pages) = 0;
+                                             std::span<const uint32_t> pages,
+                                             DataPathTimings* timings = nullptr) = 0;
 
   virtual absl::Status DequantizeFrom(const BlockLayout& layout,
                                       std::span<const uint32_t> pages,
                                       DType dtype,
-                                      std::span<std::byte> dst) = 0;
+                                      std::span<std::byte> dst,
+                                      DataPathTimings* timings = nullptr) = 0;
 };
 
 // The CPU backend: a host arena, kernels/quantize.h's fast path.
