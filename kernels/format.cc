@@ -1,5 +1,6 @@
 #include "kernels/format.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -8,13 +9,17 @@
 namespace kvq {
 namespace {
 
+// Debian's Abseil is built with its own string_view, which StrCat takes but
+// std::string_view does not convert to.
+absl::string_view Sv(std::string_view s) { return {s.data(), s.size()}; }
+
 absl::Status DimError(std::string_view field, uint64_t value, uint64_t max) {
   if (value == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, " must be >= 1, got 0"));
+        absl::StrCat(Sv(field), " must be >= 1, got 0"));
   }
   return absl::InvalidArgumentError(
-      absl::StrCat(field, " must be <= ", max, ", got ", value));
+      absl::StrCat(Sv(field), " must be <= ", max, ", got ", value));
 }
 
 }  // namespace
@@ -50,7 +55,7 @@ absl::StatusOr<DType> ParseDType(std::string_view name) {
     if (name == DTypeName(d)) return d;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "dtype must be one of fp16, bf16, fp32, got \"", name, "\""));
+      "dtype must be one of fp16, bf16, fp32, got \"", Sv(name), "\""));
 }
 
 absl::StatusOr<Granularity> ParseGranularity(std::string_view name) {
@@ -61,7 +66,7 @@ absl::StatusOr<Granularity> ParseGranularity(std::string_view name) {
   return absl::InvalidArgumentError(absl::StrCat(
       "granularity must be one of per_token_head, per_channel, per_tensor, "
       "group, got \"",
-      name, "\""));
+      Sv(name), "\""));
 }
 
 absl::Status ValidateBlock(const BlockShape& shape, const QuantSpec& spec) {
@@ -98,7 +103,7 @@ absl::Status ValidateBlock(const BlockShape& shape, const QuantSpec& spec) {
         return absl::InvalidArgumentError(absl::StrCat(
             "spec.group_size must be 0 unless spec.granularity is group, got ",
             spec.group_size, " with granularity ",
-            GranularityName(spec.granularity)));
+            Sv(GranularityName(spec.granularity))));
       }
       return absl::OkStatus();
     case Granularity::kGroup:
@@ -198,39 +203,43 @@ float DequantErrorBound(float x, float scale) {
 }
 
 // The output conversion rounds y to nearest in `dtype`, adding at most half
-// of its unit in the last place at |y| <= |x| + bound (ulp grows with the
-// magnitude, so the ulp at that upper bound is large enough). A value beyond
-// the dtype's largest finite number would become Inf; the bound is then
-// infinite, which a caller who checks BlockAbsmax() never meets.
+// of its unit in the last place (ulp) at |y|. ulp grows with magnitude, so the
+// ulp at any upper bound m of |y| is large enough. Two upper bounds hold:
+// |y| <= |x| + base, and, since |q| <= 127, |y| = fl(|q| s) <= 127 s (1 + u)
+// (+ 2^-150 for a subnormal result); the second keeps values at the top of
+// the dtype's range (65504 in FP16) bounded. When m reaches the dtype's overflow threshold
+// (largest finite + half an ulp) y might round to Inf: the bound is infinite,
+// which a caller who checks BlockAbsmax() against DTypeMaxFinite() never meets.
 float DequantErrorBound(float x, float scale, DType dtype) {
   const float base = DequantErrorBound(x, scale);
-  const double m = std::fabs(static_cast<double>(x)) + base;
+  const double s = std::fabs(static_cast<double>(scale));
+  const double m = std::min(std::fabs(static_cast<double>(x)) + base,
+                            127 * s * (1 + 0x1p-21) + 0x1p-142);
   int mantissa_bits;   // explicit fraction bits
   int min_exponent;    // exponent of the smallest normal
-  double max_finite;
+  int max_exponent;    // exponent of the largest finite value
   switch (dtype) {
     case DType::kFp16:
       mantissa_bits = 10;
       min_exponent = -14;
-      max_finite = 65504.0;
+      max_exponent = 15;
       break;
     case DType::kBf16:
       mantissa_bits = 7;
       min_exponent = -126;
-      max_finite = 0x1.fep127;
+      max_exponent = 127;
       break;
     case DType::kFp32:
     default:
       mantissa_bits = 23;
       min_exponent = -126;
-      max_finite = std::numeric_limits<float>::max();
+      max_exponent = 127;
       break;
   }
-  if (m > max_finite) {
-    // Could round past the largest finite value: only exactly-representable
-    // outputs stay bounded, which this function cannot promise.
-    return std::numeric_limits<float>::infinity();
-  }
+  // Largest finite + half its ulp: 2^(e+1) - 2^(e - mantissa_bits - 1).
+  const double overflow = std::ldexp(1.0, max_exponent + 1) -
+                          std::ldexp(1.0, max_exponent - mantissa_bits - 1);
+  if (m >= overflow) return std::numeric_limits<float>::infinity();
   int exponent = m > 0 ? std::ilogb(m) : min_exponent;
   if (exponent < min_exponent) exponent = min_exponent;
   const double half_ulp = std::ldexp(1.0, exponent - mantissa_bits - 1);

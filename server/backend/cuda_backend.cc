@@ -256,13 +256,6 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-bool CudaAvailable() {
-  int count = 0;
-  // Without a GPU the runtime answers "insufficient driver" (35), not zero
-  // devices: any error means no usable GPU.
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
 absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(
     const ArenaOptions& options, int gpu) {
   int count = 0;

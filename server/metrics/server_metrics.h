@@ -1,14 +1,37 @@
 // ServerMetrics: every number kvq-server exports, and its Prometheus text.
 //
 // The service records events on the hot path (lock-free counters and
-// histograms: many streams record at once and a scrape never blocks them);
-// gauges of the pool (bytes, pages, blocks) are read at scrape time from the
-// snapshot source, so they are never stale and cost nothing between scrapes.
+// histograms sharded per thread, see instruments.h: many streams record at
+// once and a scrape never blocks them); gauges of the pool (bytes, pages,
+// blocks) are read at scrape time from the snapshot source, so they are never
+// stale and cost nothing between scrapes.
 //
 // Render() produces text exposition format 0.0.4 with HELP and TYPE for every
 // family, names in Prometheus style (kvq_ prefix, base units, _total
 // counters), and only low-cardinality labels (rpc, code, stage, dtype,
-// reason, namespace: namespaces past a fixed number are folded into "_other").
+// reason, result, namespace: past kMaxNamespaceLabels namespaces the rest are
+// summed into namespace="_other").
+//
+// The text format is written by kvq itself (text_format.h): prometheus-cpp is
+// not packaged in Debian/Ubuntu. The HTTP endpoint uses cpp-httplib.
+//
+// Families (all prefixed kvq_):
+//   memory   logical_bytes, stored_bytes, pool_used_bytes, bytes_saved,
+//            compression_ratio, pool_capacity_bytes, pool_page_bytes,
+//            pool_pages{state="used|free"}, pool_fragmentation_ratio, blocks,
+//            namespace_{logical_bytes,stored_bytes,blocks}{namespace}
+//   traffic  rpcs_total{rpc,code}, puts_total{dtype}, put_errors_total{code},
+//            get_keys_total{result="hit|miss"},
+//            lookup_keys_total{result="present|absent"}, deletes_total,
+//            evictions_total{reason="lru"}, received_bytes_total,
+//            sent_bytes_total
+//   latency  rpc_duration_seconds{rpc}, stage_duration_seconds{stage}
+//            (buckets 1-2.5-5 per decade, 10 us .. 10 s)
+//   quality  quantization_relative_l2_error (buckets 1e-4 .. 1e-1)
+//   process  build_info{version,git_revision,backend,device} 1,
+//            uptime_seconds, start_time_seconds
+//
+// Thread-safe: every method may be called from any thread at any time.
 
 #ifndef KVQ_SERVER_METRICS_SERVER_METRICS_H_
 #define KVQ_SERVER_METRICS_SERVER_METRICS_H_
@@ -17,7 +40,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
+#include "absl/status/statusor.h"
 #include "kernels/format.h"
 #include "server/pool/block_pool.h"
 
@@ -35,6 +60,13 @@ enum class Stage {
   kSend,          // first chunk of an answer to its last
 };
 
+// Label values: "put", "get", ...; "receive", "host_to_device", ...
+std::string_view RpcName(Rpc rpc);
+std::string_view StageName(Stage stage);
+
+// Namespaces with a label of their own; the rest are summed into "_other".
+inline constexpr size_t kMaxNamespaceLabels = 32;
+
 struct BuildInfo {
   std::string version;
   std::string git_revision;
@@ -42,12 +74,31 @@ struct BuildInfo {
   std::string device_name;  // CPU model or GPU name
 };
 
+// Memory figures derived from a pool snapshot, defined once so that /metrics
+// and the Stats RPC agree.
+struct MemoryFigures {
+  uint64_t capacity_bytes = 0;  // pages_total * page_bytes
+  uint64_t used_bytes = 0;      // pages_used * page_bytes ("physical")
+  // logical_bytes - used_bytes: what quantization saves net of page
+  // rounding. Negative when blocks are small against the page size (the
+  // Stats RPC, an unsigned field, reports 0 then).
+  int64_t bytes_saved = 0;
+  double compression_ratio = 0;    // logical_bytes / used_bytes; 0 if empty
+  double fragmentation_ratio = 0;  // (used - stored) / used; 0 if empty
+};
+MemoryFigures ComputeMemoryFigures(const PoolStats& pool);
+
 class ServerMetrics {
  public:
+  // `pool_snapshot` is called once per Render() (may be empty: zero gauges).
   ServerMetrics(BuildInfo build, std::function<PoolStats()> pool_snapshot);
   ~ServerMetrics();
 
-  // One finished RPC: `code` is the grpc::StatusCode value it ended with.
+  ServerMetrics(const ServerMetrics&) = delete;
+  ServerMetrics& operator=(const ServerMetrics&) = delete;
+
+  // One finished RPC: `code` is the grpc::StatusCode value it ended with
+  // (values outside 0..16 count as UNKNOWN).
   void ObserveRpc(Rpc rpc, int code, double seconds);
   void ObserveStage(Stage stage, double seconds);
 
@@ -58,7 +109,9 @@ class ServerMetrics {
   // One key of a Get: hit (bytes sent) or miss.
   void CountGetHit(uint64_t bytes_out);
   void CountGetMiss();
+  // Keys asked in a Lookup, and how many of them were present.
   void CountLookupKeys(uint64_t keys, uint64_t present);
+  // Blocks removed by Delete.
   void CountDeletes(uint64_t deleted);
   // Relative L2 error ||x - dequant(quant(x))|| / ||x|| of a sampled block.
   void ObserveQuantError(double relative_l2);
@@ -68,8 +121,14 @@ class ServerMetrics {
 
   // Totals for the Stats RPC.
   struct Totals {
-    uint64_t puts = 0, gets = 0, hits = 0, misses = 0, deletes = 0;
+    uint64_t puts = 0;  // blocks stored
+    uint64_t gets = 0;  // keys asked for by Get (= hits + misses)
+    uint64_t hits = 0, misses = 0, deletes = 0;
     double uptime_seconds = 0;
+    uint64_t put_errors = 0;      // blocks refused
+    uint64_t lookup_keys = 0;     // keys asked for by Lookup
+    uint64_t received_bytes = 0;  // logical bytes of stored blocks
+    uint64_t sent_bytes = 0;      // bytes of Get answers
   };
   Totals totals() const;
 
@@ -78,8 +137,11 @@ class ServerMetrics {
   std::unique_ptr<Impl> impl_;
 };
 
-// Serves GET /metrics (and GET /healthz) on `address` ("host:port") from a
-// background thread until destroyed.
+// Serves GET /metrics (text/plain; version=0.0.4; charset=utf-8) and
+// GET /healthz ("ok") on `address` ("host:port", "[v6]:port"; port 0 picks a
+// free port) from background threads until destroyed. `metrics` must outlive
+// the server. INVALID_ARGUMENT for an unparsable address, UNAVAILABLE if it
+// cannot be bound.
 class MetricsHttpServer {
  public:
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(

@@ -1,0 +1,74 @@
+#include "bench/service/child_process.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace kvq::bench {
+
+absl::StatusOr<ChildProcess> ChildProcess::Start(std::vector<std::string> argv,
+                                                 double timeout_seconds) {
+  char dir_template[] = "/tmp/kvq-bench-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) {
+    return absl::InternalError("mkdtemp failed");
+  }
+  const std::string ready_file = absl::StrCat(dir_template, "/ready");
+  argv.push_back("--ready_file=" + ready_file);
+
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration<double>(timeout_seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(ready_file);
+    if (in) {
+      std::map<std::string, std::string> ready;
+      std::string line;
+      while (std::getline(in, line)) {
+        std::pair<std::string, std::string> kv =
+            absl::StrSplit(line, absl::MaxSplits('=', 1));
+        ready[kv.first] = kv.second;
+      }
+      return ChildProcess(pid, std::move(ready));
+    }
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(argv[0], " exited before it was ready (status ",
+                       status, ")"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return absl::DeadlineExceededError(
+      absl::StrCat(argv[0], " was not ready within ", timeout_seconds, " s"));
+}
+
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept
+    : pid_(other.pid_), ready_(std::move(other.ready_)) {
+  other.pid_ = -1;
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  waitpid(pid_, nullptr, 0);
+}
+
+}  // namespace kvq::bench

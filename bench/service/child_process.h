@@ -1,0 +1,38 @@
+// A child process for kvq-bench-service: started with arguments, waited for
+// through its ready file ("key=value" lines), stopped with SIGTERM.
+
+#ifndef KVQ_BENCH_SERVICE_CHILD_PROCESS_H_
+#define KVQ_BENCH_SERVICE_CHILD_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace kvq::bench {
+
+class ChildProcess {
+ public:
+  // Starts `argv` with "--ready_file=<tmp>" appended and waits (up to
+  // `timeout_seconds`) for the ready file; returns its key=value pairs.
+  static absl::StatusOr<ChildProcess> Start(std::vector<std::string> argv,
+                                            double timeout_seconds);
+  ChildProcess(ChildProcess&& other) noexcept;
+  ChildProcess& operator=(ChildProcess&&) = delete;
+  ~ChildProcess();  // SIGTERM, then wait
+
+  const std::map<std::string, std::string>& ready() const { return ready_; }
+
+ private:
+  ChildProcess(pid_t pid, std::map<std::string, std::string> ready)
+      : pid_(pid), ready_(std::move(ready)) {}
+  pid_t pid_ = -1;
+  std::map<std::string, std::string> ready_;
+};
+
+}  // namespace kvq::bench
+
+#endif  // KVQ_BENCH_SERVICE_CHILD_PROCESS_H_

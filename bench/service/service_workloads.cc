@@ -1,0 +1,251 @@
+#include "bench/service/service_workloads.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/float_convert.h"
+#include "kvq/v1/kvcache.grpc.pb.h"
+#include "transport.grpc.pb.h"
+
+namespace kvq::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kPlanes = 2, kHeads = 8, kHeadDim = 128;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::shared_ptr<grpc::Channel> StreamChannel(const std::string& address,
+                                             const Cell& cell, int stream) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(cell.max_message_bytes);
+  // A distinct argument per stream gives each stream its own connection:
+  // one connection is served by about one core.
+  args.SetInt("kvq.bench.stream", stream);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   args);
+}
+
+// One random block of the cell's dtype, uniform in [-1, 1], shared read-only
+// by every stream.
+std::string RandomBlock(const Cell& cell) {
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const uint64_t values = cell.block_bytes / DTypeBytes(cell.dtype);
+  std::string block(cell.block_bytes, '\0');
+  for (uint64_t i = 0; i < values; ++i) {
+    const float x = uniform(rng);
+    if (cell.dtype == DType::kFp32) {
+      std::memcpy(&block[i * 4], &x, 4);
+    } else {
+      const uint16_t h =
+          cell.dtype == DType::kFp16 ? FloatToHalf(x) : FloatToBf16(x);
+      std::memcpy(&block[i * 2], &h, 2);
+    }
+  }
+  return block;
+}
+
+std::string BlockKey(const Cell& cell, int stream, int block) {
+  return absl::StrCat(DTypeName(cell.dtype), "/", cell.block_bytes, "/s",
+                      stream, "/b", block);
+}
+
+// Runs `per_stream(stream, channel, latencies)` on cell.streams threads that
+// start together; the wall time covers all of them.
+template <typename PerStream>
+absl::StatusOr<CellResult> RunStreams(const std::string& address,
+                                      const Cell& cell, PerStream per_stream) {
+  std::latch start(cell.streams + 1);
+  std::mutex mu;
+  absl::Status first_error;
+  CellResult result;
+  std::vector<std::thread> threads;
+  for (int s = 0; s < cell.streams; ++s) {
+    threads.emplace_back([&, s] {
+      std::shared_ptr<grpc::Channel> channel = StreamChannel(address, cell, s);
+      channel->WaitForConnected(Clock::now() + std::chrono::seconds(10));
+      std::vector<double> latencies;
+      start.arrive_and_wait();
+      absl::Status status = per_stream(s, channel, latencies);
+      std::lock_guard<std::mutex> lock(mu);
+      if (!status.ok() && first_error.ok()) first_error = status;
+      result.latencies.insert(result.latencies.end(), latencies.begin(),
+                              latencies.end());
+    });
+  }
+  start.arrive_and_wait();
+  const Clock::time_point t0 = Clock::now();
+  for (std::thread& t : threads) t.join();
+  result.seconds = SecondsSince(t0);
+  if (!first_error.ok()) return first_error;
+  result.bytes = uint64_t{cell.block_bytes} * cell.streams *
+                 cell.blocks_per_stream;
+  return result;
+}
+
+absl::Status RpcError(const char* what, const grpc::Status& status) {
+  return absl::UnavailableError(
+      absl::StrCat(what, ": ", status.error_message()));
+}
+
+}  // namespace
+
+double CellResult::percentile(double p) const {
+  if (latencies.empty()) return 0;
+  std::vector<double> sorted = latencies;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t i = std::min(sorted.size() - 1,
+                            static_cast<size_t>(p * (sorted.size() - 1) + 0.5));
+  return sorted[i];
+}
+
+BlockShape CellShape(const Cell& cell) {
+  const uint64_t token_bytes =
+      uint64_t{kPlanes} * kHeads * kHeadDim * DTypeBytes(cell.dtype);
+  return BlockShape{kPlanes, static_cast<uint32_t>(cell.block_bytes / token_bytes),
+                    kHeads, kHeadDim};
+}
+
+absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
+                                     const Cell& cell) {
+  const std::string block = RandomBlock(cell);
+  const BlockShape shape = CellShape(cell);
+  return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
+    auto stub = kvq::v1::KVCache::NewStub(channel);
+    grpc::ClientContext context;
+    auto stream = stub->Put(&context);
+    kvq::v1::PutRequest request;
+    kvq::v1::PutResponse response;
+    for (int b = 0; b < cell.blocks_per_stream; ++b) {
+      const Clock::time_point t0 = Clock::now();
+      for (uint64_t offset = 0; offset < block.size();
+           offset += cell.chunk_bytes) {
+        const uint64_t n =
+            std::min<uint64_t>(cell.chunk_bytes, block.size() - offset);
+        request.Clear();
+        if (offset == 0) {
+          kvq::v1::BlockHeader* header = request.mutable_header();
+          header->set_namespace_("bench");
+          header->set_key(BlockKey(cell, s, b));
+          header->set_dtype(static_cast<kvq::v1::DType>(cell.dtype));
+          header->mutable_shape()->set_planes(shape.planes);
+          header->mutable_shape()->set_tokens(shape.tokens);
+          header->mutable_shape()->set_heads(shape.heads);
+          header->mutable_shape()->set_head_dim(shape.head_dim);
+          request.set_sequence(b);
+        }
+        request.set_offset(offset);
+        request.set_data(block.data() + offset, n);
+        request.set_last(offset + n == block.size());
+        if (!stream->Write(request)) return RpcError("Put write", stream->Finish());
+      }
+      if (!stream->Read(&response)) return RpcError("Put read", stream->Finish());
+      if (response.code() != 0) {
+        return absl::InternalError(absl::StrCat("Put: ", response.message()));
+      }
+      latencies.push_back(SecondsSince(t0));
+    }
+    stream->WritesDone();
+    grpc::Status status = stream->Finish();
+    return status.ok() ? absl::OkStatus() : RpcError("Put", status);
+  });
+}
+
+absl::StatusOr<CellResult> RunKvqGet(const std::string& address,
+                                     const Cell& cell) {
+  return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
+    auto stub = kvq::v1::KVCache::NewStub(channel);
+    kvq::v1::GetResponse response;
+    for (int b = 0; b < cell.blocks_per_stream; ++b) {
+      const Clock::time_point t0 = Clock::now();
+      grpc::ClientContext context;
+      kvq::v1::GetRequest request;
+      request.set_namespace_("bench");
+      request.add_keys(BlockKey(cell, s, b));
+      request.set_chunk_bytes(cell.chunk_bytes);
+      auto reader = stub->Get(&context, request);
+      uint64_t bytes = 0;
+      while (reader->Read(&response)) {
+        if (response.code() != 0) {
+          return absl::InternalError(absl::StrCat("Get: ", response.message()));
+        }
+        bytes += response.data().size();
+      }
+      grpc::Status status = reader->Finish();
+      if (!status.ok()) return RpcError("Get", status);
+      if (bytes != cell.block_bytes) {
+        return absl::InternalError(absl::StrCat("Get returned ", bytes,
+                                                " bytes, expected ",
+                                                cell.block_bytes));
+      }
+      latencies.push_back(SecondsSince(t0));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<CellResult> RunBareUpload(const std::string& address,
+                                         const Cell& cell) {
+  const std::string block = RandomBlock(cell);
+  return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
+    auto stub = Transport::NewStub(channel);
+    grpc::ClientContext context;
+    auto stream = stub->Upload(&context);
+    Chunk chunk;
+    Ack ack;
+    for (int b = 0; b < cell.blocks_per_stream; ++b) {
+      const Clock::time_point t0 = Clock::now();
+      for (uint64_t offset = 0; offset < block.size();
+           offset += cell.chunk_bytes) {
+        const uint64_t n =
+            std::min<uint64_t>(cell.chunk_bytes, block.size() - offset);
+        chunk.set_data(block.data() + offset, n);
+        chunk.set_last(offset + n == block.size());
+        if (!stream->Write(chunk)) return RpcError("Upload", stream->Finish());
+      }
+      if (!stream->Read(&ack)) return RpcError("Upload", stream->Finish());
+      latencies.push_back(SecondsSince(t0));
+    }
+    stream->WritesDone();
+    grpc::Status status = stream->Finish();
+    return status.ok() ? absl::OkStatus() : RpcError("Upload", status);
+  });
+}
+
+absl::StatusOr<CellResult> RunBareDownload(const std::string& address,
+                                           const Cell& cell) {
+  return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
+    auto stub = Transport::NewStub(channel);
+    Chunk chunk;
+    for (int b = 0; b < cell.blocks_per_stream; ++b) {
+      const Clock::time_point t0 = Clock::now();
+      grpc::ClientContext context;
+      DownloadRequest request;
+      request.set_block_bytes(cell.block_bytes);
+      request.set_chunk_bytes(cell.chunk_bytes);
+      auto reader = stub->Download(&context, request);
+      while (reader->Read(&chunk)) {
+      }
+      grpc::Status status = reader->Finish();
+      if (!status.ok()) return RpcError("Download", status);
+      latencies.push_back(SecondsSince(t0));
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace kvq::bench

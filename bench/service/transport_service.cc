@@ -1,0 +1,87 @@
+#include "bench/service/transport_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "transport.grpc.pb.h"
+
+namespace kvq::bench {
+namespace {
+
+class TransportService final : public Transport::Service {
+ public:
+  grpc::Status Upload(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<Ack, Chunk>* stream) override {
+    Chunk chunk;
+    uint64_t bytes = 0;
+    while (stream->Read(&chunk)) {
+      bytes += chunk.data().size();
+      if (chunk.last()) {
+        Ack ack;
+        ack.set_bytes(bytes);
+        if (!stream->Write(ack)) break;
+        bytes = 0;
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Download(grpc::ServerContext* context,
+                        const DownloadRequest* request,
+                        grpc::ServerWriter<Chunk>* writer) override {
+    const uint64_t chunk_bytes = std::max<uint32_t>(request->chunk_bytes(), 1);
+    // Like kvq's Get, the block is in a buffer and each chunk is copied into
+    // its message.
+    std::string block(request->block_bytes(), '\x5a');
+    Chunk chunk;
+    for (uint64_t offset = 0; offset < block.size(); offset += chunk_bytes) {
+      const uint64_t n = std::min<uint64_t>(chunk_bytes, block.size() - offset);
+      chunk.set_data(block.data() + offset, n);
+      chunk.set_last(offset + n == block.size());
+      if (!writer->Write(chunk)) break;
+    }
+    return grpc::Status::OK;
+  }
+};
+
+}  // namespace
+
+int ServeTransport(const std::string& listen, const std::string& ready_file,
+                   int max_message_bytes) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  TransportService service;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(max_message_bytes);
+  builder.SetMaxSendMessageSize(max_message_bytes);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::fprintf(stderr, "transport server: cannot listen on %s\n",
+                 listen.c_str());
+    return 1;
+  }
+  {
+    std::ofstream(ready_file + ".tmp") << "grpc_port=" << port << "\n";
+  }
+  std::rename((ready_file + ".tmp").c_str(), ready_file.c_str());
+  int signal = 0;
+  sigwait(&signals, &signal);
+  server->Shutdown();
+  return 0;
+}
+
+}  // namespace kvq::bench

@@ -1,0 +1,150 @@
+// Device helpers shared by the production kernels: magnitudes as integer
+// bits, team / CTA max reductions, quantizing a vector with quant_math.h, and
+// the per-block outputs (absmax, non-finite flag, payload padding).
+//
+// Magnitudes are reduced as the bit patterns of |x| (sign cleared): for
+// non-negative floats integer order is float order, so the max is exact and
+// order-independent, atomicMax on the bits works, and NaN (0x7f800001 and
+// up) and Inf (0x7f800000) compare above every finite value, so one compare
+// of the group's max detects non-finite input.
+
+#ifndef KVQ_KERNELS_CUDA_KERNEL_COMMON_CUH_
+#define KVQ_KERNELS_CUDA_KERNEL_COMMON_CUH_
+
+#include <cstdint>
+
+#include "kernels/cuda/addressing.cuh"
+#include "kernels/cuda/dtype_traits.cuh"
+#include "kernels/quant_math.h"
+
+namespace kvq::cuda::internal {
+
+inline constexpr uint32_t kInfBits = 0x7f800000u;
+
+// Where a quantize launch reports per-block results; either may be null.
+struct QuantizeOutputs {
+  float* absmax = nullptr;       // float[batch]: max |x| of each block
+  uint32_t* nonfinite = nullptr;  // set non-zero if any input is NaN / Inf
+  // True when several CTAs contribute to one block's absmax: the host then
+  // zeroes absmax first and kernels combine with atomicMax.
+  bool atomic_absmax = false;
+};
+
+__device__ __forceinline__ uint32_t AbsBits(float x) {
+  return __float_as_uint(x) & 0x7fffffffu;
+}
+
+// Max over aligned runs of `width` lanes (a power of two <= 32). Every lane
+// of the warp must call it.
+__device__ __forceinline__ uint32_t SubWarpMax(uint32_t v, uint32_t width) {
+  for (uint32_t offset = width >> 1; offset > 0; offset >>= 1) {
+    v = max(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  }
+  return v;
+}
+
+// Max over the whole CTA (blockDim.x a multiple of 32, <= 1024), returned to
+// every thread. Every thread must call it; `scratch` holds 32 words.
+__device__ __forceinline__ uint32_t CtaMax(uint32_t v, uint32_t* scratch) {
+  v = SubWarpMax(v, 32);
+  __syncthreads();  // scratch may still be read from the previous call
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  const uint32_t warps = blockDim.x >> 5;
+  v = 0;
+  for (uint32_t w = 0; w < warps; ++w) v = max(v, scratch[w]);
+  return v;
+}
+
+// Records the max magnitude `bits` of (part of) block `block`: one thread
+// per CTA calls it.
+__device__ __forceinline__ void ReportBlockMax(const QuantizeOutputs& out,
+                                               uint32_t block, uint32_t bits) {
+  if (out.nonfinite != nullptr && bits >= kInfBits) *out.nonfinite = 1;
+  if (out.absmax != nullptr) {
+    if (out.atomic_absmax) {
+      atomicMax(reinterpret_cast<unsigned int*>(out.absmax + block), bits);
+    } else {
+      out.absmax[block] = __uint_as_float(bits);
+    }
+  }
+}
+
+template <typename T, int kN>
+__device__ __forceinline__ uint32_t MaxAbsBits(const Vec<T, kN>& x,
+                                               uint32_t bits) {
+#pragma unroll
+  for (int e = 0; e < kN; ++e) bits = max(bits, AbsBits(ToFloat(x.v[e])));
+  return bits;
+}
+
+// Quantizes kN values that share one scale.
+template <typename T, int kN>
+__device__ __forceinline__ Vec<int8_t, kN> QuantizeVec(const Vec<T, kN>& x,
+                                                       float scale,
+                                                       float inv_scale) {
+  Vec<int8_t, kN> q;
+#pragma unroll
+  for (int e = 0; e < kN; ++e) {
+    q.v[e] = QuantizeValue(ToFloat(x.v[e]), scale, inv_scale);
+  }
+  return q;
+}
+
+// Quantizes kN values with one scale each.
+template <typename T, int kN>
+__device__ __forceinline__ Vec<int8_t, kN> QuantizeVec(const Vec<T, kN>& x,
+                                                       const float* scale,
+                                                       const float* inv_scale) {
+  Vec<int8_t, kN> q;
+#pragma unroll
+  for (int e = 0; e < kN; ++e) {
+    q.v[e] = QuantizeValue(ToFloat(x.v[e]), scale[e], inv_scale[e]);
+  }
+  return q;
+}
+
+// kN consecutive scales starting at scale index g (g a multiple of kN when
+// kN > 1), read or written in 16-byte pieces: the scale region starts
+// 16-byte aligned, so every piece is aligned and inside one page.
+template <int kN, class Payload>
+__device__ __forceinline__ void LoadScales(const Payload& payload,
+                                           uint64_t scales_offset, uint64_t g,
+                                           float* scale) {
+  constexpr int kPiece = kN < 4 ? kN : 4;
+#pragma unroll
+  for (int e = 0; e < kN; e += kPiece) {
+    const Vec<float, kPiece> s = LoadVec<float, kPiece>(
+        reinterpret_cast<const float*>(
+            payload.At(scales_offset + 4 * (g + e))));
+#pragma unroll
+    for (int k = 0; k < kPiece; ++k) scale[e + k] = s.v[k];
+  }
+}
+
+template <int kN, class Payload>
+__device__ __forceinline__ void StoreScales(const Payload& payload,
+                                            uint64_t scales_offset, uint64_t g,
+                                            const float* scale) {
+  constexpr int kPiece = kN < 4 ? kN : 4;
+#pragma unroll
+  for (int e = 0; e < kN; e += kPiece) {
+    Vec<float, kPiece> s;
+#pragma unroll
+    for (int k = 0; k < kPiece; ++k) s.v[k] = scale[e + k];
+    StoreVec<float, kPiece>(
+        reinterpret_cast<float*>(payload.At(scales_offset + 4 * (g + e))), s);
+  }
+}
+
+// Zeroes the (at most 15) padding bytes between the values and the scales.
+template <class Payload>
+__device__ __forceinline__ void WritePadding(const Payload& payload,
+                                             uint64_t elements,
+                                             uint64_t scales_offset) {
+  for (uint64_t b = elements; b < scales_offset; ++b) *payload.At(b) = 0;
+}
+
+}  // namespace kvq::cuda::internal
+
+#endif  // KVQ_KERNELS_CUDA_KERNEL_COMMON_CUH_

@@ -1,0 +1,114 @@
+#include "kernels/parallel.h"
+
+#include <algorithm>
+#include <atomic>
+
+namespace kvq {
+
+// One ParallelFor call. It lives on its caller's stack; the caller waits for
+// `helpers` to drop to zero before returning, so no worker touches it after.
+struct WorkerPool::Loop {
+  Loop(size_t n, size_t grain, absl::FunctionRef<void(size_t, size_t)> fn)
+      : n(n), grain(grain), chunks((n + grain - 1) / grain), fn(fn) {}
+
+  const size_t n;
+  const size_t grain;
+  const size_t chunks;
+  absl::FunctionRef<void(size_t, size_t)> fn;
+  std::atomic<size_t> next_chunk{0};
+  int helpers = 0;  // workers inside RunChunks; guarded by the pool's mu_
+  std::condition_variable helpers_done;
+};
+
+WorkerPool::WorkerPool(int workers) {
+  threads_.reserve(std::max(workers, 0));
+  for (int i = 0; i < workers; ++i) {
+    threads_.emplace_back([this] { WorkerMain(); });
+  }
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+WorkerPool& WorkerPool::Default() {
+  static WorkerPool* const pool = [] {
+    const int hardware = static_cast<int>(std::thread::hardware_concurrency());
+    return new WorkerPool(std::clamp(hardware, 1, 8) - 1);
+  }();
+  return *pool;
+}
+
+void WorkerPool::RunChunks(Loop& loop) {
+  for (;;) {
+    const size_t c = loop.next_chunk.fetch_add(1, std::memory_order_relaxed);
+    if (c >= loop.chunks) return;
+    const size_t begin = c * loop.grain;
+    loop.fn(begin, std::min(loop.n, begin + loop.grain));
+  }
+}
+
+void WorkerPool::WorkerMain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_.wait(lock, [this] { return stopping_ || !loops_.empty(); });
+    if (stopping_) return;
+    Loop* loop = loops_.front();
+    // Every chunk of the front loop is about to be claimed by someone; let
+    // the next waiting worker look at the loop behind it.
+    if (loop->next_chunk.load(std::memory_order_relaxed) >= loop->chunks) {
+      loops_.pop_front();
+      continue;
+    }
+    ++loop->helpers;
+    lock.unlock();
+    RunChunks(*loop);
+    lock.lock();
+    if (--loop->helpers == 0) loop->helpers_done.notify_all();
+  }
+}
+
+void WorkerPool::ParallelFor(size_t n, size_t grain,
+                             absl::FunctionRef<void(size_t, size_t)> fn) {
+  if (n == 0) return;
+  grain = std::max<size_t>(grain, 1);
+  if (threads_.empty() || n <= grain) {
+    for (size_t begin = 0; begin < n; begin += grain) {
+      fn(begin, std::min(n, begin + grain));
+    }
+    return;
+  }
+  Loop loop(n, grain, fn);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    loops_.push_back(&loop);
+  }
+  // Wake as many workers as there are chunks beyond the caller's first.
+  const size_t wake = std::min(loop.chunks - 1, threads_.size());
+  for (size_t i = 0; i < wake; ++i) work_.notify_one();
+
+  RunChunks(loop);
+
+  std::unique_lock<std::mutex> lock(mu_);
+  // Every chunk is claimed: no new worker may join. Those inside finish the
+  // chunks they hold.
+  auto it = std::find(loops_.begin(), loops_.end(), &loop);
+  if (it != loops_.end()) loops_.erase(it);
+  loop.helpers_done.wait(lock, [&loop] { return loop.helpers == 0; });
+}
+
+void ParallelFor(size_t n, size_t grain,
+                 absl::FunctionRef<void(size_t, size_t)> fn) {
+  if (n <= std::max<size_t>(grain, 1)) {
+    if (n > 0) fn(0, n);
+    return;
+  }
+  WorkerPool::Default().ParallelFor(n, grain, fn);
+}
+
+}  // namespace kvq

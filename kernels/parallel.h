@@ -1,0 +1,64 @@
+// A small persistent worker pool and ParallelFor for the CPU fast path.
+//
+// ParallelFor(n, grain, fn) calls fn(begin, end) on disjoint ranges covering
+// [0, n), each at most `grain` long, and returns when all have run. The
+// calling thread works too, so a call makes progress even when every worker
+// is busy with other callers' loops: any number of threads may call it at
+// once (the server quantizes many blocks concurrently), and nested calls
+// cannot deadlock. Ranges run in no particular order on no particular thread;
+// `fn` must not throw.
+//
+// Workers start on first use and live for the rest of the process.
+
+#ifndef KVQ_KERNELS_PARALLEL_H_
+#define KVQ_KERNELS_PARALLEL_H_
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+
+namespace kvq {
+
+class WorkerPool {
+ public:
+  // Starts `workers` threads (0: every call runs on its caller).
+  explicit WorkerPool(int workers);
+  ~WorkerPool();  // joins the workers; no call may be in flight
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  // The process-wide pool: min(hardware threads, 8) - 1 workers, so that a
+  // loop uses every core counting its caller. Never destroyed.
+  static WorkerPool& Default();
+
+  // Threads a loop can use: the workers plus the caller.
+  int concurrency() const { return static_cast<int>(threads_.size()) + 1; }
+
+  void ParallelFor(size_t n, size_t grain,
+                   absl::FunctionRef<void(size_t, size_t)> fn);
+
+ private:
+  struct Loop;
+  void WorkerMain();
+  static void RunChunks(Loop& loop);
+
+  std::mutex mu_;
+  std::condition_variable work_;
+  std::deque<Loop*> loops_;  // loops with chunks left to claim
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// WorkerPool::Default().ParallelFor(n, grain, fn); runs inline when the loop
+// is a single chunk.
+void ParallelFor(size_t n, size_t grain,
+                 absl::FunctionRef<void(size_t, size_t)> fn);
+
+}  // namespace kvq
+
+#endif  // KVQ_KERNELS_PARALLEL_H_

@@ -1,0 +1,160 @@
+#include "server/service/block_store.h"
+
+#include <new>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kernels/quantize.h"
+#include "server/service/quant_error.h"
+
+namespace kvq {
+namespace {
+
+constexpr DType kAllDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
+
+std::string_view WireDTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kFp16:
+      return "DTYPE_FP16";
+    case DType::kBf16:
+      return "DTYPE_BF16";
+    case DType::kFp32:
+      return "DTYPE_FP32";
+  }
+  return "DTYPE_UNSPECIFIED";
+}
+
+// OUT_OF_RANGE when a block put as `stored` holds values beyond what
+// `wanted` can represent: converting would turn them into infinities.
+absl::Status CheckRange(const BlockMeta& meta, DType wanted) {
+  if (wanted == meta.dtype || meta.absmax <= DTypeMaxFinite(wanted)) {
+    return absl::OkStatus();
+  }
+  std::vector<std::string_view> fitting;
+  for (DType d : kAllDTypes) {
+    if (meta.absmax <= DTypeMaxFinite(d)) fitting.push_back(WireDTypeName(d));
+  }
+  return absl::OutOfRangeError(absl::StrCat(
+      "dtype ", WireDTypeName(wanted), " cannot hold this block: it was put as ",
+      DTypeName(meta.dtype), " with values up to |", meta.absmax,
+      "|, above the largest finite ", DTypeName(wanted), " (",
+      DTypeMaxFinite(wanted), "); ask for ", absl::StrJoin(fitting, " or "),
+      ", or leave dtype unspecified"));
+}
+
+}  // namespace
+
+std::byte* GrowableBuffer::Reserve(uint64_t bytes) {
+  if (bytes > capacity_) {
+    data_.reset(new (std::nothrow) std::byte[bytes]);
+    capacity_ = data_ != nullptr ? bytes : 0;
+  }
+  return data_.get();
+}
+
+BlockStore::BlockStore(BlockPool* pool, Backend* backend,
+                       ServerMetrics* metrics, uint32_t quality_sample_every)
+    : pool_(pool),
+      backend_(backend),
+      metrics_(metrics),
+      quality_sample_every_(quality_sample_every) {}
+
+absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
+                                           std::span<const std::byte> data) {
+  const BlockLayout& layout = header.layout;
+  absl::StatusOr<Reservation> reservation = pool_->Reserve(layout.payload_bytes);
+  if (!reservation.ok()) return reservation.status();
+
+  DataPathTimings timings;
+  absl::StatusOr<float> absmax = backend_->QuantizeInto(
+      layout, header.dtype, data, reservation->pages(), &timings);
+  ObserveTimings(timings, /*put=*/true);
+  if (!absmax.ok()) return absmax.status();  // drops the reservation
+
+  if (ShouldSampleQuality()) {
+    // Decode from the reserved pages, before anyone else can see (or
+    // replace) the block, into the dtype it was put with: the error a
+    // reader asking for that dtype gets.
+    GrowableBuffer decoded;
+    std::byte* out = decoded.Reserve(data.size());
+    if (out != nullptr) {
+      DataPathTimings ignored;
+      absl::Status s =
+          backend_->DequantizeFrom(layout, reservation->pages(), header.dtype,
+                                   {out, data.size()}, &ignored);
+      if (!s.ok()) return s;  // a block that cannot be decoded is not stored
+      if (metrics_ != nullptr) {
+        metrics_->ObserveQuantError(
+            RelativeL2Error(header.dtype, data, {out, data.size()}));
+      }
+    }
+  }
+
+  BlockMeta meta;
+  meta.dtype = header.dtype;
+  meta.layout = layout;
+  meta.logical_bytes = header.logical_bytes();
+  meta.absmax = *absmax;
+  pool_->Commit(*std::move(reservation), header.ns, header.key, meta);
+  return layout.payload_bytes;
+}
+
+absl::StatusOr<FetchedBlock> BlockStore::Fetch(std::string_view ns,
+                                               std::string_view key,
+                                               std::optional<DType> dtype,
+                                               GrowableBuffer& buffer) {
+  std::optional<PinnedBlock> pinned = pool_->Pin(ns, key);
+  if (!pinned.has_value()) {
+    return absl::NotFoundError(absl::StrCat("key ", DescribeKey(key),
+                                            " is not held in namespace \"", ns,
+                                            "\""));
+  }
+  const BlockMeta& meta = pinned->meta();
+  FetchedBlock fetched;
+  fetched.dtype = dtype.value_or(meta.dtype);
+  fetched.layout = meta.layout;
+  if (absl::Status s = CheckRange(meta, fetched.dtype); !s.ok()) return s;
+
+  const uint64_t bytes = meta.layout.logical_bytes(fetched.dtype);
+  std::byte* out = buffer.Reserve(bytes);
+  if (out == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot allocate ", bytes, " bytes to answer with this block"));
+  }
+  DataPathTimings timings;
+  absl::Status s = backend_->DequantizeFrom(meta.layout, pinned->pages(),
+                                            fetched.dtype, {out, bytes},
+                                            &timings);
+  ObserveTimings(timings, /*put=*/false);
+  if (!s.ok()) return s;
+  fetched.data = {out, bytes};
+  return fetched;
+}
+
+bool BlockStore::ShouldSampleQuality() {
+  if (quality_sample_every_ == 0) return false;
+  const uint64_t n = stores_.fetch_add(1, std::memory_order_relaxed) + 1;
+  return n % quality_sample_every_ == 0;
+}
+
+void BlockStore::ObserveTimings(const DataPathTimings& timings, bool put) {
+  if (metrics_ == nullptr) return;
+  // A stage a backend does not have (the CPU has no copies) reports 0 and
+  // is not observed, so its histogram is not flooded with zeros.
+  if (timings.host_to_device_seconds > 0) {
+    metrics_->ObserveStage(Stage::kHostToDevice,
+                           timings.host_to_device_seconds);
+  }
+  if (timings.kernel_seconds > 0) {
+    metrics_->ObserveStage(put ? Stage::kQuantize : Stage::kDequantize,
+                           timings.kernel_seconds);
+  }
+  if (timings.device_to_host_seconds > 0) {
+    metrics_->ObserveStage(Stage::kDeviceToHost,
+                           timings.device_to_host_seconds);
+  }
+}
+
+}  // namespace kvq

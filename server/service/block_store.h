@@ -1,0 +1,88 @@
+// BlockStore: the data path between the service and the pool + backend.
+//
+// Store: pool.Reserve -> backend.QuantizeInto -> pool.Commit. The block is
+// visible only after Commit; on any failure the reservation is dropped, so
+// no page is leaked and nothing is published (a failed overwrite leaves the
+// old block in place). Every `quality_sample_every`-th stored block is also
+// decoded again and its relative L2 error against the input is recorded.
+//
+// Fetch: pool.Pin -> range check -> backend.DequantizeFrom into the caller's
+// buffer; the pin is released before Fetch returns, so a slow reader never
+// holds pool pages while its answer is being sent.
+//
+// Records the data-path stage latencies (and the sampled quality) in
+// `metrics` when it is not null. Thread-safe.
+
+#ifndef KVQ_SERVER_SERVICE_BLOCK_STORE_H_
+#define KVQ_SERVER_SERVICE_BLOCK_STORE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "kernels/format.h"
+#include "server/backend/backend.h"
+#include "server/metrics/server_metrics.h"
+#include "server/pool/block_pool.h"
+#include "server/service/header_validation.h"
+
+namespace kvq {
+
+// A byte buffer that only grows and is never zero-filled: a Get reuses one
+// for every key it answers.
+class GrowableBuffer {
+ public:
+  // At least `bytes` of writable space; nullptr if memory is exhausted.
+  std::byte* Reserve(uint64_t bytes);
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  uint64_t capacity_ = 0;
+};
+
+// A block read back: `data` points into the caller's GrowableBuffer.
+struct FetchedBlock {
+  DType dtype = DType::kFp32;  // the dtype of `data`
+  BlockLayout layout;
+  std::span<const std::byte> data;
+};
+
+class BlockStore {
+ public:
+  // `pool`, `backend` and `metrics` (may be null) must outlive the store.
+  // quality_sample_every = 0 disables quality sampling.
+  BlockStore(BlockPool* pool, Backend* backend, ServerMetrics* metrics,
+             uint32_t quality_sample_every);
+
+  // Stores `data` (header.logical_bytes() bytes) under (header.ns,
+  // header.key); returns the stored (quantized payload) bytes.
+  // INVALID_ARGUMENT for non-finite data, RESOURCE_EXHAUSTED when the pool
+  // cannot make room.
+  absl::StatusOr<uint64_t> Store(const PutHeader& header,
+                                 std::span<const std::byte> data);
+
+  // Reads (ns, key) dequantized to `dtype` (nullopt: as put). NOT_FOUND on a
+  // miss; OUT_OF_RANGE when the block holds values `dtype` cannot represent.
+  absl::StatusOr<FetchedBlock> Fetch(std::string_view ns, std::string_view key,
+                                     std::optional<DType> dtype,
+                                     GrowableBuffer& buffer);
+
+ private:
+  bool ShouldSampleQuality();
+  void ObserveTimings(const DataPathTimings& timings, bool put);
+
+  BlockPool* const pool_;
+  Backend* const backend_;
+  ServerMetrics* const metrics_;
+  const uint32_t quality_sample_every_;
+  std::atomic<uint64_t> stores_{0};
+};
+
+}  // namespace kvq
+
+#endif  // KVQ_SERVER_SERVICE_BLOCK_STORE_H_

@@ -1,0 +1,274 @@
+#include "server/service/kvcache_service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/service/header_validation.h"
+#include "server/service/put_assembler.h"
+#include "server/service/rpc_call.h"
+#include "server/service/status_mapping.h"
+
+namespace kvq {
+namespace {
+
+constexpr uint64_t kDefaultChunkBytes = uint64_t{1} << 20;
+// Room left in a Get response for everything but the data: the header
+// (key <= 1 KiB, namespace <= 128 bytes, shape) and protobuf framing.
+constexpr uint64_t kResponseEnvelopeBytes = 16 << 10;
+
+absl::Status ValidateKeys(
+    const google::protobuf::RepeatedPtrField<std::string>& keys) {
+  for (int i = 0; i < keys.size(); ++i) {
+    if (absl::Status s = ValidateKey(keys[i], absl::StrCat("keys[", i, "]"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ClientGone() {
+  return absl::CancelledError(
+      "the client went away before the answer was complete");
+}
+
+}  // namespace
+
+uint64_t GetChunkBytes(uint32_t requested, uint64_t max_message_bytes) {
+  const uint64_t cap = max_message_bytes > 2 * kResponseEnvelopeBytes
+                           ? max_message_bytes - kResponseEnvelopeBytes
+                           : std::max<uint64_t>(1, max_message_bytes / 2);
+  const uint64_t wanted = requested == 0 ? kDefaultChunkBytes : requested;
+  return std::min(wanted, cap);
+}
+
+KVCacheService::KVCacheService(BlockPool* pool, Backend* backend,
+                               BlockStore* store, ServerMetrics* metrics,
+                               ServiceOptions options)
+    : pool_(pool),
+      backend_(backend),
+      store_(store),
+      metrics_(metrics),
+      options_(std::move(options)) {}
+
+grpc::Status KVCacheService::Put(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::PutResponse, v1::PutRequest>* stream) {
+  RpcCall call(*metrics_, Rpc::kPut, context);
+  PutAssembler assembler(
+      PutLimits{pool_->page_bytes(), pool_->pages_total()});
+  uint64_t stored = 0, refused = 0, bytes_in = 0;
+  auto summary = [&] {
+    return absl::StrCat("stored=", stored, " refused=", refused,
+                        " bytes_in=", bytes_in);
+  };
+
+  v1::PutRequest request;
+  while (stream->Read(&request)) {
+    for (PutEvent& event : assembler.Feed(request)) {
+      v1::PutResponse response;
+      response.set_sequence(event.sequence);
+      absl::Status status = std::move(event.status);
+      if (status.ok()) {
+        const AssembledBlock& block = *event.block;
+        metrics_->ObserveStage(Stage::kReceive,
+                               SecondsSince(block.first_chunk_time));
+        absl::StatusOr<uint64_t> stored_bytes =
+            store_->Store(block.header, block.data());
+        if (stored_bytes.ok()) {
+          const uint64_t logical = block.header.logical_bytes();
+          response.set_logical_bytes(logical);
+          response.set_stored_bytes(*stored_bytes);
+          metrics_->CountPut(block.header.dtype, logical);
+          ++stored;
+          bytes_in += logical;
+        } else {
+          status = stored_bytes.status();
+        }
+        event.block.reset();  // free the staging before the write may block
+      }
+      if (!status.ok()) {
+        response.set_code(WireCode(status));
+        response.set_message(call.ItemError(
+            status, absl::StrCat("key=", DescribeKey(event.key),
+                                 " sequence=", event.sequence)));
+        metrics_->CountPutError(WireCode(status));
+        ++refused;
+      }
+      response.set_key(std::move(event.key));
+      if (!stream->Write(response)) return call.Finish(ClientGone(), summary());
+    }
+  }
+  if (context->IsCancelled()) {
+    // Disconnect or cancel: an incomplete block dies with the assembler.
+    return call.Finish(
+        absl::CancelledError("the client cancelled the stream; an incomplete "
+                             "block was dropped, nothing of it stored"),
+        summary());
+  }
+  return call.Finish(assembler.Finish(), summary());
+}
+
+grpc::Status KVCacheService::Get(grpc::ServerContext* context,
+                                 const v1::GetRequest* request,
+                                 grpc::ServerWriter<v1::GetResponse>* writer) {
+  RpcCall call(*metrics_, Rpc::kGet, context);
+  uint64_t hits = 0, misses = 0, failed = 0, bytes_out = 0;
+  auto summary = [&] {
+    return absl::StrCat("keys=", request->keys_size(), " hits=", hits,
+                        " misses=", misses, " failed=", failed,
+                        " bytes_out=", bytes_out);
+  };
+  if (absl::Status s = ValidateNamespace(request->namespace_(), "namespace");
+      !s.ok()) {
+    return call.Finish(s, summary());
+  }
+  absl::StatusOr<std::optional<DType>> dtype =
+      GetDTypeFromWire(request->dtype(), "dtype");
+  if (!dtype.ok()) return call.Finish(dtype.status(), summary());
+  const uint64_t chunk_bytes =
+      GetChunkBytes(request->chunk_bytes(), options_.max_message_bytes);
+
+  GrowableBuffer buffer;
+  for (int i = 0; i < request->keys_size(); ++i) {
+    const std::string& key = request->keys(i);
+    const absl::Status key_status =
+        ValidateKey(key, absl::StrCat("keys[", i, "]"));
+    absl::StatusOr<FetchedBlock> block =
+        key_status.ok()
+            ? store_->Fetch(request->namespace_(), key, *dtype, buffer)
+            : absl::StatusOr<FetchedBlock>(key_status);
+    if (!block.ok()) {
+      if (absl::IsNotFound(block.status())) {
+        metrics_->CountGetMiss();
+        ++misses;
+      } else {
+        ++failed;
+      }
+      v1::GetResponse response;
+      response.set_key_index(i);
+      response.set_last(true);
+      response.set_code(WireCode(block.status()));
+      response.set_message(call.ItemError(
+          block.status(), absl::StrCat("keys[", i, "]=", DescribeKey(key))));
+      if (!writer->Write(response)) return call.Finish(ClientGone(), summary());
+      continue;
+    }
+
+    const auto send_start = std::chrono::steady_clock::now();
+    const std::span<const std::byte> data = block->data;
+    v1::GetResponse response;
+    for (uint64_t offset = 0; offset < data.size();) {
+      const uint64_t n = std::min<uint64_t>(chunk_bytes, data.size() - offset);
+      response.Clear();
+      response.set_key_index(i);
+      if (offset == 0) {
+        *response.mutable_header() = ToWireHeader(
+            request->namespace_(), key, block->dtype, block->layout);
+      }
+      response.set_offset(offset);
+      response.set_data(reinterpret_cast<const char*>(data.data() + offset), n);
+      offset += n;
+      response.set_last(offset == data.size());
+      if (!writer->Write(response)) return call.Finish(ClientGone(), summary());
+    }
+    metrics_->ObserveStage(Stage::kSend, SecondsSince(send_start));
+    metrics_->CountGetHit(data.size());
+    ++hits;
+    bytes_out += data.size();
+  }
+  return call.Finish(absl::OkStatus(), summary());
+}
+
+grpc::Status KVCacheService::Lookup(grpc::ServerContext* context,
+                                    const v1::LookupRequest* request,
+                                    v1::LookupResponse* response) {
+  RpcCall call(*metrics_, Rpc::kLookup, context);
+  absl::Status status = ValidateNamespace(request->namespace_(), "namespace");
+  if (status.ok()) status = ValidateKeys(request->keys());
+  if (!status.ok()) {
+    return call.Finish(status, absl::StrCat("keys=", request->keys_size()));
+  }
+  uint64_t present = 0;
+  bool prefix_unbroken = true;
+  uint32_t prefix_length = 0;
+  for (const std::string& key : request->keys()) {
+    const bool held = pool_->Contains(request->namespace_(), key);
+    response->add_present(held);
+    present += held;
+    prefix_unbroken = prefix_unbroken && held;
+    prefix_length += prefix_unbroken;
+  }
+  response->set_prefix_length(prefix_length);
+  metrics_->CountLookupKeys(request->keys_size(), present);
+  return call.Finish(
+      absl::OkStatus(),
+      absl::StrCat("keys=", request->keys_size(), " present=", present,
+                   " prefix_length=", prefix_length));
+}
+
+grpc::Status KVCacheService::Delete(grpc::ServerContext* context,
+                                    const v1::DeleteRequest* request,
+                                    v1::DeleteResponse* response) {
+  RpcCall call(*metrics_, Rpc::kDelete, context);
+  absl::Status status = ValidateNamespace(request->namespace_(), "namespace");
+  if (status.ok()) status = ValidateKeys(request->keys());
+  if (!status.ok()) {
+    return call.Finish(status, absl::StrCat("keys=", request->keys_size()));
+  }
+  uint32_t deleted = 0;
+  for (const std::string& key : request->keys()) {
+    const bool existed = pool_->Erase(request->namespace_(), key);
+    response->add_existed(existed);
+    deleted += existed;
+  }
+  response->set_deleted(deleted);
+  metrics_->CountDeletes(deleted);
+  return call.Finish(absl::OkStatus(),
+                     absl::StrCat("keys=", request->keys_size(),
+                                  " deleted=", deleted));
+}
+
+grpc::Status KVCacheService::Stats(grpc::ServerContext* context,
+                                   const v1::StatsRequest* request,
+                                   v1::StatsResponse* response) {
+  RpcCall call(*metrics_, Rpc::kStats, context);
+  const PoolStats pool = pool_->Stats();
+  const MemoryFigures memory = ComputeMemoryFigures(pool);
+  const ServerMetrics::Totals totals = metrics_->totals();
+
+  response->set_backend(std::string(backend_->name()));
+  response->set_device_name(backend_->device_name());
+  response->set_pool_capacity_bytes(memory.capacity_bytes);
+  response->set_page_bytes(pool.page_bytes);
+  response->set_pages_total(pool.pages_total);
+  response->set_pages_used(pool.pages_used);
+  response->set_blocks(pool.blocks);
+  response->set_logical_bytes(pool.logical_bytes);
+  response->set_stored_bytes(pool.stored_bytes);
+  response->set_pool_used_bytes(memory.used_bytes);
+  response->set_bytes_saved(
+      memory.bytes_saved > 0 ? static_cast<uint64_t>(memory.bytes_saved) : 0);
+  response->set_compression_ratio(memory.compression_ratio);
+  response->set_puts(totals.puts);
+  response->set_gets(totals.gets);
+  response->set_hits(totals.hits);
+  response->set_misses(totals.misses);
+  response->set_evictions(pool.evictions);
+  response->set_deletes(totals.deletes);
+  response->set_uptime_seconds(totals.uptime_seconds);
+  for (const NamespaceUsage& usage : pool.namespaces) {
+    v1::NamespaceStats* ns = response->add_namespaces();
+    ns->set_namespace_(usage.ns);
+    ns->set_blocks(usage.blocks);
+    ns->set_logical_bytes(usage.logical_bytes);
+    ns->set_stored_bytes(usage.stored_bytes);
+  }
+  response->set_version(options_.version);
+  return call.Finish(absl::OkStatus(), absl::StrCat("blocks=", pool.blocks));
+}
+
+}  // namespace kvq

@@ -1,0 +1,121 @@
+// PutAssembler: turns the chunks of a Put stream into whole blocks.
+//
+// It is the Put protocol and nothing else: no gRPC stream, no pool. The
+// service feeds it every PutRequest in stream order and gets back events:
+// a block whose bytes all arrived (to be stored), or a block refused with the
+// reason (to be reported). Events come in the order the blocks were sent.
+//
+// The protocol (proto/kvq/v1/kvcache.proto, PutRequest): a block is one or
+// more chunks; the first carries the header (and offset 0), each chunk's
+// offset equals the bytes of the block sent so far, the last has `last` set,
+// and the block's bytes are exactly dtype x shape. A block breaking a rule
+// is refused with INVALID_ARGUMENT naming the field; its remaining chunks are
+// skipped until the next header, and the stream goes on. A block whose
+// quantized payload could never fit the pool is refused with
+// RESOURCE_EXHAUSTED before any staging memory is allocated.
+//
+// A header arriving while a block is still incomplete refuses that block
+// (chunks missing) and starts the new one. A stream that ends inside a block
+// is an error of the whole RPC (Finish); the incomplete block is dropped.
+//
+// Not thread-safe: one assembler per stream.
+
+#ifndef KVQ_SERVER_SERVICE_PUT_ASSEMBLER_H_
+#define KVQ_SERVER_SERVICE_PUT_ASSEMBLER_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "kvq/v1/kvcache.pb.h"
+#include "server/service/header_validation.h"
+
+namespace kvq {
+
+// What the assembler checks before it allocates staging for a block.
+struct PutLimits {
+  uint64_t page_bytes = 0;   // the pool's page size
+  uint64_t pages_total = 0;  // the pool's capacity in pages
+};
+
+// A block whose bytes have all arrived. Move-only.
+class AssembledBlock {
+ public:
+  AssembledBlock(AssembledBlock&&) noexcept = default;
+  AssembledBlock& operator=(AssembledBlock&&) noexcept = default;
+
+  uint64_t sequence = 0;  // from the block's first chunk
+  PutHeader header;
+  // When the block's first chunk arrived (the receive stage starts there).
+  std::chrono::steady_clock::time_point first_chunk_time;
+
+  // The block's logical bytes: header.logical_bytes() of them.
+  std::span<const std::byte> data() const;
+
+ private:
+  friend class PutAssembler;
+  AssembledBlock() = default;
+
+  std::string whole_;                      // a one-chunk block: its own bytes
+  std::unique_ptr<std::byte[]> staging_;   // a multi-chunk block
+  uint64_t size_ = 0;
+};
+
+// The outcome of one block of the stream.
+struct PutEvent {
+  uint64_t sequence = 0;  // the block's first chunk's sequence
+  std::string key;        // empty if no usable header arrived
+  absl::Status status;    // OK: `block` holds the complete block
+  std::optional<AssembledBlock> block;
+};
+
+class PutAssembler {
+ public:
+  explicit PutAssembler(PutLimits limits);
+
+  // Consumes the next message of the stream; may take its data (a one-chunk
+  // block keeps the request's bytes instead of copying them). Returns the
+  // blocks this message completed or refused: usually none or one, two when
+  // a header cuts short an incomplete block and the new block is complete at
+  // once.
+  std::vector<PutEvent> Feed(v1::PutRequest& chunk);
+
+  // The client finished sending. INVALID_ARGUMENT (naming the block) if a
+  // block is incomplete; that block is dropped.
+  absl::Status Finish();
+
+  // True while a block has started but not completed.
+  bool inside_block() const { return state_ == State::kReceiving; }
+
+ private:
+  enum class State {
+    kIdle,       // expecting a header
+    kReceiving,  // a valid block is arriving
+    kSkipping,   // dropping the chunks of a refused block
+  };
+
+  void StartBlock(v1::PutRequest& chunk, std::vector<PutEvent>& events);
+  void ContinueBlock(v1::PutRequest& chunk, std::vector<PutEvent>& events);
+  // Refuses the current block. `chunk_was_last`: the failing chunk ended the
+  // block, so nothing is left to skip.
+  void Refuse(absl::Status status, bool chunk_was_last,
+              std::vector<PutEvent>& events);
+  void Refuse(uint64_t sequence, std::string key, absl::Status status,
+              bool chunk_was_last, std::vector<PutEvent>& events);
+  std::string Where() const;  // "block <key> (sequence N)" for messages
+
+  const PutLimits limits_;
+  State state_ = State::kIdle;
+  std::optional<AssembledBlock> current_;  // set while kReceiving
+  uint64_t received_ = 0;                  // bytes of current_ so far
+};
+
+}  // namespace kvq
+
+#endif  // KVQ_SERVER_SERVICE_PUT_ASSEMBLER_H_

@@ -1,0 +1,135 @@
+// Shared pieces of the integration suite: a test base that runs a real
+// kvq-server, random blocks, the reference a server's answers are checked
+// against, a raw Put stream for malformed input, and plain HTTP for /metrics.
+//
+// Every test gets its own server (ServerTest::SetUp), started with
+// ServerFlags() on top of the fixture's defaults, against the backend named
+// by env KVQ_TEST_DEVICE (cpu|cuda, default cpu). With KVQ_TEST_DEVICE=cuda
+// on a machine without an NVIDIA device the tests skip.
+//
+// What "correct" means here (kernels/format.h): for a CPU server, the bytes a
+// Get returns equal QuantizeReference + DequantizeReference of what was put,
+// byte for byte; on every backend, each element is within DequantErrorBound
+// of the value that was put.
+
+#ifndef KVQ_TESTS_INTEGRATION_INTEGRATION_TESTING_H_
+#define KVQ_TESTS_INTEGRATION_INTEGRATION_TESTING_H_
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/kvq_client.h"
+#include "gtest/gtest.h"
+#include "kernels/format.h"
+#include "kvq/v1/kvcache.grpc.pb.h"
+#include "tests/integration/server_process.h"
+
+namespace kvq::testing {
+
+// A fresh seed from std::random_device. Tests print it with SCOPED_TRACE.
+uint64_t FreshSeed();
+
+// How the values of a random block are drawn.
+enum class Values {
+  kNormal,           // N(0, 1)
+  kOutlierChannels,  // N(0, 1) with a few channels 40x larger
+  kWideRange,        // magnitudes spread over 10^-3 .. 10^3, random signs
+  kLarge,            // N(0, 1) * 1e5: beyond FP16's range (use FP32)
+};
+
+v1::BlockShape Shape(uint32_t planes, uint32_t tokens, uint32_t heads,
+                     uint32_t head_dim);
+v1::Quantization Quant(v1::Granularity granularity, uint32_t group_size = 0);
+
+// A block as a test puts it, and the values it holds.
+struct TestBlock {
+  std::string ns;
+  std::string key;
+  v1::DType dtype = v1::DTYPE_FP16;
+  v1::BlockShape shape;
+  v1::Quantization quantization;
+  std::string data;  // the elements in `dtype`, as sent
+
+  BlockToPut ToPut() const;
+  uint64_t elements() const;
+};
+
+TestBlock RandomBlock(std::mt19937_64& rng, std::string ns, std::string key,
+                      v1::DType dtype, const v1::BlockShape& shape,
+                      const v1::Quantization& quantization = {},
+                      Values values = Values::kNormal);
+
+// The kernels' view of a wire block.
+DType KernelDType(v1::DType dtype);
+absl::StatusOr<BlockLayout> KernelLayout(const TestBlock& block);
+
+// What a server must return for `block` read back as `out_dtype`: the
+// reference quantization and dequantization of its data.
+std::string ReferenceReadBack(const TestBlock& block, v1::DType out_dtype);
+
+// Checks the answer to a Get of `block` as `out_dtype`: every element is
+// within DequantErrorBound of the value put, and on a CPU server the bytes
+// equal ReferenceReadBack. Reports the first elements that are not.
+::testing::AssertionResult MatchesReference(const TestBlock& block,
+                                            v1::DType out_dtype,
+                                            std::string_view got);
+
+// The pool state tests compare before and after a refused request.
+struct PoolState {
+  uint64_t blocks = 0;
+  uint64_t pages_used = 0;
+  uint64_t logical_bytes = 0;
+  friend bool operator==(const PoolState&, const PoolState&) = default;
+};
+std::ostream& operator<<(std::ostream& os, const PoolState& state);
+
+// A Put stream driven message by message, for input the client never sends.
+struct RawPutOutcome {
+  grpc::Status status;                      // how the RPC ended
+  std::vector<v1::PutResponse> responses;  // every result, in order
+};
+RawPutOutcome RawPut(const std::shared_ptr<grpc::Channel>& channel,
+                     const std::vector<v1::PutRequest>& messages,
+                     absl::Duration deadline = absl::Seconds(30));
+
+// One PutRequest; `header` may be null (a continuation chunk).
+v1::PutRequest Chunk(const v1::BlockHeader* header, uint64_t offset,
+                     std::string data, bool last, uint64_t sequence = 0);
+v1::BlockHeader HeaderOf(const TestBlock& block);
+
+// GET http://host:port/path; the body, or the error. Fails on non-200.
+absl::StatusOr<std::string> HttpGet(const std::string& host, int port,
+                                    const std::string& path);
+
+// A test with its own kvq-server and a client connected to it.
+class ServerTest : public ::testing::Test {
+ protected:
+  // Flags for this test's server, after the fixture's defaults
+  // (--pool_bytes=64 MiB, --page_bytes=64 KiB, --log_level=info).
+  virtual std::vector<std::string> ServerFlags() const { return {}; }
+
+  void SetUp() override;
+  void TearDown() override;
+
+  // Another client of the same server.
+  std::unique_ptr<Client> NewClient(const ClientOptions& options = {}) const;
+  PoolState Pool() const;  // from Stats
+  v1::StatsResponse Stats() const;
+  // Whether `key` in `ns` is held now (Lookup).
+  bool Present(const std::string& ns, const std::string& key) const;
+
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<Client> client_;
+};
+
+// Path of the kvqctl binary (compiled in).
+std::string KvqctlPath();
+
+}  // namespace kvq::testing
+
+#endif  // KVQ_TESTS_INTEGRATION_INTEGRATION_TESTING_H_

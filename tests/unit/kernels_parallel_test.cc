@@ -1,0 +1,82 @@
+// Specification of kernels/parallel.h: every index exactly once, from any
+// number of concurrent callers, nested calls included.
+
+#include "kernels/parallel.h"
+
+#include <atomic>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/unit/kernels_test_util.h"
+
+namespace kvq {
+namespace {
+
+using kvq::testing::SeededTest;
+
+void ExpectEachIndexOnce(WorkerPool& pool, size_t n, size_t grain) {
+  std::vector<std::atomic<int>> hits(n);
+  std::atomic<size_t> largest_range{0};
+  pool.ParallelFor(n, grain, [&](size_t begin, size_t end) {
+    ASSERT_LT(begin, end);
+    ASSERT_LE(end, n);
+    size_t len = end - begin, seen = largest_range.load();
+    while (len > seen && !largest_range.compare_exchange_weak(seen, len)) {
+    }
+    for (size_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+  });
+  for (size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(hits[i].load(), 1) << "index " << i << " n=" << n
+                                 << " grain=" << grain;
+  }
+  EXPECT_LE(largest_range.load(), std::max<size_t>(grain, 1));
+}
+
+TEST_F(SeededTest, EveryIndexRunsExactlyOnceInRangesOfAtMostGrain) {
+  for (int workers : {0, 1, 3}) {
+    WorkerPool pool(workers);
+    EXPECT_EQ(pool.concurrency(), workers + 1);
+    for (int trial = 0; trial < 50; ++trial) {
+      const size_t n = rng_() % 5000;
+      const size_t grain = rng_() % 300;  // 0 counts as 1
+      ExpectEachIndexOnce(pool, n, grain);
+    }
+  }
+}
+
+TEST_F(SeededTest, ConcurrentAndNestedCallersAllComplete) {
+  WorkerPool pool(3);
+  std::vector<std::thread> callers;
+  std::atomic<uint64_t> total{0};
+  const int kCallers = 6, kLoops = 30;
+  for (int c = 0; c < kCallers; ++c) {
+    callers.emplace_back([&] {
+      for (int l = 0; l < kLoops; ++l) {
+        pool.ParallelFor(64, 4, [&](size_t begin, size_t end) {
+          for (size_t i = begin; i < end; ++i) {
+            // A nested loop on the same pool.
+            pool.ParallelFor(10, 3, [&](size_t b, size_t e) {
+              total.fetch_add(e - b);
+            });
+          }
+        });
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(total.load(), uint64_t{kCallers} * kLoops * 64 * 10);
+}
+
+TEST(ParallelFor, DefaultPoolCoversTheRange) {
+  std::vector<std::atomic<int>> hits(100000);
+  ParallelFor(hits.size(), 1000, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+  });
+  for (size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i].load(), 1) << i;
+  EXPECT_GE(WorkerPool::Default().concurrency(), 1);
+}
+
+}  // namespace
+}  // namespace kvq

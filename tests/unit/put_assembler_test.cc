@@ -1,0 +1,570 @@
+// PutAssembler: the Put stream protocol. Every bad input of the foundation
+// issue's list gets its own test: the block is refused with the right code
+// and a message naming the field, and the stream goes on with the next block.
+
+#include "server/service/put_assembler.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/unit/service_test_util.h"
+
+namespace kvq {
+namespace {
+
+using ::kvq::service_testing::Chunks;
+using ::kvq::service_testing::RandomBlockBytes;
+using ::kvq::service_testing::SeededTest;
+using ::kvq::service_testing::WireHeader;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+// Big enough for every block here unless a test says otherwise.
+constexpr PutLimits kRoomyPool{/*page_bytes=*/4096, /*pages_total=*/1 << 16};
+
+class PutAssemblerTest : public SeededTest {
+ protected:
+  BlockShape RandomShape() {
+    return BlockShape{static_cast<uint32_t>(Uniform(1, 4)),
+                      static_cast<uint32_t>(Uniform(1, 20)),
+                      static_cast<uint32_t>(Uniform(1, 4)),
+                      static_cast<uint32_t>(Uniform(1, 40))};
+  }
+  DType RandomDType() {
+    return service_testing::kAllDTypes[Uniform(0, 2)];
+  }
+  // Sorted distinct cut points strictly inside [0, size).
+  std::vector<uint64_t> RandomCuts(uint64_t size, int max_cuts) {
+    std::vector<uint64_t> cuts;
+    for (int i = 0; i < max_cuts && size > 1; ++i) {
+      cuts.push_back(Uniform(1, size - 1));
+    }
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    return cuts;
+  }
+
+  // Feeds every chunk; returns all events.
+  std::vector<PutEvent> FeedAll(PutAssembler& assembler,
+                                std::vector<v1::PutRequest> chunks) {
+    std::vector<PutEvent> all;
+    for (v1::PutRequest& chunk : chunks) {
+      for (PutEvent& event : assembler.Feed(chunk)) {
+        all.push_back(std::move(event));
+      }
+    }
+    return all;
+  }
+
+  // One valid block, sent as a single chunk.
+  std::vector<v1::PutRequest> GoodBlock(const std::string& key,
+                                        uint64_t sequence) {
+    const DType dtype = RandomDType();
+    const BlockShape shape = RandomShape();
+    return Chunks(WireHeader("ns", key, dtype, shape),
+                  RandomBlockBytes(dtype, shape.elements(), rng_), {},
+                  sequence);
+  }
+
+  // Expects one refusal with `code` whose message contains `field`.
+  void ExpectRefused(const std::vector<PutEvent>& events,
+                     absl::StatusCode code, const std::string& field) {
+    ASSERT_THAT(events, SizeIs(1));
+    EXPECT_EQ(events[0].status.code(), code) << events[0].status;
+    EXPECT_THAT(events[0].status.message(), HasSubstr(field));
+    EXPECT_FALSE(events[0].block.has_value());
+  }
+
+  // The next block on the stream still goes through.
+  void ExpectStreamGoesOn(PutAssembler& assembler) {
+    std::vector<PutEvent> events = FeedAll(assembler, GoodBlock("next", 99));
+    ASSERT_THAT(events, SizeIs(1));
+    EXPECT_TRUE(events[0].status.ok()) << events[0].status;
+    EXPECT_EQ(events[0].key, "next");
+    EXPECT_EQ(events[0].sequence, 99u);
+    EXPECT_TRUE(assembler.Finish().ok());
+  }
+};
+
+TEST_F(PutAssemblerTest, OneChunkBlockComesOutWithItsBytesAndHeader) {
+  const DType dtype = RandomDType();
+  const BlockShape shape = RandomShape();
+  const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+  PutAssembler assembler(kRoomyPool);
+
+  std::vector<PutEvent> events = FeedAll(
+      assembler, Chunks(WireHeader("model-a", "k1", dtype, shape), data, {}, 7));
+
+  ASSERT_THAT(events, SizeIs(1));
+  ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+  EXPECT_EQ(events[0].sequence, 7u);
+  EXPECT_EQ(events[0].key, "k1");
+  const AssembledBlock& block = *events[0].block;
+  EXPECT_EQ(block.sequence, 7u);
+  EXPECT_EQ(block.header.ns, "model-a");
+  EXPECT_EQ(block.header.key, "k1");
+  EXPECT_EQ(block.header.dtype, dtype);
+  EXPECT_EQ(block.header.layout.shape, shape);
+  EXPECT_EQ(block.header.layout.spec.granularity, Granularity::kPerTokenHead);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(block.data().data()),
+                        block.data().size()),
+            data);
+  EXPECT_TRUE(assembler.Finish().ok());
+}
+
+TEST_F(PutAssemblerTest, ChunkedBlockIsReassembledInOrder) {
+  for (int trial = 0; trial < 20; ++trial) {
+    const DType dtype = RandomDType();
+    const BlockShape shape = RandomShape();
+    const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+    PutAssembler assembler(kRoomyPool);
+    std::vector<v1::PutRequest> chunks =
+        Chunks(WireHeader("", "key", dtype, shape), data,
+               RandomCuts(data.size(), 8), trial);
+
+    std::vector<PutEvent> events;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      events = assembler.Feed(chunks[i]);
+      if (i + 1 < chunks.size()) {
+        EXPECT_THAT(events, SizeIs(0)) << "chunk " << i;
+        EXPECT_TRUE(assembler.inside_block());
+      }
+    }
+    ASSERT_THAT(events, SizeIs(1));
+    ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+    EXPECT_EQ(events[0].sequence, static_cast<uint64_t>(trial));
+    const auto bytes = events[0].block->data();
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data()),
+                          bytes.size()),
+              data);
+    EXPECT_FALSE(assembler.inside_block());
+    EXPECT_TRUE(assembler.Finish().ok());
+  }
+}
+
+TEST_F(PutAssemblerTest, EmptyLastChunkAfterAllBytesCompletesTheBlock) {
+  const BlockShape shape = RandomShape();
+  const std::string data = RandomBlockBytes(DType::kFp16, shape.elements(), rng_);
+  std::vector<v1::PutRequest> chunks =
+      Chunks(WireHeader("", "k", DType::kFp16, shape), data, {}, 1);
+  chunks[0].set_last(false);
+  v1::PutRequest tail;
+  tail.set_offset(data.size());
+  tail.set_last(true);
+  chunks.push_back(tail);
+  PutAssembler assembler(kRoomyPool);
+
+  std::vector<PutEvent> events = FeedAll(assembler, chunks);
+
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_TRUE(events[0].status.ok()) << events[0].status;
+  EXPECT_EQ(events[0].block->data().size(), data.size());
+}
+
+TEST_F(PutAssemblerTest, BlocksComeOutInStreamOrder) {
+  PutAssembler assembler(kRoomyPool);
+  std::vector<v1::PutRequest> stream;
+  for (uint64_t s = 0; s < 10; ++s) {
+    const DType dtype = RandomDType();
+    const BlockShape shape = RandomShape();
+    const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+    for (auto& chunk :
+         Chunks(WireHeader("", "key" + std::to_string(s), dtype, shape), data,
+                RandomCuts(data.size(), 3), 100 + s)) {
+      stream.push_back(std::move(chunk));
+    }
+  }
+  std::vector<PutEvent> events = FeedAll(assembler, stream);
+  ASSERT_THAT(events, SizeIs(10));
+  for (uint64_t s = 0; s < 10; ++s) {
+    EXPECT_TRUE(events[s].status.ok()) << events[s].status;
+    EXPECT_EQ(events[s].sequence, 100 + s);
+    EXPECT_EQ(events[s].key, "key" + std::to_string(s));
+  }
+}
+
+TEST_F(PutAssemblerTest, GroupGranularityWithDividingGroupSizeIsAccepted) {
+  const BlockShape shape{2, 3, 2, 64};
+  const std::string data = RandomBlockBytes(DType::kBf16, shape.elements(), rng_);
+  PutAssembler assembler(kRoomyPool);
+  std::vector<PutEvent> events = FeedAll(
+      assembler,
+      Chunks(WireHeader("", "k", DType::kBf16, shape,
+                        QuantSpec{Granularity::kGroup, 16}),
+             data, {}, 1));
+  ASSERT_THAT(events, SizeIs(1));
+  ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+  EXPECT_EQ(events[0].block->header.layout.spec.group_size, 16u);
+  EXPECT_EQ(events[0].block->header.layout.groups, shape.elements() / 16);
+}
+
+// --- Bad input: the byte count ---
+
+TEST_F(PutAssemblerTest, TooFewBytesForDtypeTimesShapeIsInvalidArgument) {
+  const DType dtype = RandomDType();
+  const BlockShape shape = RandomShape();
+  std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+  data.resize(data.size() - Uniform(1, data.size()));
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(
+      FeedAll(assembler, Chunks(WireHeader("", "k", dtype, shape), data, {}, 1)),
+      absl::StatusCode::kInvalidArgument, "dtype x shape");
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, TooManyBytesForDtypeTimesShapeIsInvalidArgument) {
+  const DType dtype = RandomDType();
+  const BlockShape shape = RandomShape();
+  std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+  data += std::string(Uniform(1, 64), 'x');
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(
+      FeedAll(assembler, Chunks(WireHeader("", "k", dtype, shape), data, {}, 1)),
+      absl::StatusCode::kInvalidArgument, "more than the header declares");
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, DataBeyondTheDeclaredSizeInALaterChunkIsRefused) {
+  const DType dtype = RandomDType();
+  const BlockShape shape = RandomShape();
+  std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+  const uint64_t declared = data.size();
+  data += std::string(Uniform(1, 64), 'x');
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(FeedAll(assembler,
+                        Chunks(WireHeader("", "k", dtype, shape), data,
+                               {declared / 2 + (declared == 1)}, 1)),
+                absl::StatusCode::kInvalidArgument, "past the block's declared size");
+  ExpectStreamGoesOn(assembler);
+}
+
+// --- Bad input: dimensions, dtype, granularity, format, group size ---
+
+TEST_F(PutAssemblerTest, ZeroDimensionIsInvalidArgumentNamingIt) {
+  const char* names[] = {"header.shape.planes", "header.shape.tokens",
+                         "header.shape.heads", "header.shape.head_dim"};
+  for (int dim = 0; dim < 4; ++dim) {
+    BlockShape shape{2, 4, 2, 8};
+    uint32_t* dims[] = {&shape.planes, &shape.tokens, &shape.heads,
+                        &shape.head_dim};
+    *dims[dim] = 0;
+    PutAssembler assembler(kRoomyPool);
+    ExpectRefused(FeedAll(assembler,
+                          Chunks(WireHeader("", "k", DType::kFp16, shape),
+                                 std::string(16, 'x'), {}, 1)),
+                  absl::StatusCode::kInvalidArgument, names[dim]);
+    ExpectStreamGoesOn(assembler);
+  }
+}
+
+TEST_F(PutAssemblerTest, AbsurdDimensionIsInvalidArgumentNamingIt) {
+  const char* names[] = {"header.shape.planes", "header.shape.tokens",
+                         "header.shape.heads", "header.shape.head_dim"};
+  const uint32_t limits[] = {kMaxPlanes, kMaxTokens, kMaxHeads, kMaxHeadDim};
+  for (int dim = 0; dim < 4; ++dim) {
+    BlockShape shape{1, 1, 1, 1};
+    uint32_t* dims[] = {&shape.planes, &shape.tokens, &shape.heads,
+                        &shape.head_dim};
+    *dims[dim] = limits[dim] + static_cast<uint32_t>(Uniform(1, 1000));
+    PutAssembler assembler(kRoomyPool);
+    ExpectRefused(FeedAll(assembler,
+                          Chunks(WireHeader("", "k", DType::kFp16, shape),
+                                 std::string(16, 'x'), {}, 1)),
+                  absl::StatusCode::kInvalidArgument, names[dim]);
+    ExpectStreamGoesOn(assembler);
+  }
+}
+
+TEST_F(PutAssemblerTest, TooManyValuesInAllIsInvalidArgumentNamingShape) {
+  // Each dimension is within its limit, the product is not.
+  const BlockShape shape{kMaxPlanes, kMaxTokens, 1, 2};
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(FeedAll(assembler,
+                        Chunks(WireHeader("", "k", DType::kFp16, shape),
+                               std::string(16, 'x'), {}, 1)),
+                absl::StatusCode::kInvalidArgument, "header.shape");
+}
+
+TEST_F(PutAssemblerTest, UnknownOrMissingDtypeIsInvalidArgument) {
+  for (int wire : {0, 4, 77, -1}) {
+    v1::BlockHeader header = WireHeader("", "k", DType::kFp16, {1, 1, 1, 8});
+    header.set_dtype(static_cast<v1::DType>(wire));
+    PutAssembler assembler(kRoomyPool);
+    ExpectRefused(FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
+                  absl::StatusCode::kInvalidArgument, "header.dtype");
+    ExpectStreamGoesOn(assembler);
+  }
+}
+
+TEST_F(PutAssemblerTest, UnknownGranularityIsInvalidArgument) {
+  v1::BlockHeader header = WireHeader("", "k", DType::kFp16, {1, 1, 1, 8});
+  header.mutable_quantization()->set_granularity(
+      static_cast<v1::Granularity>(5 + Uniform(0, 100)));
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
+                absl::StatusCode::kInvalidArgument,
+                "header.quantization.granularity");
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, UnknownFormatIsInvalidArgument) {
+  v1::BlockHeader header = WireHeader("", "k", DType::kFp16, {1, 1, 1, 8});
+  header.mutable_quantization()->set_format(
+      static_cast<v1::Format>(2 + Uniform(0, 100)));
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
+                absl::StatusCode::kInvalidArgument,
+                "header.quantization.format");
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, GroupSizeNotDividingHeadDimIsInvalidArgument) {
+  const uint32_t head_dim = 48;
+  for (uint32_t group : {0u, 5u, 7u, 96u}) {
+    PutAssembler assembler(kRoomyPool);
+    ExpectRefused(
+        FeedAll(assembler,
+                Chunks(WireHeader("", "k", DType::kFp16, {1, 1, 1, head_dim},
+                                  QuantSpec{Granularity::kGroup, group}),
+                       std::string(2 * head_dim, 'x'), {}, 1)),
+        absl::StatusCode::kInvalidArgument, "header.quantization.group_size");
+    ExpectStreamGoesOn(assembler);
+  }
+}
+
+TEST_F(PutAssemblerTest, GroupSizeWithoutGroupGranularityIsInvalidArgument) {
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(
+      FeedAll(assembler,
+              Chunks(WireHeader("", "k", DType::kFp16, {1, 1, 1, 8},
+                                QuantSpec{Granularity::kPerChannel, 4}),
+                     std::string(16, 'x'), {}, 1)),
+      absl::StatusCode::kInvalidArgument, "header.quantization.group_size");
+}
+
+// --- Bad input: key and namespace ---
+
+TEST_F(PutAssemblerTest, EmptyKeyIsInvalidArgument) {
+  PutAssembler assembler(kRoomyPool);
+  std::vector<PutEvent> events = FeedAll(
+      assembler, Chunks(WireHeader("", "", DType::kFp16, {1, 1, 1, 8}),
+                        std::string(16, 'x'), {}, 5));
+  ExpectRefused(events, absl::StatusCode::kInvalidArgument, "header.key");
+  EXPECT_EQ(events[0].sequence, 5u);
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, OverLongKeyIsInvalidArgumentAndNotEchoed) {
+  PutAssembler assembler(kRoomyPool);
+  const std::string key(kMaxKeyBytes + Uniform(1, 4096), 'k');
+  std::vector<PutEvent> events = FeedAll(
+      assembler, Chunks(WireHeader("", key, DType::kFp16, {1, 1, 1, 8}),
+                        std::string(16, 'x'), {}, 1));
+  ExpectRefused(events, absl::StatusCode::kInvalidArgument, "header.key");
+  EXPECT_EQ(events[0].key, "");
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, KeyOfExactlyTheLimitIsAccepted) {
+  std::string key(kMaxKeyBytes, '\0');
+  for (char& c : key) c = static_cast<char>(Uniform(0, 255));  // binary is fine
+  PutAssembler assembler(kRoomyPool);
+  std::vector<PutEvent> events = FeedAll(
+      assembler, Chunks(WireHeader("", key, DType::kFp16, {1, 1, 1, 8}),
+                        RandomBlockBytes(DType::kFp16, 8, rng_), {}, 1));
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_TRUE(events[0].status.ok()) << events[0].status;
+  EXPECT_EQ(events[0].key, key);
+}
+
+TEST_F(PutAssemblerTest, BadNamespaceIsInvalidArgumentAndEchoesTheKey) {
+  const std::string too_long(kMaxNamespaceBytes + Uniform(1, 100), 'n');
+  const std::string control = std::string("model") + char(Uniform(0, 0x1f));
+  const std::string high = std::string("mod") + char(0x80 + Uniform(0, 0x7f));
+  for (const std::string& ns : {too_long, control, high}) {
+    PutAssembler assembler(kRoomyPool);
+    std::vector<PutEvent> events = FeedAll(
+        assembler, Chunks(WireHeader(ns, "the-key", DType::kFp16, {1, 1, 1, 8}),
+                          std::string(16, 'x'), {}, 1));
+    ExpectRefused(events, absl::StatusCode::kInvalidArgument,
+                  "header.namespace");
+    EXPECT_EQ(events[0].key, "the-key");
+    ExpectStreamGoesOn(assembler);
+  }
+}
+
+// --- Bad input: chunks out of order or missing ---
+
+TEST_F(PutAssemblerTest, ChunkAtTheWrongOffsetIsRefusedAndTheRestSkipped) {
+  const DType dtype = RandomDType();
+  const BlockShape shape{2, 8, 2, 16};
+  const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+  std::vector<v1::PutRequest> chunks =
+      Chunks(WireHeader("", "k", dtype, shape), data,
+             {data.size() / 4, data.size() / 2, 3 * data.size() / 4}, 3);
+  std::swap(chunks[1], chunks[2]);  // out of order
+  PutAssembler assembler(kRoomyPool);
+
+  std::vector<PutEvent> events = FeedAll(assembler, chunks);
+
+  ExpectRefused(events, absl::StatusCode::kInvalidArgument, "offset");
+  EXPECT_EQ(events[0].sequence, 3u);
+  EXPECT_EQ(events[0].key, "k");
+  EXPECT_FALSE(assembler.inside_block());
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, FirstChunkWithNonZeroOffsetIsRefused) {
+  std::vector<v1::PutRequest> chunks =
+      Chunks(WireHeader("", "k", DType::kFp16, {1, 1, 1, 8}),
+             RandomBlockBytes(DType::kFp16, 8, rng_), {}, 1);
+  chunks[0].set_offset(Uniform(1, 100));
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(FeedAll(assembler, chunks), absl::StatusCode::kInvalidArgument,
+                "offset");
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, MissingMiddleChunkIsRefused) {
+  const BlockShape shape{2, 8, 2, 16};
+  const std::string data = RandomBlockBytes(DType::kFp32, shape.elements(), rng_);
+  std::vector<v1::PutRequest> chunks =
+      Chunks(WireHeader("", "k", DType::kFp32, shape), data,
+             {data.size() / 3, 2 * data.size() / 3}, 1);
+  chunks.erase(chunks.begin() + 1);
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(FeedAll(assembler, chunks), absl::StatusCode::kInvalidArgument,
+                "offset");
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, LastSetBeforeAllBytesArrivedIsRefused) {
+  const BlockShape shape{2, 8, 2, 16};
+  const std::string data = RandomBlockBytes(DType::kBf16, shape.elements(), rng_);
+  std::vector<v1::PutRequest> chunks =
+      Chunks(WireHeader("", "k", DType::kBf16, shape), data,
+             {data.size() / 3, 2 * data.size() / 3}, 1);
+  chunks.pop_back();
+  chunks.back().set_last(true);
+  PutAssembler assembler(kRoomyPool);
+  ExpectRefused(FeedAll(assembler, chunks), absl::StatusCode::kInvalidArgument,
+                "last is set after");
+  EXPECT_FALSE(assembler.inside_block());
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, NewHeaderBeforeTheLastChunkRefusesTheOpenBlock) {
+  const BlockShape shape{1, 8, 2, 16};
+  const std::string data = RandomBlockBytes(DType::kFp16, shape.elements(), rng_);
+  std::vector<v1::PutRequest> first =
+      Chunks(WireHeader("", "open", DType::kFp16, shape), data,
+             {data.size() / 2}, 1);
+  first.pop_back();  // its last chunk never comes
+  PutAssembler assembler(kRoomyPool);
+  EXPECT_THAT(FeedAll(assembler, first), SizeIs(0));
+
+  std::vector<PutEvent> events = FeedAll(assembler, GoodBlock("second", 2));
+
+  ASSERT_THAT(events, SizeIs(2));
+  EXPECT_EQ(events[0].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(events[0].status.message(), HasSubstr("missing"));
+  EXPECT_EQ(events[0].key, "open");
+  EXPECT_EQ(events[0].sequence, 1u);
+  EXPECT_TRUE(events[1].status.ok()) << events[1].status;
+  EXPECT_EQ(events[1].key, "second");
+}
+
+TEST_F(PutAssemblerTest, ChunkWithoutAnyHeaderIsRefused) {
+  v1::PutRequest orphan;
+  orphan.set_offset(0);
+  orphan.set_data("abcd");
+  orphan.set_sequence(12);
+  PutAssembler assembler(kRoomyPool);
+  std::vector<PutEvent> events = assembler.Feed(orphan);
+  ExpectRefused(events, absl::StatusCode::kInvalidArgument, "header");
+  EXPECT_EQ(events[0].key, "");
+  // Its continuation is skipped silently, up to its last chunk.
+  v1::PutRequest more;
+  more.set_offset(4);
+  more.set_data("efgh");
+  more.set_last(true);
+  EXPECT_THAT(assembler.Feed(more), SizeIs(0));
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, RefusedBlockSkipsItsRemainingChunksUntilTheNextHeader) {
+  const BlockShape shape{2, 8, 2, 16};
+  const std::string data = RandomBlockBytes(DType::kFp16, shape.elements(), rng_);
+  v1::BlockHeader bad = WireHeader("", "k", DType::kFp16, shape);
+  bad.set_dtype(static_cast<v1::DType>(9));
+  std::vector<v1::PutRequest> chunks =
+      Chunks(bad, data, {data.size() / 4, data.size() / 2}, 1);
+  PutAssembler assembler(kRoomyPool);
+
+  std::vector<PutEvent> events = FeedAll(assembler, chunks);
+
+  ExpectRefused(events, absl::StatusCode::kInvalidArgument, "header.dtype");
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, StreamEndingInsideABlockFailsAndDropsIt) {
+  const BlockShape shape{2, 8, 2, 16};
+  const std::string data = RandomBlockBytes(DType::kFp16, shape.elements(), rng_);
+  std::vector<v1::PutRequest> chunks =
+      Chunks(WireHeader("", "cut", DType::kFp16, shape), data,
+             {data.size() / 3, 2 * data.size() / 3}, 4);
+  chunks.resize(Uniform(1, 2));
+  PutAssembler assembler(kRoomyPool);
+  EXPECT_THAT(FeedAll(assembler, chunks), SizeIs(0));
+  EXPECT_TRUE(assembler.inside_block());
+
+  absl::Status status = assembler.Finish();
+
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(status.message(), HasSubstr("\"cut\""));
+  EXPECT_THAT(status.message(), HasSubstr("sequence 4"));
+  EXPECT_THAT(status.message(), HasSubstr("nothing was stored"));
+  EXPECT_FALSE(assembler.inside_block());
+}
+
+TEST_F(PutAssemblerTest, StreamEndingBetweenBlocksIsFine) {
+  PutAssembler assembler(kRoomyPool);
+  EXPECT_TRUE(assembler.Finish().ok());
+  FeedAll(assembler, GoodBlock("a", 1));
+  EXPECT_TRUE(assembler.Finish().ok());
+}
+
+// --- A block bigger than the whole pool ---
+
+TEST_F(PutAssemblerTest, BlockLargerThanThePoolIsResourceExhausted) {
+  // A 1 Gi-value block against a 64-page pool: refused from the header
+  // alone, before a byte of staging is allocated.
+  const BlockShape shape{2, 1 << 14, 8, 4096};
+  PutAssembler assembler(PutLimits{4096, 64});
+  std::vector<v1::PutRequest> chunks =
+      Chunks(WireHeader("", "huge", DType::kFp32, shape), std::string(1024, 'x'),
+             {512}, 1);
+  chunks.back().set_last(false);  // more would follow
+  std::vector<PutEvent> events = FeedAll(assembler, chunks);
+  ExpectRefused(events, absl::StatusCode::kResourceExhausted, "whole pool");
+  EXPECT_EQ(events[0].key, "huge");
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(PutAssemblerTest, BlockFillingThePoolExactlyIsAccepted) {
+  // payload = 16 values rounded to 16 + one 4-byte scale = 20 bytes.
+  const BlockShape shape{1, 1, 1, 16};
+  PutAssembler assembler(PutLimits{256, 1});
+  std::vector<PutEvent> events = FeedAll(
+      assembler, Chunks(WireHeader("", "fits", DType::kFp16, shape),
+                        RandomBlockBytes(DType::kFp16, 16, rng_), {}, 1));
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_TRUE(events[0].status.ok()) << events[0].status;
+}
+
+}  // namespace
+}  // namespace kvq
