@@ -112,9 +112,9 @@ absl::Status ValidateBlock(const BlockShape& shape, const QuantSpec& spec) {
             "spec.group_size must be >= 1 for granularity group, got 0");
       }
       if (shape.head_dim % spec.group_size != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "spec.group_size must divide shape.head_dim (", shape.head_dim,
-            "), got ", spec.group_size));
+        return absl::InvalidArgumentError(
+            absl::StrCat("spec.group_size must divide shape.head_dim (",
+                         shape.head_dim, "), got ", spec.group_size));
       }
       return absl::OkStatus();
   }
@@ -193,8 +193,7 @@ uint64_t BlockLayout::GroupOf(uint64_t i) const {
 float DequantErrorBound(float x, float scale) {
   const double s = std::fabs(static_cast<double>(scale));
   const double ax = std::fabs(static_cast<double>(x));
-  const double bound =
-      s / 2 + 0x1p-22 * (ax + s) + 0x1p-142;
+  const double bound = s / 2 + 0x1p-22 * (ax + s) + 0x1p-142;
   float f = static_cast<float>(bound);
   if (static_cast<double>(f) < bound) {
     f = std::nextafter(f, std::numeric_limits<float>::infinity());
@@ -207,17 +206,18 @@ float DequantErrorBound(float x, float scale) {
 // ulp at any upper bound m of |y| is large enough. Two upper bounds hold:
 // |y| <= |x| + base, and, since |q| <= 127, |y| = fl(|q| s) <= 127 s (1 + u)
 // (+ 2^-150 for a subnormal result); the second keeps values at the top of
-// the dtype's range (65504 in FP16) bounded. When m reaches the dtype's overflow threshold
-// (largest finite + half an ulp) y might round to Inf: the bound is infinite,
-// which a caller who checks BlockAbsmax() against DTypeMaxFinite() never meets.
+// the dtype's range (65504 in FP16) bounded. When m reaches the dtype's
+// overflow threshold (largest finite + half an ulp) y might round to Inf: the
+// bound is infinite, which a caller who checks BlockAbsmax() against
+// DTypeMaxFinite() never meets.
 float DequantErrorBound(float x, float scale, DType dtype) {
   const float base = DequantErrorBound(x, scale);
   const double s = std::fabs(static_cast<double>(scale));
   const double m = std::min(std::fabs(static_cast<double>(x)) + base,
                             127 * s * (1 + 0x1p-21) + 0x1p-142);
-  int mantissa_bits;   // explicit fraction bits
-  int min_exponent;    // exponent of the smallest normal
-  int max_exponent;    // exponent of the largest finite value
+  int mantissa_bits;  // explicit fraction bits
+  int min_exponent;   // exponent of the smallest normal
+  int max_exponent;   // exponent of the largest finite value
   switch (dtype) {
     case DType::kFp16:
       mantissa_bits = 10;

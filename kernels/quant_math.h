@@ -27,7 +27,8 @@ inline constexpr float kQMax = 127.0f;
 // overflow, so those groups divide instead of multiplying by the reciprocal.
 inline constexpr float kMinNormalScale = 1.17549435e-38f;
 
-// Scale of a group whose largest magnitude is `absmax` (0 for an all-zero group).
+// Scale of a group whose largest magnitude is `absmax` (0 for an all-zero
+// group).
 KVQ_HOST_DEVICE float ScaleFromAbsmax(float absmax) { return absmax / kQMax; }
 
 // Multiplier used by QuantizeValue; 0 when the scale is zero or subnormal.
@@ -59,7 +60,7 @@ KVQ_HOST_DEVICE float QuantizeToFloat(float x, float scale, float inv_scale) {
   } else if (scale != 0.0f) {
     v = x / scale;  // subnormal scale: the reciprocal would overflow
   } else {
-    return 0.0f;    // all-zero group (or one too small to represent)
+    return 0.0f;  // all-zero group (or one too small to represent)
   }
   return ClampRound(v);
 }

@@ -15,13 +15,14 @@
 // every group's absmax and detects non-finite input. Only then, on the error
 // path, a second scan finds the first bad element to name it.
 
+#include "kernels/quantize.h"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "kernels/parallel.h"
 #include "kernels/quant_math.h"
-#include "kernels/quantize.h"
 #include "kernels/quantize_internal.h"
 
 namespace kvq {
@@ -41,7 +42,8 @@ constexpr uint64_t kChunkValues = uint64_t{1} << 16;
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define KVQ_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define KVQ_CPU_CLONES \
+  __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 #endif
 #ifndef KVQ_CPU_CLONES
@@ -88,8 +90,8 @@ KVQ_CPU_CLONES void AbsmaxGroups(const Storage<E>* x, uint64_t n, uint64_t g0,
 
 // m[j] = max(m[j], |row r, value j|) over rows [r0, r1) of width values.
 template <typename E>
-KVQ_CPU_CLONES void AbsmaxRows(const Storage<E>* x, uint64_t width,
-                               uint64_t r0, uint64_t r1, AbsBits<E>* m) {
+KVQ_CPU_CLONES void AbsmaxRows(const Storage<E>* x, uint64_t width, uint64_t r0,
+                               uint64_t r1, AbsBits<E>* m) {
   for (uint64_t r = r0; r < r1; ++r) {
     const Storage<E>* row = x + r * width;
     for (uint64_t j = 0; j < width; ++j) m[j] = std::max(m[j], E::Abs(row[j]));
@@ -201,8 +203,8 @@ std::vector<AbsBits<E>> GroupAbsmaxBits(const BlockLayout& layout,
   if (!geo.columns) {
     const uint64_t n = geo.group_values;
     if (n < kChunkValues || !threaded) {
-      const uint64_t grain = threaded ? std::max<uint64_t>(1, kChunkValues / n)
-                                      : layout.groups;
+      const uint64_t grain =
+          threaded ? std::max<uint64_t>(1, kChunkValues / n) : layout.groups;
       ParallelFor(layout.groups, grain, [&](size_t begin, size_t end) {
         AbsmaxGroups<E>(x, n, begin, end, amax.data());
       });
@@ -213,7 +215,8 @@ std::vector<AbsBits<E>> GroupAbsmaxBits(const BlockLayout& layout,
       ParallelFor(partial.size(), 1, [&](size_t begin, size_t end) {
         for (size_t c = begin; c < end; ++c) {
           const uint64_t first = c / chunks * n + c % chunks * kChunkValues;
-          const uint64_t count = std::min(kChunkValues, n - c % chunks * kChunkValues);
+          const uint64_t count =
+              std::min(kChunkValues, n - c % chunks * kChunkValues);
           AbsmaxGroups<E>(x + first, count, 0, 1, &partial[c]);
         }
       });
@@ -291,7 +294,9 @@ absl::Status QuantizeBlock(const BlockLayout& layout, const Storage<E>* x,
   } else {
     std::vector<char> subnormal(geo.planes, 0);
     for (uint64_t g = 0; g < layout.groups; ++g) {
-      if (inv_scale[g] == 0.0f && scale[g] != 0.0f) subnormal[g / geo.width] = 1;
+      if (inv_scale[g] == 0.0f && scale[g] != 0.0f) {
+        subnormal[g / geo.width] = 1;
+      }
     }
     const uint64_t rows = geo.planes * geo.rows;
     const uint64_t grain =

@@ -6,14 +6,24 @@
 //
 //   QuantizeReference / DequantizeReference: one plain loop per step, written
 //     from BlockLayout::GroupOf and quant_math.h; the definition of correct.
-//   Quantize / Dequantize: vectorizable loops over threads; byte-identical to
-//     the reference for every dtype, granularity and shape (tested).
+//   Quantize / Dequantize: vectorizable loops (x86-64-v3 clones where the
+//     CPU has AVX2/F16C), spread over WorkerPool::Default() threads for blocks
+//     over 1 MiB; byte-identical to the reference for every dtype,
+//     granularity and shape (tested). Safe to call from many threads at once.
+//
+// `layout` must come from MakeLayout. `src` / `dst` need no alignment beyond
+// their element type's; `payload` needs none.
 //
 // Quantize refuses a block holding NaN or Inf with INVALID_ARGUMENT naming the
-// first such element, and then leaves `payload` unspecified (callers must not
-// publish it). Dequantize cannot fail: a payload written by Quantize always
-// decodes; values beyond the output dtype's range round to +-Inf, so callers
-// that change dtype check BlockAbsmax() first.
+// first such element ("data[1234] is NaN"), and an unknown dtype value with
+// INVALID_ARGUMENT naming "dtype"; `payload` is then unspecified (callers must
+// not publish it). Non-finite detection rides on the absmax pass, so a valid
+// block pays nothing extra for it.
+//
+// Dequantize cannot fail: a payload written by Quantize always decodes;
+// values beyond the output dtype's range round to +-Inf, so callers that
+// change dtype check BlockAbsmax() against DTypeMaxFinite() first. An unknown
+// dtype value (a caller bug: validate it first) writes nothing.
 
 #ifndef KVQ_KERNELS_QUANTIZE_H_
 #define KVQ_KERNELS_QUANTIZE_H_

@@ -36,8 +36,7 @@ absl::Status CheckDType(DType dtype) {
 
 namespace {
 
-float LoadScale(const uint8_t* payload, const BlockLayout& layout,
-                uint64_t g) {
+float LoadScale(const uint8_t* payload, const BlockLayout& layout, uint64_t g) {
   float scale;
   std::memcpy(&scale, payload + layout.scales_offset + sizeof(float) * g,
               sizeof scale);
@@ -76,8 +75,8 @@ absl::Status QuantizeReference(const BlockLayout& layout, DType dtype,
       payload[b] = 0;
     }
     for (uint64_t g = 0; g < layout.groups; ++g) {
-      std::memcpy(payload + layout.scales_offset + sizeof(float) * g,
-                  &scale[g], sizeof(float));
+      std::memcpy(payload + layout.scales_offset + sizeof(float) * g, &scale[g],
+                  sizeof(float));
     }
     return absl::OkStatus();
   });

@@ -1,7 +1,7 @@
 // kvq-bench-accuracy: how much INT8 quantization changes what attention
 // computes, on the seed paper's shapes and metrics and beyond them.
 //
-//   kvq-bench-accuracy --markdown=bench/results/accuracy.md \
+//   kvq-bench-accuracy --markdown=bench/results/accuracy.md
 //                      --csv=bench/results/accuracy.csv
 //
 // Part 1 (paper): FP32 T x D matrices, uniform [-1, 1], one random query per
@@ -190,6 +190,12 @@ struct BeyondKey {
   }
 };
 
+// Heads of a part-2 block: --heads, fewer for wide heads so that a plane
+// holds at most tokens x 64Ki values (keeps head_dim 8192 affordable here).
+uint32_t HeadsFor(uint32_t heads, uint32_t head_dim) {
+  return std::max(1u, std::min(heads, 65536u / head_dim));
+}
+
 // Part 2: beyond the paper. Returns the markdown section.
 std::string RunBeyond(Table& csv, uint64_t seed, uint32_t tokens,
                       uint32_t heads, uint32_t queries,
@@ -202,7 +208,7 @@ std::string RunBeyond(Table& csv, uint64_t seed, uint32_t tokens,
       for (const auto& g : grans) {
         for (Distribution dist : kDistributions) {
           AccuracyCase c;
-          c.shape = BlockShape{2, tokens, heads, d};
+          c.shape = BlockShape{2, tokens, HeadsFor(heads, d), d};
           c.dtype = dtype;
           c.spec = g.spec;
           c.distribution = dist;
@@ -222,8 +228,10 @@ std::string RunBeyond(Table& csv, uint64_t seed, uint32_t tokens,
 
   std::ostringstream out;
   out << "## Part 2: beyond the paper\n\n"
-      << "Blocks of 2 planes (K, V) x " << tokens << " tokens x " << heads
-      << " heads x head_dim, the shape of an LMCache-style chunk. For each "
+      << "Blocks of 2 planes (K, V) x " << tokens << " tokens x H heads x "
+         "head_dim, the shape of an LMCache-style chunk, with H = min("
+      << heads
+      << ", 65536 / head_dim) (so head_dim 8192 has one head). For each "
          "head, "
       << queries
       << " random queries (uniform for uniform data, normal otherwise). "

@@ -1,25 +1,33 @@
 // kvq-bench-service: a real kvq-server and real gRPC clients over loopback,
 // measured against a bare gRPC service that moves the same bytes in the same
-// stream shapes with no work behind them (the transport ceiling).
+// stream shapes with no work behind it (the transport ceiling).
 //
-//   kvq-bench-service [--device=cpu|cuda] [--streams=1,4,16]
-//                     [--block_sizes=65536,1048576,...] [--markdown=F --csv=F]
+//   kvq-bench-service [--device=auto|cpu|cuda] [--streams=1,4,16]
+//                     [--block_sizes=65536,1048576,...] [--dtypes=fp16,fp32]
+//                     [--markdown=F] [--csv=F]
 //
-// For every dtype x block size x stream count it runs kvq Put, kvq Get, bare
-// Upload and bare Download and reports client-side GB/s, each as a ratio to
-// the bare figure, per-block latency p50/p99, and the server's own time per
-// block (kernel + copies, from its stage histograms on /metrics), so that
-// transport time and kvq's overhead are reported separately.
+// For every dtype x block size x stream count it runs kvq Put, bare Upload,
+// kvq Get and bare Download and reports client-side GB/s, kvq's as a ratio to
+// the bare figure, per-block latency p50/p99, and, from the server's stage
+// histograms on /metrics, the server's time per block in its own data path
+// (kernel + copies) apart from its time in transport (receiving a put's
+// chunks, sending a get's), so that kvq's overhead and transport time are
+// reported separately.
+//
+// Each cell first moves one untimed block per stream (warm-up: connections,
+// server threads, the CUDA backend's staging buffers), and deletes its blocks
+// afterwards so that no cell makes the next one evict.
 
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -29,32 +37,35 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
+#include "bench/common/report.h"
 #include "bench/service/child_process.h"
 #include "bench/service/service_workloads.h"
 #include "bench/service/transport_service.h"
 #include "kvq/v1/kvcache.grpc.pb.h"
 
 ABSL_FLAG(std::string, server_binary, "",
-          "kvq-server to start (default: next to this program)");
+          "kvq-server to start (default: the one next to this program)");
 ABSL_FLAG(std::string, device, "auto", "--device for kvq-server");
-ABSL_FLAG(std::vector<std::string>, dtypes, {"fp16", "fp32"}, "dtypes");
+ABSL_FLAG(std::vector<std::string>, dtypes,
+          std::vector<std::string>({"fp16", "fp32"}), "dtypes");
 ABSL_FLAG(std::vector<std::string>, block_sizes,
           std::vector<std::string>({"65536", "262144", "1048576", "4194304",
                                     "16777216", "33554432"}),
-          "block sizes in bytes (client-side)");
+          "block sizes in bytes (client-side; multiples of 8192)");
 ABSL_FLAG(std::vector<std::string>, streams,
           std::vector<std::string>({"1", "2", "4", "8", "16"}),
           "concurrent client streams");
-ABSL_FLAG(uint64_t, bytes_per_cell, 256ull << 20,
+ABSL_FLAG(uint64_t, bytes_per_cell, uint64_t{256} << 20,
           "client bytes per measurement (split over streams)");
 ABSL_FLAG(int, min_blocks, 8, "at least this many blocks per stream");
 ABSL_FLAG(int, max_blocks, 256, "at most this many blocks per stream");
+ABSL_FLAG(int, warmup_blocks, 1,
+          "untimed blocks per stream before each measurement");
 ABSL_FLAG(uint32_t, chunk_bytes, 1 << 20, "bytes per message");
-ABSL_FLAG(uint64_t, pool_bytes, 4ull << 30, "--pool_bytes for kvq-server");
-ABSL_FLAG(std::string, markdown, "", "write the table here too");
-ABSL_FLAG(std::string, csv, "", "write CSV rows here");
+ABSL_FLAG(uint64_t, pool_bytes, uint64_t{4} << 30,
+          "--pool_bytes for kvq-server");
+ABSL_FLAG(std::string, markdown, "", "write the report (markdown) here too");
+ABSL_FLAG(std::string, csv, "", "write the table as CSV here");
 // Internal: the transport server mode of this same binary.
 ABSL_FLAG(bool, serve_transport, false, "internal: run the bare service");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "internal: transport address");
@@ -71,77 +82,104 @@ struct StageTotals {
   std::map<std::string, double> count;
 };
 
-StageTotals ScrapeStages(const std::string& metrics_port) {
-  StageTotals totals;
-  httplib::Client http("127.0.0.1", std::stoi(metrics_port));
+// nullopt when /metrics cannot be read or has no stage histograms (then the
+// server columns say "-", never a made-up 0).
+std::optional<StageTotals> ScrapeStages(int metrics_port) {
+  httplib::Client http("127.0.0.1", metrics_port);
   httplib::Result res = http.Get("/metrics");
-  if (!res || res->status != 200) return totals;
+  if (!res || res->status != 200) return std::nullopt;
+  StageTotals totals;
   std::istringstream lines(res->body);
-  std::string line;
   const std::string prefix = "kvq_stage_duration_seconds_";
-  while (std::getline(lines, line)) {
+  for (std::string line; std::getline(lines, line);) {
     if (line.rfind(prefix, 0) != 0) continue;
     const size_t stage_at = line.find("stage=\"");
     const size_t space = line.rfind(' ');
     if (stage_at == std::string::npos || space == std::string::npos) continue;
     const size_t stage_end = line.find('"', stage_at + 7);
-    const std::string stage = line.substr(stage_at + 7, stage_end - stage_at - 7);
+    if (stage_end == std::string::npos) continue;
+    const std::string stage =
+        line.substr(stage_at + 7, stage_end - stage_at - 7);
     double value = 0;
     if (!absl::SimpleAtod(line.substr(space + 1), &value)) continue;
     if (line.rfind(prefix + "sum", 0) == 0) totals.sum[stage] = value;
     if (line.rfind(prefix + "count", 0) == 0) totals.count[stage] = value;
   }
+  if (totals.sum.empty()) return std::nullopt;
   return totals;
 }
 
-// Server seconds per block spent in kvq's own data path (kernel and copies,
-// not receive/send, which are transport) between two scrapes.
-double ServerSecondsPerBlock(const StageTotals& before,
-                             const StageTotals& after, uint64_t blocks) {
-  double seconds = 0;
-  for (const auto& [stage, sum] : after.sum) {
-    if (stage == "receive" || stage == "send") continue;
-    auto it = before.sum.find(stage);
-    seconds += sum - (it == before.sum.end() ? 0 : it->second);
-  }
-  return blocks > 0 ? seconds / blocks : 0;
+// What the server spent per block between two scrapes.
+struct ServerTime {
+  double data_path = -1;  // kernel + copies, seconds per block; -1 unknown
+  double transport = -1;  // receive (put) or send (get), seconds per block
+};
+
+ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
+                              const std::optional<StageTotals>& after,
+                              bool put, uint64_t blocks) {
+  ServerTime time;
+  if (!before || !after || blocks == 0) return time;
+  auto delta = [&](const std::string& stage) {
+    auto a = after->sum.find(stage);
+    auto b = before->sum.find(stage);
+    return (a == after->sum.end() ? 0 : a->second) -
+           (b == before->sum.end() ? 0 : b->second);
+  };
+  const double kernel = delta(put ? "quantize" : "dequantize");
+  time.data_path =
+      (delta("host_to_device") + kernel + delta("device_to_host")) / blocks;
+  time.transport = delta(put ? "receive" : "send") / blocks;
+  return time;
 }
 
-std::string MachineLine(const std::string& grpc_address) {
-  std::string cpu = "unknown CPU";
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) == 0) {
-      cpu = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  std::string server = "?";
+std::string ServerLine(const std::string& grpc_address) {
   auto stub = kvq::v1::KVCache::NewStub(
       grpc::CreateChannel(grpc_address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   kvq::v1::StatsResponse stats;
-  if (stub->Stats(&context, kvq::v1::StatsRequest(), &stats).ok()) {
-    server = absl::StrCat(stats.backend(), " backend on ", stats.device_name());
-  }
-  return absl::StrCat(sysconf(_SC_NPROCESSORS_ONLN), " x ", cpu, "; kvq-server: ",
-                      server);
+  grpc::Status status = stub->Stats(&context, kvq::v1::StatsRequest(), &stats);
+  if (!status.ok()) return "kvq-server (Stats failed: " +
+                           status.error_message() + ")";
+  return absl::StrCat("kvq-server ", stats.version(), ", ", stats.backend(),
+                      " backend on ", stats.device_name(), ", pool ",
+                      stats.pool_capacity_bytes() >> 20, " MiB in ",
+                      stats.page_bytes() >> 10, " KiB pages");
 }
 
-std::string Ms(double seconds) { return absl::StrFormat("%.3f", seconds * 1e3); }
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one, five, fifteen;
+  in >> one >> five >> fifteen;
+  return one.empty() ? "unknown" : absl::StrCat(one, " ", five, " ", fifteen);
+}
 
-int Run(int argc, char** argv) {
+std::string Ms(double seconds) {
+  return seconds < 0 ? "-" : absl::StrFormat("%.3f", seconds * 1e3);
+}
+
+std::string BlockName(uint64_t bytes) {
+  if (bytes >= (1 << 20) && bytes % (1 << 20) == 0) {
+    return absl::StrCat(bytes >> 20, " MiB");
+  }
+  return absl::StrCat(bytes >> 10, " KiB");
+}
+
+using Workload = absl::StatusOr<CellResult> (*)(const std::string&,
+                                                const Cell&);
+
+int Run(const std::string& command, const std::string& self) {
   std::string server_binary = absl::GetFlag(FLAGS_server_binary);
-  const std::string self = argv[0];
   if (server_binary.empty()) {
     server_binary = self.substr(0, self.rfind('/') + 1) + "kvq-server";
   }
+  const std::string load_at_start = LoadAverage();
   absl::StatusOr<ChildProcess> kvq = ChildProcess::Start(
       {server_binary, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
        "--device=" + absl::GetFlag(FLAGS_device), "--log_level=warn",
        absl::StrCat("--pool_bytes=", absl::GetFlag(FLAGS_pool_bytes)),
        absl::StrCat("--max_message_bytes=", kMaxMessageBytes)},
-      60);
+      120);
   if (!kvq.ok()) {
     std::fprintf(stderr, "kvq-server: %s\n", kvq.status().ToString().c_str());
     return 1;
@@ -152,32 +190,51 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "transport: %s\n", bare.status().ToString().c_str());
     return 1;
   }
-  const std::string kvq_address =
-      "127.0.0.1:" + kvq->ready().at("grpc_port");
-  const std::string metrics_port = kvq->ready().at("metrics_port");
+  int metrics_port = 0;
+  if (!absl::SimpleAtoi(kvq->ready().at("metrics_port"), &metrics_port)) {
+    std::fprintf(stderr, "kvq-server's ready file has no metrics_port\n");
+    return 1;
+  }
+  const std::string kvq_address = "127.0.0.1:" + kvq->ready().at("grpc_port");
   const std::string bare_address =
       "127.0.0.1:" + bare->ready().at("grpc_port");
 
-  std::vector<std::string> args(argv + 1, argv + argc);
-  const std::time_t now = std::time(nullptr);
-  char date[32];
-  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
-  std::string table = absl::StrCat(
-      "Command: `kvq-bench-service ", absl::StrJoin(args, " "), "`  \n",
-      "Machine: ", MachineLine(kvq_address), "  \nDate: ", date, "\n\n",
-      "| op | dtype | block | streams | kvq GB/s | bare GB/s | kvq/bare | "
-      "kvq p50 ms | kvq p99 ms | bare p50 ms | bare p99 ms | "
-      "server ms/block |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  std::string csv =
-      "op,dtype,block_bytes,streams,kvq_gbps,bare_gbps,ratio,kvq_p50_s,"
-      "kvq_p99_s,bare_p50_s,bare_p99_s,server_s_per_block\n";
-  std::printf("%s", table.c_str());
+  // Where and how the numbers were made: on top of the markdown, and as
+  // "# " comment lines on top of the CSV.
+  const std::vector<std::pair<std::string, std::string>> facts = {
+      {"command", absl::StrCat("`", command, "`")},
+      {"machine", absl::StrCat(CpuDescription(), "; load average at start ",
+                               load_at_start)},
+      {"server", ServerLine(kvq_address)},
+      {"date", absl::StrCat(UtcNow(), "; git revision ", GitRevision())},
+  };
+  std::ostringstream header, csv;
+  header << "# kvq-bench-service\n\n";
+  for (const auto& [what, text] : facts) {
+    header << "- " << what << ": " << text << "\n";
+    csv << "# " << what << ": " << text << "\n";
+  }
+  header << "\n"
+         << "Client-side GB/s (1e9 bytes/s of FP16/FP32 data as the client "
+            "sends or receives it), all streams together; `bare` is a gRPC "
+            "service moving the same chunks with no work behind it, in its own "
+            "process like kvq-server; `kvq/bare` is kvq's share of that "
+            "ceiling. Latency is per block: first chunk sent to result (put), "
+            "request to last chunk (get). `server data path` is the server's "
+            "kernel + copy time per block, `server transport` its receive "
+            "(put) or send (get) time per block, both from "
+            "kvq_stage_duration_seconds on /metrics.\n\n";
+  std::fputs(header.str().c_str(), stdout);
   std::fflush(stdout);
 
+  Table table({"op", "dtype", "block", "streams", "blocks", "kvq GB/s",
+               "bare GB/s", "kvq/bare", "kvq p50 ms", "kvq p99 ms",
+               "bare p50 ms", "bare p99 ms", "server data path ms/block",
+               "server transport ms/block"});
   for (const std::string& dtype_name : absl::GetFlag(FLAGS_dtypes)) {
     absl::StatusOr<DType> dtype = ParseDType(dtype_name);
     if (!dtype.ok()) {
-      std::fprintf(stderr, "%s\n", dtype.status().ToString().c_str());
+      std::fprintf(stderr, "--dtypes: %s\n", dtype.status().ToString().c_str());
       return 2;
     }
     for (const std::string& size_text : absl::GetFlag(FLAGS_block_sizes)) {
@@ -185,29 +242,63 @@ int Run(int argc, char** argv) {
         Cell cell;
         cell.dtype = *dtype;
         if (!absl::SimpleAtoi(size_text, &cell.block_bytes) ||
-            !absl::SimpleAtoi(streams_text, &cell.streams)) {
-          std::fprintf(stderr, "bad --block_sizes or --streams\n");
+            !absl::SimpleAtoi(streams_text, &cell.streams) ||
+            cell.streams < 1 || cell.block_bytes == 0 ||
+            CellShape(cell).tokens == 0 ||
+            CellShape(cell).elements() * DTypeBytes(cell.dtype) !=
+                cell.block_bytes) {
+          std::fprintf(stderr,
+                       "bad --block_sizes (%s: want a multiple of %llu bytes "
+                       "for %s) or --streams (%s)\n",
+                       size_text.c_str(),
+                       static_cast<unsigned long long>(
+                           2048 * DTypeBytes(cell.dtype)),
+                       dtype_name.c_str(), streams_text.c_str());
           return 2;
         }
         cell.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
         cell.max_message_bytes = kMaxMessageBytes;
-        const uint64_t per_stream =
-            absl::GetFlag(FLAGS_bytes_per_cell) / cell.streams / cell.block_bytes;
-        cell.blocks_per_stream = static_cast<int>(
-            std::clamp<uint64_t>(per_stream, absl::GetFlag(FLAGS_min_blocks),
-                                 absl::GetFlag(FLAGS_max_blocks)));
-        const uint64_t blocks = uint64_t(cell.blocks_per_stream) * cell.streams;
+
+        // Warm-up: one untimed round trip per stream on both services.
+        Cell warm = cell;
+        warm.tag = "warm";
+        warm.blocks_per_stream = std::max(0, absl::GetFlag(FLAGS_warmup_blocks));
+        if (warm.blocks_per_stream > 0) {
+          for (Workload w : {RunKvqPut, RunKvqGet}) {
+            if (absl::StatusOr<CellResult> r = w(kvq_address, warm); !r.ok()) {
+              std::fprintf(stderr, "warm-up: %s\n",
+                           r.status().ToString().c_str());
+              return 1;
+            }
+          }
+          for (Workload w : {RunBareUpload, RunBareDownload}) {
+            if (absl::StatusOr<CellResult> r = w(bare_address, warm); !r.ok()) {
+              std::fprintf(stderr, "warm-up: %s\n",
+                           r.status().ToString().c_str());
+              return 1;
+            }
+          }
+        }
+
+        const uint64_t per_stream = absl::GetFlag(FLAGS_bytes_per_cell) /
+                                    cell.streams / cell.block_bytes;
+        cell.blocks_per_stream = static_cast<int>(std::clamp<uint64_t>(
+            per_stream, absl::GetFlag(FLAGS_min_blocks),
+            absl::GetFlag(FLAGS_max_blocks)));
+        const uint64_t blocks =
+            uint64_t(cell.blocks_per_stream) * cell.streams;
 
         struct Pair {
           const char* op;
-          absl::StatusOr<CellResult> (*kvq)(const std::string&, const Cell&);
-          absl::StatusOr<CellResult> (*bare)(const std::string&, const Cell&);
+          Workload kvq;
+          Workload bare;
         };
         for (const Pair& pair : {Pair{"put", RunKvqPut, RunBareUpload},
                                  Pair{"get", RunKvqGet, RunBareDownload}}) {
-          const StageTotals before = ScrapeStages(metrics_port);
+          const bool put = pair.kvq == RunKvqPut;
+          const std::optional<StageTotals> before = ScrapeStages(metrics_port);
           absl::StatusOr<CellResult> ours = pair.kvq(kvq_address, cell);
-          const StageTotals after = ScrapeStages(metrics_port);
+          const std::optional<StageTotals> after = ScrapeStages(metrics_port);
           absl::StatusOr<CellResult> ceiling = pair.bare(bare_address, cell);
           if (!ours.ok() || !ceiling.ok()) {
             std::fprintf(stderr, "%s %s %s x%d: %s\n", pair.op,
@@ -217,50 +308,64 @@ int Run(int argc, char** argv) {
                              .c_str());
             return 1;
           }
-          const double server = ServerSecondsPerBlock(before, after, blocks);
+          const ServerTime server =
+              ServerTimePerBlock(before, after, put, blocks);
           const double ratio =
               ceiling->gbps() > 0 ? ours->gbps() / ceiling->gbps() : 0;
-          const std::string row = absl::StrFormat(
-              "| %s | %s | %s KiB | %d | %.2f | %.2f | %.2f | %s | %s | %s | "
-              "%s | %s |\n",
-              pair.op, dtype_name, absl::StrCat(cell.block_bytes >> 10),
-              cell.streams, ours->gbps(), ceiling->gbps(), ratio,
-              Ms(ours->percentile(0.5)), Ms(ours->percentile(0.99)),
-              Ms(ceiling->percentile(0.5)), Ms(ceiling->percentile(0.99)),
-              Ms(server));
-          std::printf("%s", row.c_str());
-          std::fflush(stdout);
-          table += row;
-          csv += absl::StrFormat("%s,%s,%d,%d,%.4f,%.4f,%.4f,%.6f,%.6f,%.6f,"
-                                 "%.6f,%.6f\n",
-                                 pair.op, dtype_name, cell.block_bytes,
-                                 cell.streams, ours->gbps(), ceiling->gbps(),
-                                 ratio, ours->percentile(0.5),
-                                 ours->percentile(0.99),
-                                 ceiling->percentile(0.5),
-                                 ceiling->percentile(0.99), server);
+          table.AddRow({pair.op, dtype_name, BlockName(cell.block_bytes),
+                        Int(cell.streams), Int(blocks),
+                        Fixed(ours->gbps(), 3), Fixed(ceiling->gbps(), 3),
+                        Fixed(ratio, 2), Ms(ours->percentile(0.5)),
+                        Ms(ours->percentile(0.99)),
+                        Ms(ceiling->percentile(0.5)),
+                        Ms(ceiling->percentile(0.99)), Ms(server.data_path),
+                        Ms(server.transport)});
+          std::fprintf(stderr,
+                       "%s %s %s x%d: kvq %.3f GB/s, bare %.3f GB/s (%.2f)\n",
+                       pair.op, dtype_name.c_str(),
+                       BlockName(cell.block_bytes).c_str(), cell.streams,
+                       ours->gbps(), ceiling->gbps(), ratio);
+        }
+        for (const Cell& c : {cell, warm}) {
+          if (c.blocks_per_stream == 0) continue;
+          if (absl::Status s = DeleteCellBlocks(kvq_address, c); !s.ok()) {
+            std::fprintf(stderr, "%s\n", s.ToString().c_str());
+            return 1;
+          }
         }
       }
     }
   }
-  if (!absl::GetFlag(FLAGS_markdown).empty()) {
-    std::ofstream(absl::GetFlag(FLAGS_markdown)) << table;
-  }
-  if (!absl::GetFlag(FLAGS_csv).empty()) {
-    std::ofstream(absl::GetFlag(FLAGS_csv)) << csv;
-  }
-  return 0;
+  std::ostringstream markdown;
+  markdown << header.str();
+  table.WriteMarkdown(markdown);
+  table.WriteCsv(csv);
+  std::fputs(markdown.str().c_str() + header.str().size(), stdout);
+  return WriteFile(absl::GetFlag(FLAGS_markdown), markdown.str()) &&
+                 WriteFile(absl::GetFlag(FLAGS_csv), csv.str())
+             ? 0
+             : 1;
 }
 
 }  // namespace
 }  // namespace kvq::bench
 
 int main(int argc, char** argv) {
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  const std::string command = kvq::bench::CommandLine(argc, argv);
+  absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_serve_transport)) {
     return kvq::bench::ServeTransport(absl::GetFlag(FLAGS_listen),
                                       absl::GetFlag(FLAGS_ready_file),
                                       kvq::bench::kMaxMessageBytes);
   }
-  return kvq::bench::Run(argc, argv);
+  // This program's own path, to start itself as the transport server and to
+  // find kvq-server beside it however it was invoked.
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    std::fprintf(stderr, "cannot read /proc/self/exe\n");
+    return 1;
+  }
+  self[n] = '\0';
+  return kvq::bench::Run(command, self);
 }

@@ -1,10 +1,12 @@
 #include "bench/service/child_process.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -26,9 +28,12 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(std::vector<std::string> argv,
   std::vector<char*> args;
   for (std::string& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     execv(args[0], args.data());
     _exit(127);
   }
@@ -44,31 +49,47 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(std::vector<std::string> argv,
             absl::StrSplit(line, absl::MaxSplits('=', 1));
         ready[kv.first] = kv.second;
       }
-      return ChildProcess(pid, std::move(ready));
+      return ChildProcess(pid, dir_template, std::move(ready));
     }
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(argv[0], " exited before it was ready (status ",
-                       status, ")"));
+      rmdir(dir_template);
+      const std::string how =
+          WIFEXITED(status)
+              ? absl::StrCat("exit code ", WEXITSTATUS(status),
+                             WEXITSTATUS(status) == 127 ? ": cannot exec" : "")
+              : absl::StrCat("signal ", WTERMSIG(status));
+      return absl::FailedPreconditionError(absl::StrCat(
+          argv[0], " exited before it was ready (", how,
+          "); its stderr above says why"));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
+  std::remove(ready_file.c_str());
+  rmdir(dir_template);
   return absl::DeadlineExceededError(
       absl::StrCat(argv[0], " was not ready within ", timeout_seconds, " s"));
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(other.pid_), ready_(std::move(other.ready_)) {
+    : pid_(other.pid_),
+      dir_(std::move(other.dir_)),
+      ready_(std::move(other.ready_)) {
   other.pid_ = -1;
+  other.dir_.clear();
 }
 
 ChildProcess::~ChildProcess() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGTERM);
-  waitpid(pid_, nullptr, 0);
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (!dir_.empty()) {
+    std::remove((dir_ + "/ready").c_str());
+    rmdir(dir_.c_str());
+  }
 }
 
 }  // namespace kvq::bench

@@ -1,5 +1,6 @@
 // A child process for kvq-bench-service: started with arguments, waited for
-// through its ready file ("key=value" lines), stopped with SIGTERM.
+// through its ready file ("key=value" lines), stopped with SIGTERM. The child
+// gets SIGKILL if this process dies first, so no server outlives the run.
 
 #ifndef KVQ_BENCH_SERVICE_CHILD_PROCESS_H_
 #define KVQ_BENCH_SERVICE_CHILD_PROCESS_H_
@@ -27,9 +28,11 @@ class ChildProcess {
   const std::map<std::string, std::string>& ready() const { return ready_; }
 
  private:
-  ChildProcess(pid_t pid, std::map<std::string, std::string> ready)
-      : pid_(pid), ready_(std::move(ready)) {}
+  ChildProcess(pid_t pid, std::string dir,
+               std::map<std::string, std::string> ready)
+      : pid_(pid), dir_(std::move(dir)), ready_(std::move(ready)) {}
   pid_t pid_ = -1;
+  std::string dir_;  // holds the ready file; removed at the end
   std::map<std::string, std::string> ready_;
 };
 

@@ -60,8 +60,8 @@ std::string RandomBlock(const Cell& cell) {
 }
 
 std::string BlockKey(const Cell& cell, int stream, int block) {
-  return absl::StrCat(DTypeName(cell.dtype), "/", cell.block_bytes, "/s",
-                      stream, "/b", block);
+  return absl::StrCat(cell.tag, "/", std::string(DTypeName(cell.dtype)), "/",
+                      cell.block_bytes, "/s", stream, "/b", block);
 }
 
 // Runs `per_stream(stream, channel, latencies)` on cell.streams threads that
@@ -77,7 +77,8 @@ absl::StatusOr<CellResult> RunStreams(const std::string& address,
   for (int s = 0; s < cell.streams; ++s) {
     threads.emplace_back([&, s] {
       std::shared_ptr<grpc::Channel> channel = StreamChannel(address, cell, s);
-      channel->WaitForConnected(Clock::now() + std::chrono::seconds(10));
+      channel->WaitForConnected(std::chrono::system_clock::now() +
+                                std::chrono::seconds(10));
       std::vector<double> latencies;
       start.arrive_and_wait();
       absl::Status status = per_stream(s, channel, latencies);
@@ -246,6 +247,21 @@ absl::StatusOr<CellResult> RunBareDownload(const std::string& address,
     }
     return absl::OkStatus();
   });
+}
+
+absl::Status DeleteCellBlocks(const std::string& address, const Cell& cell) {
+  auto stub = kvq::v1::KVCache::NewStub(StreamChannel(address, cell, 0));
+  kvq::v1::DeleteRequest request;
+  request.set_namespace_("bench");
+  for (int s = 0; s < cell.streams; ++s) {
+    for (int b = 0; b < cell.blocks_per_stream; ++b) {
+      request.add_keys(BlockKey(cell, s, b));
+    }
+  }
+  grpc::ClientContext context;
+  kvq::v1::DeleteResponse response;
+  grpc::Status status = stub->Delete(&context, request, &response);
+  return status.ok() ? absl::OkStatus() : RpcError("Delete", status);
 }
 
 }  // namespace kvq::bench

@@ -26,6 +26,8 @@ struct Cell {
   int blocks_per_stream = 1;
   uint32_t chunk_bytes = 1 << 20;
   int max_message_bytes = 8 << 20;
+  // Part of every key, so that warm-up blocks and measured blocks differ.
+  std::string tag = "run";
 };
 
 struct CellResult {
@@ -47,6 +49,10 @@ absl::StatusOr<CellResult> RunBareUpload(const std::string& address,
                                          const Cell& cell);
 absl::StatusOr<CellResult> RunBareDownload(const std::string& address,
                                            const Cell& cell);
+
+// Deletes the blocks RunKvqPut stored for `cell` (not timed), so that one
+// cell's blocks never make the next cell evict.
+absl::Status DeleteCellBlocks(const std::string& address, const Cell& cell);
 
 }  // namespace kvq::bench
 

@@ -90,8 +90,9 @@ int RunPut(Client& client, std::span<const std::string> args) {
     if (!data.ok()) return Fail("put", data.status());
   }
 
+  const std::string ns = absl::GetFlag(FLAGS_ns);
   BlockToPut block;
-  block.ns = absl::GetFlag(FLAGS_ns);
+  block.ns = ns;
   block.key = *key;
   block.dtype = *dtype;
   block.shape = *shape;
@@ -106,7 +107,7 @@ int RunPut(Client& client, std::span<const std::string> args) {
           ? 0.0
           : static_cast<double>(result->logical_bytes) / result->stored_bytes;
   std::printf("stored %s/%s: %s %s %s, %s sent, %s stored (%.2fx)\n",
-              std::string(block.ns).c_str(), PrintableKey(*key).c_str(),
+              ns.c_str(), PrintableKey(*key).c_str(),
               ShapeString(*shape).c_str(),
               std::string(wire::DTypeName(*dtype)).c_str(),
               std::string(GranularityName(*granularity)).c_str(),

@@ -12,6 +12,7 @@
 #define KVQ_KERNELS_CUDA_KERNEL_COMMON_CUH_
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/addressing.cuh"
 #include "kernels/cuda/dtype_traits.cuh"
@@ -70,13 +71,80 @@ __device__ __forceinline__ void ReportBlockMax(const QuantizeOutputs& out,
   }
 }
 
+// Magnitudes of a vector, packed as the raw storage allows: a float's
+// |x| bits, or two 16-bit |x| patterns per word for FP16 / BF16 (integer
+// order of a 16-bit magnitude pattern is value order too, NaN and Inf on
+// top). Taking maxima on packed patterns converts nothing until the end,
+// which keeps the loaded vectors as the only live registers.
 template <typename T, int kN>
-__device__ __forceinline__ uint32_t MaxAbsBits(const Vec<T, kN>& x,
-                                               uint32_t bits) {
+struct Magnitudes {
+  static constexpr bool kPacked = sizeof(T) == 2 && kN % 2 == 0;
+  static constexpr int kWords = kPacked ? kN / 2 : kN;
+  uint32_t w[kWords];
+
+  __device__ __forceinline__ Magnitudes() {
 #pragma unroll
-  for (int e = 0; e < kN; ++e) bits = max(bits, AbsBits(ToFloat(x.v[e])));
-  return bits;
-}
+    for (int i = 0; i < kWords; ++i) w[i] = 0;
+  }
+
+  __device__ __forceinline__ void Add(const Vec<T, kN>& x) {
+    if constexpr (kPacked) {
+#pragma unroll
+      for (int i = 0; i < kWords; ++i) {
+        const uint32_t word = Raw(x.v[2 * i]) | (Raw(x.v[2 * i + 1]) << 16);
+        w[i] = __vmaxu2(w[i], word & 0x7fff7fffu);
+      }
+    } else if constexpr (sizeof(T) == 2) {
+#pragma unroll
+      for (int i = 0; i < kWords; ++i) w[i] = max(w[i], Raw(x.v[i]) & 0x7fffu);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kWords; ++i) w[i] = max(w[i], AbsBits(x.v[i]));
+    }
+  }
+
+  // |x| bits (of the float value) of element e's running max.
+  __device__ __forceinline__ uint32_t Element(int e) const {
+    if constexpr (kPacked) {
+      return FloatBitsOf((w[e / 2] >> (16 * (e % 2))) & 0xffffu);
+    } else if constexpr (sizeof(T) == 2) {
+      return FloatBitsOf(w[e]);
+    } else {
+      return w[e];
+    }
+  }
+
+  // |x| bits of the max over all elements.
+  __device__ __forceinline__ uint32_t Max() const {
+    uint32_t m = 0;
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) m = max(m, w[i]);
+    if constexpr (kPacked) {
+      return FloatBitsOf(max(m & 0xffffu, m >> 16));
+    } else if constexpr (sizeof(T) == 2) {
+      return FloatBitsOf(m);
+    } else {
+      return m;
+    }
+  }
+
+ private:
+  static __device__ __forceinline__ uint32_t Raw(Fp16 x) {
+    return __half_as_ushort(x);
+  }
+  static __device__ __forceinline__ uint32_t Raw(Bf16 x) {
+    return __bfloat16_as_ushort(x);
+  }
+  // Float bits of a 16-bit magnitude pattern (exact widening).
+  static __device__ __forceinline__ uint32_t FloatBitsOf(uint32_t h) {
+    if constexpr (sizeof(T) == 2 && std::is_same_v<T, Bf16>) {
+      return h << 16;
+    } else {
+      return __float_as_uint(
+          __half2float(__ushort_as_half(static_cast<unsigned short>(h))));
+    }
+  }
+};
 
 // Quantizes kN values that share one scale.
 template <typename T, int kN>

@@ -34,6 +34,10 @@ constexpr size_t kArenaAlignment = 4096;
 // scratch on every handler thread for the life of the server.
 constexpr size_t kKeptScratchBytes = size_t{8} << 20;
 
+// Debian's Abseil has its own string_view, which StrCat takes and
+// std::string_view does not convert to.
+absl::string_view Sv(std::string_view s) { return {s.data(), s.size()}; }
+
 struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
 };
@@ -111,8 +115,8 @@ class CpuBackend final : public Backend {
                                      DataPathTimings* timings) override {
     if (src.size() != layout.logical_bytes(dtype)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "block data is ", src.size(), " bytes, but dtype ", DTypeName(dtype),
-          " x shape needs ", layout.logical_bytes(dtype)));
+          "block data is ", src.size(), " bytes, but dtype ",
+          Sv(DTypeName(dtype)), " x shape needs ", layout.logical_bytes(dtype)));
     }
     if (absl::Status s = CheckPages(layout.payload_bytes, pages); !s.ok()) {
       return s;
@@ -147,7 +151,7 @@ class CpuBackend final : public Backend {
     if (dst.size() != layout.logical_bytes(dtype)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "output buffer is ", dst.size(), " bytes, but dtype ",
-          DTypeName(dtype), " x shape needs ", layout.logical_bytes(dtype)));
+          Sv(DTypeName(dtype)), " x shape needs ", layout.logical_bytes(dtype)));
     }
     if (absl::Status s = CheckPages(layout.payload_bytes, pages); !s.ok()) {
       return s;

@@ -8,13 +8,14 @@
 #include "absl/strings/str_join.h"
 #include "kernels/quantize.h"
 #include "server/service/quant_error.h"
+#include "server/service/string_views.h"
 
 namespace kvq {
 namespace {
 
 constexpr DType kAllDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
 
-std::string_view WireDTypeName(DType dtype) {
+absl::string_view WireDTypeName(DType dtype) {
   switch (dtype) {
     case DType::kFp16:
       return "DTYPE_FP16";
@@ -32,14 +33,14 @@ absl::Status CheckRange(const BlockMeta& meta, DType wanted) {
   if (wanted == meta.dtype || meta.absmax <= DTypeMaxFinite(wanted)) {
     return absl::OkStatus();
   }
-  std::vector<std::string_view> fitting;
+  std::vector<absl::string_view> fitting;
   for (DType d : kAllDTypes) {
     if (meta.absmax <= DTypeMaxFinite(d)) fitting.push_back(WireDTypeName(d));
   }
   return absl::OutOfRangeError(absl::StrCat(
       "dtype ", WireDTypeName(wanted), " cannot hold this block: it was put as ",
-      DTypeName(meta.dtype), " with values up to |", meta.absmax,
-      "|, above the largest finite ", DTypeName(wanted), " (",
+      ToAbsl(DTypeName(meta.dtype)), " with values up to |", meta.absmax,
+      "|, above the largest finite ", ToAbsl(DTypeName(wanted)), " (",
       DTypeMaxFinite(wanted), "); ask for ", absl::StrJoin(fitting, " or "),
       ", or leave dtype unspecified"));
 }
@@ -108,7 +109,7 @@ absl::StatusOr<FetchedBlock> BlockStore::Fetch(std::string_view ns,
   std::optional<PinnedBlock> pinned = pool_->Pin(ns, key);
   if (!pinned.has_value()) {
     return absl::NotFoundError(absl::StrCat("key ", DescribeKey(key),
-                                            " is not held in namespace \"", ns,
+                                            " is not held in namespace \"", ToAbsl(ns),
                                             "\""));
   }
   const BlockMeta& meta = pinned->meta();

@@ -1,4 +1,5 @@
 #include "server/service/header_validation.h"
+#include "server/service/string_views.h"
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -33,7 +34,7 @@ absl::StatusOr<DType> DTypeFromWire(int wire_value, std::string_view field) {
       return DType::kFp32;
     default:
       return absl::InvalidArgumentError(absl::StrCat(
-          field, " must be DTYPE_FP16 (1), DTYPE_BF16 (2) or DTYPE_FP32 (3), ",
+          ToAbsl(field), " must be DTYPE_FP16 (1), DTYPE_BF16 (2) or DTYPE_FP32 (3), ",
           "got ", wire_value));
   }
 }
@@ -88,7 +89,7 @@ absl::StatusOr<QuantSpec> QuantSpecFromWire(const v1::Quantization& wire,
       return absl::InvalidArgumentError(absl::StrCat(
           "header.quantization.group_size must be 0 unless granularity is "
           "GRANULARITY_GROUP, got ",
-          spec.group_size, " with ", GranularityName(spec.granularity)));
+          spec.group_size, " with ", ToAbsl(GranularityName(spec.granularity))));
     }
     return spec;
   }
@@ -105,14 +106,14 @@ absl::StatusOr<QuantSpec> QuantSpecFromWire(const v1::Quantization& wire,
 absl::Status ValidateNamespace(std::string_view ns, std::string_view field) {
   if (ns.size() > kMaxNamespaceBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, " must be at most ", kMaxNamespaceBytes, " bytes, got ",
+        ToAbsl(field), " must be at most ", kMaxNamespaceBytes, " bytes, got ",
         ns.size()));
   }
   for (size_t i = 0; i < ns.size(); ++i) {
     const auto c = static_cast<unsigned char>(ns[i]);
     if (c < 0x20 || c > 0x7e) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "%s must be printable ASCII, got byte 0x%02x at offset %d", field, c,
+          "%s must be printable ASCII, got byte 0x%02x at offset %d", ToAbsl(field), c,
           i));
     }
   }
@@ -122,7 +123,7 @@ absl::Status ValidateNamespace(std::string_view ns, std::string_view field) {
 absl::Status ValidateKey(std::string_view key, std::string_view field) {
   if (key.empty() || key.size() > kMaxKeyBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, " must be 1 to ", kMaxKeyBytes, " bytes, got ", key.size()));
+        ToAbsl(field), " must be 1 to ", kMaxKeyBytes, " bytes, got ", key.size()));
   }
   return absl::OkStatus();
 }
@@ -131,7 +132,7 @@ absl::StatusOr<DType> PutDTypeFromWire(int wire_value,
                                        std::string_view field) {
   if (wire_value == v1::DTYPE_UNSPECIFIED) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, " is required: DTYPE_FP16 (1), DTYPE_BF16 (2) or DTYPE_FP32 (3)"));
+        ToAbsl(field), " is required: DTYPE_FP16 (1), DTYPE_BF16 (2) or DTYPE_FP32 (3)"));
   }
   return DTypeFromWire(wire_value, field);
 }
@@ -204,7 +205,7 @@ v1::BlockHeader ToWireHeader(std::string_view ns, std::string_view key,
 std::string DescribeKey(std::string_view key) {
   const bool cut = key.size() > kDescribedKeyBytes;
   std::string out =
-      absl::CHexEscape(cut ? key.substr(0, kDescribedKeyBytes) : key);
+      absl::CHexEscape(ToAbsl(cut ? key.substr(0, kDescribedKeyBytes) : key));
   if (cut) absl::StrAppend(&out, "...");
   return absl::StrCat("\"", out, "\"");
 }

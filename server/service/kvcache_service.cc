@@ -103,10 +103,14 @@ grpc::Status KVCacheService::Put(
     }
   }
   if (context->IsCancelled()) {
-    // Disconnect or cancel: an incomplete block dies with the assembler.
+    // Cancel, disconnect, deadline, shutdown or a message over the size
+    // limit (gRPC answers the client itself then): an incomplete block dies
+    // with the assembler, nothing of it stored.
     return call.Finish(
-        absl::CancelledError("the client cancelled the stream; an incomplete "
-                             "block was dropped, nothing of it stored"),
+        absl::CancelledError(
+            "the stream was cancelled (client cancel or disconnect, deadline, "
+            "server shutdown, or a message over --max_message_bytes); an "
+            "incomplete block was dropped"),
         summary());
   }
   return call.Finish(assembler.Finish(), summary());

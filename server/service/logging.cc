@@ -1,4 +1,5 @@
 #include "server/service/logging.h"
+#include "server/service/string_views.h"
 
 #include <chrono>
 #include <ctime>
@@ -98,7 +99,8 @@ absl::Status ConfigureLogging(std::string_view level, std::string_view format) {
     parsed = spdlog::level::err;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--log_level must be trace, debug, info, warn or error, got \"", level,
+        "--log_level must be trace, debug, info, warn or error, got \"",
+        ToAbsl(level),
         "\""));
   }
   std::unique_ptr<spdlog::formatter> formatter;
@@ -109,7 +111,8 @@ absl::Status ConfigureLogging(std::string_view level, std::string_view format) {
     formatter = MakeJsonLogFormatter();
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--log_format must be text or json, got \"", format, "\""));
+        "--log_format must be text or json, got \"", ToAbsl(format),
+        "\""));
   }
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   auto logger = std::make_shared<spdlog::logger>("kvq", std::move(sink));

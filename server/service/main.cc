@@ -42,6 +42,7 @@
 #include "server/service/env_flags.h"
 #include "server/service/kvcache_service.h"
 #include "server/service/logging.h"
+#include "server/service/string_views.h"
 #include "spdlog/spdlog.h"
 
 #ifndef KVQ_VERSION
@@ -128,7 +129,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(
       if (cuda.ok() || !absl::IsFailedPrecondition(cuda.status())) return cuda;
       spdlog::warn("--device=auto: a GPU is present but the cuda backend is "
                    "not usable ({}); falling back to cpu",
-                   cuda.status().message());
+                   ToStd(cuda.status().message()));
     }
     return MakeCpuBackend(arena);
   }
@@ -159,7 +160,7 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port,
 }
 
 int Fail(const absl::Status& status) {
-  spdlog::error("kvq-server cannot start: {}", status.message());
+  spdlog::error("kvq-server cannot start: {}", ToStd(status.message()));
   return 1;
 }
 

@@ -1,4 +1,5 @@
 #include "server/service/put_assembler.h"
+#include "server/service/string_views.h"
 
 #include <cstring>
 #include <new>
@@ -12,7 +13,7 @@ namespace {
 // "dtype fp16 x shape 2x16x8x128 = 65536 bytes"
 std::string DescribeSize(const PutHeader& header) {
   const BlockShape& s = header.layout.shape;
-  return absl::StrCat("dtype ", DTypeName(header.dtype), " x shape ", s.planes,
+  return absl::StrCat("dtype ", ToAbsl(DTypeName(header.dtype)), " x shape ", s.planes,
                       "x", s.tokens, "x", s.heads, "x", s.head_dim, " = ",
                       header.logical_bytes(), " bytes");
 }

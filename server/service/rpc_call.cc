@@ -4,6 +4,7 @@
 #include "spdlog/spdlog.h"
 #include "server/service/request_id.h"
 #include "server/service/status_mapping.h"
+#include "server/service/string_views.h"
 
 namespace kvq {
 namespace {
@@ -49,7 +50,7 @@ std::string RpcCall::ItemError(const absl::Status& status,
                                                    : ErrorLevel(status.code());
   spdlog::log(level, "rpc={} request={} {} code={} error: {}",
               RpcName(rpc_), request_id_, item,
-              WireCodeName(WireCode(status)), status.message());
+              WireCodeName(WireCode(status)), ToStd(status.message()));
   return ErrorMessage(status, request_id_);
 }
 
@@ -67,7 +68,7 @@ grpc::Status RpcCall::Finish(const absl::Status& status,
                 "rpc={} request={} peer={} code={} seconds={:.6f} {} "
                 "error: {}",
                 RpcName(rpc_), request_id_, context_->peer(),
-                WireCodeName(code), seconds, summary, status.message());
+                WireCodeName(code), seconds, summary, ToStd(status.message()));
   }
   return ToGrpcStatus(status, request_id_);
 }

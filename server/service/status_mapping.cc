@@ -1,4 +1,5 @@
 #include "server/service/status_mapping.h"
+#include "server/service/string_views.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -41,7 +42,7 @@ int32_t WireCode(const absl::Status& status) {
 std::string ErrorMessage(const absl::Status& status,
                          std::string_view request_id) {
   if (status.ok()) return "";
-  return absl::StrCat(status.message(), " [request ", request_id, "]");
+  return absl::StrCat(status.message(), " [request ", ToAbsl(request_id), "]");
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status,

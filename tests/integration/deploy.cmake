@@ -46,7 +46,7 @@ if(TARGET kvq-server)
   kvq_add_deploy_test(dashboard_and_alerts_query_only_exported_metrics
     ${KVQ_DEPLOY_PY} ${CMAKE_CURRENT_SOURCE_DIR}/deploy_server_test.py
     metric-names $<TARGET_FILE:kvq-server>)
-  kvq_add_deploy_test(deploy_env_variables_are_server_flags
+  kvq_add_deploy_test(env_variables_are_server_flags
     ${KVQ_DEPLOY_PY} ${CMAKE_CURRENT_SOURCE_DIR}/deploy_server_test.py
     env-flags $<TARGET_FILE:kvq-server>)
 else()

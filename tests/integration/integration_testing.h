@@ -36,10 +36,10 @@ uint64_t FreshSeed();
 
 // How the values of a random block are drawn.
 enum class Values {
-  kNormal,           // N(0, 1)
-  kOutlierChannels,  // N(0, 1) with a few channels 40x larger
+  kNormal,           // about N(0, 1) (Irwin-Hall: a sum of four uniforms)
+  kOutlierChannels,  // kNormal with a few channels 40x larger
   kWideRange,        // magnitudes spread over 10^-3 .. 10^3, random signs
-  kLarge,            // N(0, 1) * 1e5: beyond FP16's range (use FP32)
+  kLarge,            // kNormal * 1e5: beyond FP16's range (use FP32)
 };
 
 v1::BlockShape Shape(uint32_t planes, uint32_t tokens, uint32_t heads,

@@ -6,6 +6,12 @@
 # KVQ_TEST_DEVICE=cuda (labels "gpu;integration"; the GPU machine runs
 # `ctest -L gpu`, CI excludes them with `-LE gpu`).
 
+# The client's element codec against the kernels' conversions (no server).
+if(TARGET kvq_kernels)
+  kvq_add_test(client_element_codec_test SOURCES element_codec_test.cc
+    LIBS kvq_client kvq_kernels LABELS client)
+endif()
+
 if(NOT TARGET kvq-server OR NOT TARGET kvqctl OR NOT TARGET kvq_kernels)
   message(STATUS "kvq: server integration tests need kvq-server, kvqctl and "
                  "kvq_kernels; not configured")

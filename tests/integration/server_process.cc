@@ -73,7 +73,7 @@ bool WaitFor(pid_t pid, absl::Duration timeout, ExitStatus* status) {
 std::vector<std::string> ChildEnvironment() {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
-    const std::string_view entry(*e);
+    const absl::string_view entry(*e);
     if (absl::StartsWith(entry, "KVQ_") && !absl::StartsWith(entry, "KVQ_TEST_")) {
       continue;
     }
@@ -125,8 +125,8 @@ absl::Status ParseReadyFile(const std::string& text, int* grpc_port,
                             int* metrics_port) {
   *grpc_port = 0;
   *metrics_port = 0;
-  for (std::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    std::pair<std::string_view, std::string_view> kv =
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> kv =
         absl::StrSplit(line, absl::MaxSplits('=', 1));
     int value = 0;
     if (!absl::SimpleAtoi(kv.second, &value)) continue;

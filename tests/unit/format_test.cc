@@ -18,8 +18,8 @@
 namespace kvq {
 namespace {
 
-using ::testing::HasSubstr;
 using kvq::testing::SeededTest;
+using ::testing::HasSubstr;
 
 constexpr Granularity kAllGranularities[] = {
     Granularity::kPerTokenHead, Granularity::kPerChannel,
@@ -65,7 +65,8 @@ TEST(FormatNames, UnknownNamesAreInvalidArgumentNamingTheFieldAndValue) {
   }
 }
 
-// --- ValidateBlock ------------------------------------------------------------
+// --- ValidateBlock
+// ------------------------------------------------------------
 
 BlockShape SmallShape() { return {2, 16, 4, 64}; }
 
@@ -106,10 +107,12 @@ TEST(ValidateBlock, AbsurdDimensionNamesTheDimensionAndLimit) {
   const QuantSpec spec;
   BlockShape s = SmallShape();
   s.planes = kMaxPlanes + 1;
-  ExpectInvalid(s, spec, "shape.planes must be <= " + std::to_string(kMaxPlanes));
+  ExpectInvalid(s, spec,
+                "shape.planes must be <= " + std::to_string(kMaxPlanes));
   s = SmallShape();
   s.tokens = kMaxTokens + 1;
-  ExpectInvalid(s, spec, "shape.tokens must be <= " + std::to_string(kMaxTokens));
+  ExpectInvalid(s, spec,
+                "shape.tokens must be <= " + std::to_string(kMaxTokens));
   s = SmallShape();
   s.heads = 0xffffffffu;
   ExpectInvalid(s, spec, "shape.heads must be <= " + std::to_string(kMaxHeads));
@@ -140,7 +143,9 @@ TEST(ValidateBlock, GroupGranularityNeedsAGroupSizeDividingHeadDim) {
   ExpectInvalid(SmallShape(), spec, "spec.group_size must be >= 1");
   for (uint32_t bad : {3u, 7u, 48u, 65u, 128u}) {
     spec.group_size = bad;
-    ExpectInvalid(SmallShape(), spec, "spec.group_size must divide shape.head_dim (64), got " + std::to_string(bad));
+    ExpectInvalid(SmallShape(), spec,
+                  "spec.group_size must divide shape.head_dim (64), got " +
+                      std::to_string(bad));
   }
   for (uint32_t good : {1u, 2u, 4u, 8u, 16u, 32u, 64u}) {
     spec.group_size = good;
@@ -166,7 +171,8 @@ TEST(ValidateBlock, UnknownGranularityOrFormatValuesNameTheField) {
   ExpectInvalid(SmallShape(), {static_cast<Granularity>(9), 0}, "got 9");
 }
 
-// --- MakeLayout and GroupOf ----------------------------------------------------
+// --- MakeLayout and GroupOf
+// ----------------------------------------------------
 
 class LayoutTest : public SeededTest {
  protected:
@@ -287,9 +293,12 @@ TEST_F(LayoutTest, GroupOfMatchesTheDefinitionOfEachGranularity) {
   }
 }
 
-// --- DequantErrorBound --------------------------------------------------------
+// --- DequantErrorBound
+// --------------------------------------------------------
 
-TEST_F(SeededTest, ErrorBoundIsHalfAScaleWithinAFewUlpsOfSlack) {
+class DequantErrorBoundTest : public SeededTest {};
+
+TEST_F(DequantErrorBoundTest, IsHalfAScaleWithinAFewUlpsOfSlack) {
   std::uniform_real_distribution<float> unit(0.0f, 1.0f);
   for (int trial = 0; trial < 10000; ++trial) {
     const float absmax = std::ldexp(1.0f + unit(rng_), -100 + rng_() % 220);
@@ -298,7 +307,8 @@ TEST_F(SeededTest, ErrorBoundIsHalfAScaleWithinAFewUlpsOfSlack) {
     const float bound = DequantErrorBound(x, scale);
     EXPECT_GE(bound, scale / 2);
     // Not vacuous: the float rounding terms are tiny next to scale / 2.
-    EXPECT_LE(bound, scale / 2 * (1 + 1e-4f)) << "x=" << x << " scale=" << scale;
+    EXPECT_LE(bound, scale / 2 * (1 + 1e-4f))
+        << "x=" << x << " scale=" << scale;
     for (DType d : kvq::testing::kAllDTypes) {
       EXPECT_GE(DequantErrorBound(x, scale, d), bound);
     }
@@ -327,8 +337,8 @@ TEST(DequantErrorBound, FiniteAtTheTopOfFp16InfiniteWhenItCouldOverflow) {
   EXPECT_TRUE(std::isfinite(b));
   EXPECT_LE(b, scale / 2 + 16.5f);
   // 1e6 cannot be represented in FP16: no finite bound holds.
-  EXPECT_TRUE(std::isinf(
-      DequantErrorBound(1e6f, ScaleFromAbsmax(1e6f), DType::kFp16)));
+  EXPECT_TRUE(
+      std::isinf(DequantErrorBound(1e6f, ScaleFromAbsmax(1e6f), DType::kFp16)));
 }
 
 }  // namespace

@@ -132,7 +132,7 @@ TEST_F(HeaderValidationTest, ShapeErrorsNameTheWireField) {
 
 TEST_F(HeaderValidationTest, DescribeKeyEscapesBinaryAndCutsLongKeys) {
   EXPECT_EQ(DescribeKey("abc"), "\"abc\"");
-  EXPECT_EQ(DescribeKey(std::string("a\0\n\xff", 4)), "\"a\\000\\n\\377\"");
+  EXPECT_EQ(DescribeKey(std::string("a\0\n\xff", 4)), "\"a\\x00\\n\\xff\"");
   const std::string described = DescribeKey(std::string(1000, 'z'));
   EXPECT_EQ(described, "\"" + std::string(64, 'z') + "...\"");
 }

@@ -2,8 +2,6 @@
 // round-to-nearest-even checked against an independent definition (the
 // nearest of all representable values, computed by search).
 
-#include "kernels/float_convert.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/float_convert.h"
 #include "tests/unit/kernels_test_util.h"
 
 namespace kvq {
@@ -108,7 +107,10 @@ TEST(FloatConvert, NarrowingAWidenedValueGivesItBack) {
   }
 }
 
-TEST_F(SeededTest, FloatToHalfRoundsToNearestEvenIncludingTiesAndOverflow) {
+class FloatConvertTest : public SeededTest {};
+
+TEST_F(FloatConvertTest,
+       FloatToHalfRoundsToNearestEvenIncludingTiesAndOverflow) {
   const std::vector<double> table = HalfTable();
   // 65504 + half its ulp (16) is where rounding reaches Inf.
   const double overflow_at = 65520.0;
@@ -121,8 +123,8 @@ TEST_F(SeededTest, FloatToHalfRoundsToNearestEvenIncludingTiesAndOverflow) {
   for (uint32_t h = 0; h + 1 < 0x7c00; ++h) {
     const float mid = static_cast<float>((table[h] + table[h + 1]) / 2);
     ASSERT_EQ(static_cast<double>(mid), (table[h] + table[h + 1]) / 2);
-    for (float x : {mid, std::nextafter(mid, 0.0f),
-                    std::nextafter(mid, 1e9f)}) {
+    for (float x :
+         {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)}) {
       check(x);
       check(-x);
     }
@@ -143,7 +145,8 @@ TEST_F(SeededTest, FloatToHalfRoundsToNearestEvenIncludingTiesAndOverflow) {
             0x7e00);
 }
 
-TEST_F(SeededTest, FloatToBf16RoundsToNearestEvenIncludingTiesAndOverflow) {
+TEST_F(FloatConvertTest,
+       FloatToBf16RoundsToNearestEvenIncludingTiesAndOverflow) {
   const std::vector<double> table = Bf16Table();
   // Largest finite bf16 plus half its ulp.
   const double overflow_at = table.back() + std::ldexp(1.0, 127 - 8);
@@ -156,7 +159,8 @@ TEST_F(SeededTest, FloatToBf16RoundsToNearestEvenIncludingTiesAndOverflow) {
   for (int i = 0; i < 20000; ++i) {
     const uint32_t b = pattern(rng_);
     const float mid = static_cast<float>((table[b] + table[b + 1]) / 2);
-    for (float x : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e38f)}) {
+    for (float x :
+         {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e38f)}) {
       check(x);
       check(-x);
     }

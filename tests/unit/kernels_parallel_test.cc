@@ -1,14 +1,13 @@
 // Specification of kernels/parallel.h: every index exactly once, from any
 // number of concurrent callers, nested calls included.
 
-#include "kernels/parallel.h"
-
 #include <atomic>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/parallel.h"
 #include "tests/unit/kernels_test_util.h"
 
 namespace kvq {
@@ -28,13 +27,15 @@ void ExpectEachIndexOnce(WorkerPool& pool, size_t n, size_t grain) {
     for (size_t i = begin; i < end; ++i) hits[i].fetch_add(1);
   });
   for (size_t i = 0; i < n; ++i) {
-    ASSERT_EQ(hits[i].load(), 1) << "index " << i << " n=" << n
-                                 << " grain=" << grain;
+    ASSERT_EQ(hits[i].load(), 1)
+        << "index " << i << " n=" << n << " grain=" << grain;
   }
   EXPECT_LE(largest_range.load(), std::max<size_t>(grain, 1));
 }
 
-TEST_F(SeededTest, EveryIndexRunsExactlyOnceInRangesOfAtMostGrain) {
+class WorkerPoolTest : public SeededTest {};
+
+TEST_F(WorkerPoolTest, EveryIndexRunsExactlyOnceInRangesOfAtMostGrain) {
   for (int workers : {0, 1, 3}) {
     WorkerPool pool(workers);
     EXPECT_EQ(pool.concurrency(), workers + 1);
@@ -46,7 +47,7 @@ TEST_F(SeededTest, EveryIndexRunsExactlyOnceInRangesOfAtMostGrain) {
   }
 }
 
-TEST_F(SeededTest, ConcurrentAndNestedCallersAllComplete) {
+TEST_F(WorkerPoolTest, ConcurrentAndNestedCallersAllComplete) {
   WorkerPool pool(3);
   std::vector<std::thread> callers;
   std::atomic<uint64_t> total{0};
@@ -57,9 +58,8 @@ TEST_F(SeededTest, ConcurrentAndNestedCallersAllComplete) {
         pool.ParallelFor(64, 4, [&](size_t begin, size_t end) {
           for (size_t i = begin; i < end; ++i) {
             // A nested loop on the same pool.
-            pool.ParallelFor(10, 3, [&](size_t b, size_t e) {
-              total.fetch_add(e - b);
-            });
+            pool.ParallelFor(
+                10, 3, [&](size_t b, size_t e) { total.fetch_add(e - b); });
           }
         });
       }

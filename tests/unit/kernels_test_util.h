@@ -4,6 +4,7 @@
 #ifndef KVQ_TESTS_UNIT_KERNELS_TEST_UTIL_H_
 #define KVQ_TESTS_UNIT_KERNELS_TEST_UTIL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -88,27 +89,33 @@ inline float TestMaxMagnitude(DType dtype) {
 }
 
 enum class Distribution {
-  kNormal,          // N(0, sigma), sigma drawn per block from 1e-3..1e3
-  kOutlierChannels, // Student-t(2) with a few channels 20-100x larger
-  kTiny,            // around 1e-30 (fp16: its subnormal range, 1e-7..1e-5)
-  kSubnormalScale,  // fp32/bf16 groups whose scale is a subnormal float
-  kHuge,            // around 1e30..1e38 (fp16: up to +-65504)
-  kMixedGroups,     // groups of zeros, tiny, normal and huge values together
+  kNormal,           // N(0, sigma), sigma drawn per block from 1e-3..1e3
+  kOutlierChannels,  // Student-t(2) with a few channels 20-100x larger
+  kTiny,             // around 1e-30 (fp16: its subnormal range, 1e-7..1e-5)
+  kSubnormalScale,   // fp32/bf16 groups whose scale is a subnormal float
+  kHuge,             // around 1e30..1e38 (fp16: up to +-65504)
+  kMixedGroups,      // groups of zeros, tiny, normal and huge values together
 };
 
 constexpr Distribution kAllDistributions[] = {
-    Distribution::kNormal,         Distribution::kOutlierChannels,
-    Distribution::kTiny,           Distribution::kSubnormalScale,
-    Distribution::kHuge,           Distribution::kMixedGroups};
+    Distribution::kNormal, Distribution::kOutlierChannels,
+    Distribution::kTiny,   Distribution::kSubnormalScale,
+    Distribution::kHuge,   Distribution::kMixedGroups};
 
 inline const char* DistributionName(Distribution d) {
   switch (d) {
-    case Distribution::kNormal: return "normal";
-    case Distribution::kOutlierChannels: return "outlier_channels";
-    case Distribution::kTiny: return "tiny";
-    case Distribution::kSubnormalScale: return "subnormal_scale";
-    case Distribution::kHuge: return "huge";
-    case Distribution::kMixedGroups: return "mixed_groups";
+    case Distribution::kNormal:
+      return "normal";
+    case Distribution::kOutlierChannels:
+      return "outlier_channels";
+    case Distribution::kTiny:
+      return "tiny";
+    case Distribution::kSubnormalScale:
+      return "subnormal_scale";
+    case Distribution::kHuge:
+      return "huge";
+    case Distribution::kMixedGroups:
+      return "mixed_groups";
   }
   return "?";
 }
@@ -154,15 +161,17 @@ inline void FillBlock(HostBlock& block, const BlockShape& shape,
       // such range: its own subnormals (< 6.1e-5) stand in.
       const float base = dtype == DType::kFp16 ? 6e-5f : 1e-37f;
       for (uint64_t i = 0; i < n; ++i) {
-        block.Set(i, unit(rng) * base * std::pow(10.0f, -3.0f * (unit(rng) + 1) / 2));
+        block.Set(
+            i, unit(rng) * base * std::pow(10.0f, -3.0f * (unit(rng) + 1) / 2));
       }
       return;
     }
     case Distribution::kHuge: {
       for (uint64_t i = 0; i < n; ++i) {
-        const float x = dtype == DType::kFp16
-                            ? unit(rng) * 65504.0f
-                            : unit(rng) * std::pow(10.0f, 30.0f + 8 * (unit(rng) + 1) / 2);
+        const float x =
+            dtype == DType::kFp16
+                ? unit(rng) * 65504.0f
+                : unit(rng) * std::pow(10.0f, 30.0f + 8 * (unit(rng) + 1) / 2);
         block.Set(i, clamp_top(x));
       }
       // The extremes themselves.
@@ -177,11 +186,21 @@ inline void FillBlock(HostBlock& block, const BlockShape& shape,
         for (uint64_t i = row * d; i < (row + 1) * d && i < n; ++i) {
           float x = 0.0f;
           switch (kind) {
-            case 0: x = 0.0f; break;
-            case 1: x = (rng() & 1) ? -0.0f : 0.0f; break;
-            case 2: x = unit(rng) * (dtype == DType::kFp16 ? 1e-6f : 1e-32f); break;
-            case 3: x = normal(rng); break;
-            case 4: x = unit(rng) * (dtype == DType::kFp16 ? 6e4f : 1e35f); break;
+            case 0:
+              x = 0.0f;
+              break;
+            case 1:
+              x = (rng() & 1) ? -0.0f : 0.0f;
+              break;
+            case 2:
+              x = unit(rng) * (dtype == DType::kFp16 ? 1e-6f : 1e-32f);
+              break;
+            case 3:
+              x = normal(rng);
+              break;
+            case 4:
+              x = unit(rng) * (dtype == DType::kFp16 ? 6e4f : 1e35f);
+              break;
           }
           block.Set(i, x);
         }
@@ -208,7 +227,10 @@ inline int8_t PayloadValue(const std::vector<uint8_t>& payload, uint64_t i) {
 inline std::vector<uint8_t> GarbagePayload(const BlockLayout& layout,
                                            std::mt19937_64& rng) {
   std::vector<uint8_t> p(layout.payload_bytes);
-  for (auto& b : p) b = static_cast<uint8_t>(rng() | 1);
+  for (size_t i = 0; i < p.size(); i += 8) {
+    const uint64_t r = rng() | 0x0101010101010101ull;  // no zero byte
+    std::memcpy(p.data() + i, &r, std::min<size_t>(8, p.size() - i));
+  }
   return p;
 }
 

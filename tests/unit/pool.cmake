@@ -4,5 +4,5 @@ kvq_add_test(page_allocator_test
   LIBS kvq_pool absl::flat_hash_set)
 kvq_add_test(block_pool_test
   SOURCES block_pool_test.cc
-  LIBS kvq_pool absl::flat_hash_map absl::flat_hash_set absl::synchronization
-       absl::strings)
+  LIBS kvq_pool GTest::gmock absl::flat_hash_set absl::strings
+       absl::synchronization)

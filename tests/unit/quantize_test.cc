@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,6 @@
 namespace kvq {
 namespace {
 
-using ::testing::HasSubstr;
 using kvq::testing::Distribution;
 using kvq::testing::HostBlock;
 using kvq::testing::kAllDistributions;
@@ -31,13 +31,14 @@ using kvq::testing::kAllDTypes;
 using kvq::testing::PayloadScale;
 using kvq::testing::PayloadValue;
 using kvq::testing::SeededTest;
+using ::testing::HasSubstr;
 
 uint32_t FloatBitsOf(float f) { return FloatBits(f); }
 
 // Shapes with odd token counts and head_dim not a multiple of 8 among them.
 const BlockShape kSmallShapes[] = {
-    {1, 1, 1, 7}, {2, 5, 3, 13}, {2, 17, 4, 96}, {1, 9, 2, 100},
-    {3, 31, 1, 128}, {2, 3, 2, 1},
+    {1, 1, 1, 7},   {2, 5, 3, 13},   {2, 17, 4, 96},
+    {1, 9, 2, 100}, {3, 31, 1, 128}, {2, 3, 2, 1},
 };
 
 // Every granularity, and several group sizes dividing head_dim.
@@ -56,13 +57,14 @@ std::vector<QuantSpec> SpecsFor(const BlockShape& shape) {
 
 std::string Describe(DType dtype, const BlockLayout& layout,
                      const char* dist = "") {
-  return std::string(DTypeName(dtype)) + " " +
-         kvq::testing::ShapeString(layout.shape) + " " +
-         std::string(GranularityName(layout.spec.granularity)) +
-         (layout.spec.granularity == Granularity::kGroup
-              ? "(" + std::to_string(layout.spec.group_size) + ")"
-              : "") +
-         " " + dist;
+  std::ostringstream out;
+  out << DTypeName(dtype) << " " << kvq::testing::ShapeString(layout.shape)
+      << " " << GranularityName(layout.spec.granularity);
+  if (layout.spec.granularity == Granularity::kGroup) {
+    out << "(" << layout.spec.group_size << ")";
+  }
+  out << " " << dist;
+  return out.str();
 }
 
 // Largest |x| of each group, computed from the definition of a group.
@@ -176,8 +178,8 @@ TEST_F(QuantizeTest,
       for (const QuantSpec& spec : SpecsFor(shape)) {
         const BlockLayout layout = *MakeLayout(shape, spec);
         for (Distribution dist : kAllDistributions) {
-          SCOPED_TRACE(Describe(dtype, layout,
-                                kvq::testing::DistributionName(dist)));
+          SCOPED_TRACE(
+              Describe(dtype, layout, kvq::testing::DistributionName(dist)));
           HostBlock block(dtype, layout.elements);
           kvq::testing::FillBlock(block, shape, dist, rng_);
           CheckBlock(layout, block, rng_);
@@ -202,12 +204,29 @@ TEST_F(QuantizeTest, LargeBlocksOnThreadsIdenticalToReference) {
       const BlockLayout layout = *MakeLayout(shape, spec);
       const Distribution dist =
           kAllDistributions[rng_() % std::size(kAllDistributions)];
-      SCOPED_TRACE(Describe(dtype, layout,
-                            kvq::testing::DistributionName(dist)));
+      SCOPED_TRACE(
+          Describe(dtype, layout, kvq::testing::DistributionName(dist)));
       HostBlock block(dtype, layout.elements);
       kvq::testing::FillBlock(block, shape, dist, rng_);
       CheckBlock(layout, block, rng_);
       if (HasFatalFailure()) return;
+
+      // Work is split at boundaries the test does not know: a block's
+      // single largest value at a plane's edges or at a power-of-two offset
+      // must still decide its group's scale.
+      kvq::testing::FillBlock(block, shape, Distribution::kNormal, rng_);
+      const uint64_t plane = layout.elements / shape.planes;
+      const uint64_t p0 = (rng_() % shape.planes) * plane;
+      const uint64_t pow2 = uint64_t{1} << (10 + rng_() % 8);
+      for (uint64_t at : {p0, p0 + plane - 1, p0 + pow2 - 1, p0 + pow2}) {
+        SCOPED_TRACE("outlier at " + std::to_string(at));
+        const float old = block.Get(at);
+        block.Set(at, (rng_() & 1) ? 1000.0f : -1000.0f);
+        Quantized q;
+        ASSERT_TRUE(QuantizeBoth(layout, block, rng_, q));
+        ASSERT_TRUE(SameBytes(q.reference, q.fast));
+        block.Set(at, old);
+      }
     }
   }
 }
@@ -224,7 +243,8 @@ TEST_F(QuantizeTest, AllZeroGroupsGetScaleZeroAndDecodeToExactZeros) {
         std::vector<char> zeroed(layout.groups);
         for (auto& z : zeroed) z = static_cast<char>(rng_() & 1);
         for (uint64_t i = 0; i < layout.elements; ++i) {
-          if (zeroed[layout.GroupOf(i)]) block.Set(i, (rng_() & 1) ? 0.0f : -0.0f);
+          if (zeroed[layout.GroupOf(i)])
+            block.Set(i, (rng_() & 1) ? 0.0f : -0.0f);
         }
         Quantized q;
         ASSERT_TRUE(QuantizeBoth(layout, block, rng_, q));
@@ -272,7 +292,8 @@ TEST_F(QuantizeTest, ExactHalfwayValuesRoundToEven) {
             block.Set(i, std::ldexp((rng_() & 1) ? 127.0f : -127.0f, k));
             continue;
           }
-          tie[i] = static_cast<float>(static_cast<int>(rng_() % 254) - 127) + 0.5f;
+          tie[i] =
+              static_cast<float>(static_cast<int>(rng_() % 254) - 127) + 0.5f;
           block.Set(i, std::ldexp(tie[i], k));
           ASSERT_EQ(block.Get(i), std::ldexp(tie[i], k)) << "not exact";
         }
@@ -307,8 +328,9 @@ TEST_F(QuantizeTest, ValuesBeyondOneTwentySevenScalesClampToPlusMinus127) {
       HostBlock block(dtype, layout.elements);
       for (uint64_t i = 0; i < layout.elements; ++i) {
         const int units = 64 + static_cast<int>(rng_() % 1000);
-        block.Set(i, std::ldexp(static_cast<float>((rng_() & 1) ? units : -units),
-                                -149));
+        block.Set(i,
+                  std::ldexp(static_cast<float>((rng_() & 1) ? units : -units),
+                             -149));
       }
       Quantized q;
       ASSERT_TRUE(QuantizeBoth(layout, block, rng_, q));
@@ -340,8 +362,8 @@ TEST_F(QuantizeTest, NanOrInfIsInvalidArgumentNamingTheFirstBadIndex) {
     uint32_t fp32;
   };
   const Bad kBad[] = {
-      {"NaN", 0x7e00, 0x7fc0, 0x7fc00000},   // quiet NaN
-      {"NaN", 0xfc01, 0xff81, 0xff800001},   // negative signalling NaN
+      {"NaN", 0x7e00, 0x7fc0, 0x7fc00000},  // quiet NaN
+      {"NaN", 0xfc01, 0xff81, 0xff800001},  // negative signalling NaN
       {"+Inf", 0x7c00, 0x7f80, 0x7f800000},
       {"-Inf", 0xfc00, 0xff80, 0xff800000},
   };
@@ -361,7 +383,8 @@ TEST_F(QuantizeTest, NanOrInfIsInvalidArgumentNamingTheFirstBadIndex) {
         const uint64_t j = i + rng_() % (layout.elements - i);
         auto put = [&](uint64_t at, const Bad& b) {
           if (dtype == DType::kFp32) {
-            std::memcpy(static_cast<uint8_t*>(block.data()) + 4 * at, &b.fp32, 4);
+            std::memcpy(static_cast<uint8_t*>(block.data()) + 4 * at, &b.fp32,
+                        4);
           } else {
             block.SetBits(at, dtype == DType::kFp16 ? b.fp16 : b.bf16);
           }
@@ -371,9 +394,10 @@ TEST_F(QuantizeTest, NanOrInfIsInvalidArgumentNamingTheFirstBadIndex) {
         const std::string want =
             "data[" + std::to_string(i) + "] is " + first.name;
         std::vector<uint8_t> payload(layout.payload_bytes);
-        absl::Status ref = QuantizeReference(layout, dtype, block.data(),
-                                             payload.data());
-        absl::Status fast = Quantize(layout, dtype, block.data(), payload.data());
+        absl::Status ref =
+            QuantizeReference(layout, dtype, block.data(), payload.data());
+        absl::Status fast =
+            Quantize(layout, dtype, block.data(), payload.data());
         EXPECT_EQ(ref.code(), absl::StatusCode::kInvalidArgument);
         EXPECT_THAT(std::string(ref.message()), HasSubstr(want));
         EXPECT_EQ(fast, ref);
@@ -405,7 +429,8 @@ TEST_F(QuantizeTest, BlockAbsmaxIs127TimesTheLargestScaleAndBoundsEveryValue) {
       ASSERT_TRUE(Quantize(layout, dtype, block.data(), payload.data()).ok());
       float largest_scale = 0.0f;
       for (uint64_t g = 0; g < layout.groups; ++g) {
-        largest_scale = std::max(largest_scale, PayloadScale(layout, payload, g));
+        largest_scale =
+            std::max(largest_scale, PayloadScale(layout, payload, g));
       }
       const float absmax = BlockAbsmax(layout, payload.data());
       EXPECT_EQ(absmax, 127.0f * largest_scale);

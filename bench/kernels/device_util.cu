@@ -1,0 +1,188 @@
+#include "bench/kernels/device_util.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace kvq::bench {
+namespace {
+
+// Holds the GPU for about `ns` nanoseconds (global timer), so that the
+// host can enqueue the timed work before the GPU starts on it.
+__global__ void SpinKernel(uint64_t ns) {
+  uint64_t start, now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do {
+    __nanosleep(1000);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  } while (now - start < ns);
+}
+
+std::string DriverFromProc() {
+  std::ifstream in("/proc/driver/nvidia/version");
+  std::string line;
+  if (!std::getline(in, line)) return "";
+  std::istringstream words(line);
+  std::string w, prev, prev2;
+  while (words >> w) {
+    if (prev2 == "Kernel" && prev == "Module") return w;
+    prev2 = prev;
+    prev = w;
+  }
+  return "";
+}
+
+// NVML is part of the driver; load it at run time so that the binary has no
+// link-time dependency on it (the build machine has no driver).
+std::string DriverFromNvml() {
+  void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) return "";
+  using InitFn = int (*)();
+  using VersionFn = int (*)(char*, unsigned);
+  auto init = reinterpret_cast<InitFn>(dlsym(lib, "nvmlInit_v2"));
+  auto version =
+      reinterpret_cast<VersionFn>(dlsym(lib, "nvmlSystemGetDriverVersion"));
+  std::string out;
+  char text[96] = {0};
+  if (init != nullptr && version != nullptr && init() == 0 &&
+      version(text, sizeof text) == 0) {
+    out = text;
+  }
+  dlclose(lib);
+  return out;
+}
+
+std::string VersionText(int v) {  // 13000 -> "13.0"
+  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
+
+}  // namespace
+
+void CheckCuda(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return;
+  std::fprintf(stderr, "kvq-bench-kernels: %s: %s (%s)\n", what,
+               cudaGetErrorName(err), cudaGetErrorString(err));
+  std::exit(1);
+}
+
+void CheckOk(const absl::Status& s, const char* what) {
+  if (s.ok()) return;
+  std::fprintf(stderr, "kvq-bench-kernels: %s: %s\n", what,
+               s.ToString().c_str());
+  std::exit(1);
+}
+
+DeviceBuffer::DeviceBuffer(uint64_t bytes) : bytes_(bytes) {
+  CheckCuda(cudaMalloc(&ptr_, std::max<uint64_t>(bytes, 256)), "cudaMalloc");
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_ != nullptr) cudaFree(ptr_);
+}
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept
+    : ptr_(o.ptr_), bytes_(o.bytes_) {
+  o.ptr_ = nullptr;
+  o.bytes_ = 0;
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+
+GpuInfo QueryGpu() {
+  int device = 0;
+  CheckCuda(cudaGetDevice(&device), "cudaGetDevice");
+  cudaDeviceProp prop{};
+  CheckCuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  GpuInfo info;
+  info.name = prop.name;
+  info.sms = prop.multiProcessorCount;
+  info.l2_bytes = static_cast<uint64_t>(prop.l2CacheSize);
+  info.memory_bytes = prop.totalGlobalMem;
+  int driver_api = 0, runtime = 0;
+  CheckCuda(cudaDriverGetVersion(&driver_api), "cudaDriverGetVersion");
+  CheckCuda(cudaRuntimeGetVersion(&runtime), "cudaRuntimeGetVersion");
+  std::string driver = DriverFromProc();
+  if (driver.empty()) driver = DriverFromNvml();
+  if (driver.empty()) driver = "unknown";
+  info.driver = driver + " (CUDA " + VersionText(driver_api) + ")";
+  info.runtime = VersionText(runtime);
+  return info;
+}
+
+std::vector<double> TimeOp(const std::function<void(int slot)>& op, int slots,
+                           int first_slot, int repeats, int warmup,
+                           cudaStream_t stream) {
+  for (int i = 0; i < warmup; ++i) op((first_slot + i) % slots);
+  CheckCuda(cudaStreamSynchronize(stream), "warm-up");
+  std::vector<cudaEvent_t> events(2 * repeats);
+  for (auto& e : events) CheckCuda(cudaEventCreate(&e), "cudaEventCreate");
+  // Enough spin for the host to enqueue everything (a few µs per item).
+  const uint64_t spin_ns = std::min<uint64_t>(50'000'000, 200'000 + 20'000ull * repeats);
+  SpinKernel<<<1, 1, 0, stream>>>(spin_ns);
+  CheckCuda(cudaGetLastError(), "SpinKernel");
+  for (int r = 0; r < repeats; ++r) {
+    CheckCuda(cudaEventRecord(events[2 * r], stream), "cudaEventRecord");
+    op((first_slot + warmup + r) % slots);
+    CheckCuda(cudaEventRecord(events[2 * r + 1], stream), "cudaEventRecord");
+  }
+  CheckCuda(cudaStreamSynchronize(stream), "timed repetitions");
+  std::vector<double> ms(repeats);
+  for (int r = 0; r < repeats; ++r) {
+    float t = 0;
+    CheckCuda(cudaEventElapsedTime(&t, events[2 * r], events[2 * r + 1]),
+              "cudaEventElapsedTime");
+    ms[r] = t;
+  }
+  for (auto& e : events) cudaEventDestroy(e);
+  return ms;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int RotationSlots(uint64_t set_bytes, uint64_t l2_bytes) {
+  if (set_bytes >= 2 * l2_bytes) return 1;
+  const uint64_t span = 4 * l2_bytes;
+  return static_cast<int>(
+      std::max<uint64_t>(2, (span + set_bytes - 1) / std::max<uint64_t>(set_bytes, 1)));
+}
+
+double CopyMs(uint64_t traffic, const GpuInfo& gpu, int repeats,
+              cudaStream_t stream) {
+  static std::map<uint64_t, double> cache;
+  const uint64_t bytes = std::max<uint64_t>(traffic / 2, 16);
+  if (auto it = cache.find(bytes); it != cache.end()) return it->second;
+  const int slots = RotationSlots(2 * bytes, gpu.l2_bytes);
+  DeviceBuffer src(bytes * slots), dst(bytes * slots);
+  CheckCuda(cudaMemsetAsync(src.get(), 0x3c, src.bytes(), stream), "memset");
+  const double ms = Median(TimeOp(
+      [&](int slot) {
+        CheckCuda(cudaMemcpyAsync(dst.get<char>() + slot * bytes,
+                                  src.get<char>() + slot * bytes, bytes,
+                                  cudaMemcpyDeviceToDevice, stream),
+                  "cudaMemcpyAsync D2D");
+      },
+      slots, 0, repeats, 3, stream));
+  cache[bytes] = ms;
+  return ms;
+}
+
+}  // namespace kvq::bench

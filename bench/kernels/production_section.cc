@@ -1,0 +1,287 @@
+// Section 2 of kvq-bench-kernels (--shapes=all): kvq's production kernels
+// (kernels/cuda/quantize_cuda.h) over sizes 1 Mi..1 Gi elements, every dtype
+// and granularity, and head_dim 64..8192; each against a same-run device
+// copy of the bytes it must move and kvq's multi-threaded CPU fast path on
+// the same input, with the bytes checked against the CPU's.
+
+#include <algorithm>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bench/common/random_fill.h"
+#include "bench/kernels/bench_context.h"
+#include "kernels/cuda/quantize_cuda.h"
+#include "kernels/float_convert.h"
+#include "kernels/parallel.h"
+#include "kernels/quantize.h"
+
+namespace kvq::bench {
+namespace {
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
+constexpr uint32_t kGroupSize = 32;
+
+uint64_t RoundUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+std::vector<QuantSpec> Specs() {
+  return {{Granularity::kPerTokenHead, 0},
+          {Granularity::kPerChannel, 0},
+          {Granularity::kPerTensor, 0},
+          {Granularity::kGroup, kGroupSize}};
+}
+
+std::string SpecName(const QuantSpec& s) {
+  std::string name(GranularityName(s.granularity));
+  if (s.granularity == Granularity::kGroup) name += std::to_string(s.group_size);
+  return name;
+}
+
+// 1 x T x H x D holding n values: 8 heads, more when T would pass kMaxTokens.
+BlockShape SweepShape(uint64_t n, uint32_t head_dim) {
+  uint32_t heads = 8;
+  while (n / (uint64_t{heads} * head_dim) > kMaxTokens) heads *= 2;
+  return BlockShape{1, static_cast<uint32_t>(n / (uint64_t{heads} * head_dim)),
+                    heads, head_dim};
+}
+
+// Device copies of one input, `slots` sets for L2 rotation.
+struct DeviceSet {
+  uint64_t in_bytes = 0, payload_stride = 0;
+  int slots = 1;
+  DeviceBuffer in, payload, out;
+  const void* In(int s) const { return in.get<uint8_t>() + s * in_bytes; }
+  uint8_t* P(int s) const { return payload.get<uint8_t>() + s * payload_stride; }
+  void* Out(int s) const { return out.get<uint8_t>() + s * in_bytes; }
+};
+
+DeviceSet Upload(const std::vector<uint8_t>& host, uint64_t max_payload,
+                 const GpuInfo& gpu) {
+  DeviceSet d;
+  d.in_bytes = host.size();
+  d.payload_stride = RoundUp(max_payload, 256);
+  d.slots = RotationSlots(2 * d.in_bytes + d.payload_stride, gpu.l2_bytes);
+  d.in = DeviceBuffer(d.slots * d.in_bytes);
+  d.payload = DeviceBuffer(d.slots * d.payload_stride);
+  d.out = DeviceBuffer(d.slots * d.in_bytes);
+  for (int s = 0; s < d.slots; ++s) {
+    CheckCuda(cudaMemcpy(const_cast<void*>(d.In(s)), host.data(), d.in_bytes,
+                         cudaMemcpyHostToDevice), "upload");
+  }
+  return d;
+}
+
+// The lowest fraction of copy bandwidth seen for big inputs, per dtype.
+struct Worst {
+  double fraction = std::numeric_limits<double>::infinity();
+  std::string where;
+  void See(double f, const std::string& w) {
+    if (f < fraction) {
+      fraction = f;
+      where = w;
+    }
+  }
+};
+
+class ProductionRunner {
+ public:
+  explicit ProductionRunner(BenchContext& ctx)
+      : ctx_(ctx),
+        table_({"dtype", "granularity", "P x T x H x D", "input MiB",
+                "passes", "quantize ms", "GB/s", "of copy", "dequantize ms",
+                "GB/s", "of copy", "CPU quantize ms", "CPU dequantize ms",
+                "speedup q", "speedup dq", "bytes equal"}) {}
+
+  // Measures one layout on the input already in `dev` (and `host`).
+  void Run(const std::string& section, const BlockLayout& layout, DType dtype,
+           const std::vector<uint8_t>& host, const DeviceSet& dev) {
+    cudaStream_t stream = ctx_.stream();
+    const std::string shape = ShapeName(layout.shape);
+    const auto quantize = [&](int s) {
+      CheckOk(kvq::cuda::Quantize(layout, dtype, dev.In(s), dev.P(s), nullptr,
+                                  nullptr, stream), "kvq Quantize");
+    };
+    const auto q = ctx_.Time(quantize, dev.slots);
+    ctx_.ForEachSlot(quantize, dev.slots);
+    const auto dq = ctx_.Time([&](int s) {
+      CheckOk(kvq::cuda::Dequantize(layout, dev.P(s), dtype, dev.Out(s),
+                                    stream), "kvq Dequantize");
+    }, dev.slots);
+
+    // Bytes: slot 0 poisoned, quantized, dequantized, compared with the CPU.
+    CheckCuda(cudaMemsetAsync(dev.P(0), 0xa5, layout.payload_bytes, stream),
+              "memset");
+    CheckCuda(cudaMemsetAsync(dev.Out(0), 0xff, dev.in_bytes, stream),
+              "memset");
+    quantize(0);
+    CheckOk(kvq::cuda::Dequantize(layout, dev.P(0), dtype, dev.Out(0), stream),
+            "kvq Dequantize");
+    CheckCuda(cudaStreamSynchronize(stream), "sync");
+    std::vector<uint8_t> gpu_payload(layout.payload_bytes);
+    std::vector<uint8_t> gpu_out(dev.in_bytes);
+    CheckCuda(cudaMemcpy(gpu_payload.data(), dev.P(0), gpu_payload.size(),
+                         cudaMemcpyDeviceToHost), "download");
+    CheckCuda(cudaMemcpy(gpu_out.data(), dev.Out(0), gpu_out.size(),
+                         cudaMemcpyDeviceToHost), "download");
+
+    std::vector<uint8_t> cpu_payload(layout.payload_bytes);
+    std::vector<uint8_t> cpu_out(dev.in_bytes);
+    const double cpu_q = TimeCpuMs([&] {
+      CheckOk(Quantize(layout, dtype, host.data(), cpu_payload.data()),
+              "CPU Quantize");
+    });
+    const double cpu_dq = TimeCpuMs(
+        [&] { Dequantize(layout, cpu_payload.data(), dtype, cpu_out.data()); });
+    const bool equal = gpu_payload == cpu_payload && gpu_out == cpu_out;
+
+    const uint64_t q_traffic = QuantizeTraffic(layout, dtype);
+    const uint64_t dq_traffic = DequantizeTraffic(layout, dtype);
+    const double q_copy = ctx_.CopyMs(q_traffic);
+    const double dq_copy = ctx_.CopyMs(dq_traffic);
+    Measurement m;
+    m.section = section;
+    m.case_name = std::string(DTypeName(dtype)) + " " + SpecName(layout.spec) +
+                  " " + shape;
+    m.kernel = "kvq";
+    m.dtype = std::string(DTypeName(dtype));
+    m.granularity = SpecName(layout.spec);
+    m.shape = shape;
+    m.elements = layout.elements;
+    m.bytes_equal = equal ? "yes" : "NO";
+    m.op = "quantize_with_scales";
+    m.ms = q.ms;
+    m.min_ms = q.min_ms;
+    m.traffic = q_traffic;
+    m.copy_ms = q_copy;
+    m.cpu_fast_ms = cpu_q;
+    m.note = std::to_string(QuantizePasses(layout, dtype)) + " pass(es)";
+    ctx_.Record(m);
+    m.op = "dequantize";
+    m.ms = dq.ms;
+    m.min_ms = dq.min_ms;
+    m.traffic = dq_traffic;
+    m.copy_ms = dq_copy;
+    m.cpu_fast_ms = cpu_dq;
+    m.note = "";
+    ctx_.Record(m);
+
+    const double q_frac = q_copy / q.ms, dq_frac = dq_copy / dq.ms;
+    if (dev.in_bytes >= 64 * kMiB) {
+      worst_q_[dtype].See(q_frac, m.granularity + " " + shape);
+      worst_dq_[dtype].See(dq_frac, m.granularity + " " + shape);
+    }
+    table_.AddRow({m.dtype, m.granularity, shape,
+                   Sig(static_cast<double>(dev.in_bytes) / kMiB, 4),
+                   Int(QuantizePasses(layout, dtype)), Ms(q.ms),
+                   Sig(GBps(q_traffic, q.ms), 4), Percent(q_frac), Ms(dq.ms),
+                   Sig(GBps(dq_traffic, dq.ms), 4), Percent(dq_frac),
+                   Ms(cpu_q), Ms(cpu_dq), Sig(cpu_q / q.ms, 3) + "x",
+                   Sig(cpu_dq / dq.ms, 3) + "x", equal ? "yes" : "NO"});
+    all_equal_ = all_equal_ && equal;
+  }
+
+  // Writes the table (and clears it for the next one).
+  void Flush(std::ostringstream& md) {
+    table_.WriteMarkdown(md);
+    table_ = Table(table_.columns());
+  }
+
+  void AddTargets() {
+    for (DType t : kDTypes) {
+      if (!worst_q_.count(t)) continue;
+      const Worst& q = worst_q_[t];
+      const Worst& dq = worst_dq_[t];
+      ctx_.AddTarget(
+          {std::string("every kvq kernel >= 90% of copy for inputs >= 64 MiB, ") +
+               std::string(DTypeName(t)),
+           "lowest quantize " + Percent(q.fraction) + " (" + q.where +
+               "), lowest dequantize " + Percent(dq.fraction) + " (" +
+               dq.where + ")",
+           q.fraction >= 0.9 && dq.fraction >= 0.9});
+    }
+  }
+
+  bool all_equal() const { return all_equal_; }
+
+ private:
+  BenchContext& ctx_;
+  Table table_;
+  std::map<DType, Worst> worst_q_, worst_dq_;
+  bool all_equal_ = true;
+};
+
+uint64_t MaxPayload(const std::vector<BlockLayout>& layouts) {
+  uint64_t m = 0;
+  for (const auto& l : layouts) m = std::max(m, l.payload_bytes);
+  return m;
+}
+
+}  // namespace
+
+void RunProductionSection(BenchContext& ctx) {
+  const Options& opt = ctx.options();
+  ProductionRunner runner(ctx);
+  std::ostringstream md;
+  md << "## 2. kvq's production kernels: sizes x dtypes x granularities\n\n"
+     << "Inputs uniform in [-1, 1], head_dim 128, 8 heads (more when tokens "
+        "would pass 2^20), one plane. `quantize` computes the scales on the "
+        "GPU (kvq::cuda::Quantize). GB/s count the bytes each kernel must "
+        "move, read + write: the input once, or twice when its groups cannot "
+        "stay on chip (`passes` = 2: per-channel over more than 512 tokens, "
+        "per-tensor over a large plane), plus the payload; `of copy` = "
+        "same-run device-to-device copy time of the same bytes / kernel time. "
+        "CPU: kvq's fast path (kvq::Quantize / Dequantize), "
+     << WorkerPool::Default().concurrency()
+     << " threads, same input. `bytes equal`: GPU payload and dequantized "
+        "output equal the CPU's.\n\n";
+
+  const std::vector<uint64_t> sizes = {uint64_t{1} << 20, uint64_t{1} << 24,
+                                       uint64_t{1} << 27, uint64_t{1} << 30};
+  for (uint64_t n : sizes) {
+    if (n > opt.max_elements) continue;
+    const BlockShape shape = SweepShape(n, 128);
+    std::vector<BlockLayout> layouts;
+    for (const QuantSpec& spec : Specs()) layouts.push_back(*MakeLayout(shape, spec));
+    for (DType dtype : kDTypes) {
+      std::cerr << "production " << n << " " << DTypeName(dtype) << " ..."
+                << std::flush;
+      const std::vector<uint8_t> host = HostInput(n, dtype, opt.seed ^ n);
+      const DeviceSet dev = Upload(host, MaxPayload(layouts), ctx.gpu());
+      for (const BlockLayout& layout : layouts) {
+        runner.Run("production", layout, dtype, host, dev);
+      }
+      std::cerr << " done\n";
+    }
+  }
+  runner.Flush(md);
+
+  const uint64_t sweep_n = std::min<uint64_t>(uint64_t{1} << 27, opt.max_elements);
+  md << "\n### head_dim 64..8192 (FP16, " << sweep_n << " elements)\n\n";
+  {
+    const DType dtype = DType::kFp16;
+    const std::vector<uint8_t> host = HostInput(sweep_n, dtype, opt.seed ^ 7);
+    std::vector<BlockLayout> layouts;
+    for (uint32_t d = 64; d <= 8192; d *= 2) {
+      for (Granularity g : {Granularity::kPerTokenHead, Granularity::kPerChannel}) {
+        layouts.push_back(*MakeLayout(SweepShape(sweep_n, d), QuantSpec{g, 0}));
+      }
+    }
+    const DeviceSet dev = Upload(host, MaxPayload(layouts), ctx.gpu());
+    std::cerr << "production head_dim sweep ..." << std::flush;
+    for (const BlockLayout& layout : layouts) {
+      runner.Run("head_dim", layout, dtype, host, dev);
+    }
+    std::cerr << " done\n";
+  }
+  runner.Flush(md);
+  runner.AddTargets();
+  md << "\nAll GPU results byte-identical to the CPU fast path: "
+     << (runner.all_equal() ? "**yes**" : "**NO**") << ".\n\n";
+  ctx.markdown() += md.str();
+}
+
+}  // namespace kvq::bench

@@ -1,0 +1,100 @@
+// Host helpers for launching the production kernels: persistent grid sizes,
+// splitting huge batches so kernels index work in 32 bits, and preparing the
+// absmax output for atomic accumulation.
+
+#ifndef KVQ_KERNELS_CUDA_LAUNCH_UTIL_CUH_
+#define KVQ_KERNELS_CUDA_LAUNCH_UTIL_CUH_
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/cuda/addressing.cuh"
+#include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/kernel_common.cuh"
+#include "kernels/status_macros.h"
+
+namespace kvq::cuda::internal {
+
+// Most work items one launch indexes (kernels use 32-bit work indices).
+inline constexpr uint64_t kMaxWorkPerLaunch = uint64_t{1} << 31;
+
+// CTAs for a grid-stride kernel over `work` items: as many as can be
+// resident at once on the current device (more only adds scheduling), never
+// more than there are items.
+template <auto kKernel>
+absl::StatusOr<uint32_t> PersistentGrid(int threads, uint64_t work) {
+  // Occupancy depends on the kernel and the CTA size only; cache it per
+  // (kernel, warps per CTA).
+  static std::atomic<int> ctas_per_sm[33] = {};
+  const int slot = std::min(threads / 32, 32);
+  int per_sm = ctas_per_sm[slot].load(std::memory_order_relaxed);
+  if (per_sm == 0) {
+    KVQ_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm, kKernel, threads, 0));
+    per_sm = std::max(per_sm, 1);
+    ctas_per_sm[slot].store(per_sm, std::memory_order_relaxed);
+  }
+  int device = 0;
+  int sms = 0;
+  KVQ_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  KVQ_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const uint64_t resident = uint64_t(sms) * uint64_t(per_sm);
+  return static_cast<uint32_t>(std::max<uint64_t>(1, std::min(resident, work)));
+}
+
+// Calls fn(sub) for consecutive parts of `blocks` whose work
+// (sub.count * work_per_block) is at most kMaxWorkPerLaunch.
+template <class Fn>
+absl::Status ForEachSubBatch(const BlockList& blocks, uint64_t work_per_block,
+                             Fn&& fn) {
+  if (work_per_block == 0 || work_per_block > kMaxWorkPerLaunch) {
+    return absl::InternalError(
+        "kvq cuda: a block's work does not fit one launch's 32-bit index");
+  }
+  const uint64_t per_launch = kMaxWorkPerLaunch / work_per_block;
+  for (uint32_t done = 0; done < blocks.count;) {
+    BlockList sub = blocks;
+    sub.first = blocks.first + done;
+    sub.count = static_cast<uint32_t>(
+        std::min<uint64_t>(blocks.count - done, per_launch));
+    KVQ_RETURN_IF_ERROR(fn(sub));
+    done += sub.count;
+  }
+  return absl::OkStatus();
+}
+
+// Sets up `out` for kernels in which several CTAs contribute to one block's
+// absmax: zeroes absmax[first .. first + count) (0 bits = 0.0f) so that they
+// can combine with atomicMax.
+inline absl::Status PrepareAtomicAbsmax(const BlockList& blocks,
+                                        QuantizeOutputs* out,
+                                        cudaStream_t stream) {
+  out->atomic_absmax = true;
+  if (out->absmax == nullptr) return absl::OkStatus();
+  KVQ_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(out->absmax + blocks.first, 0,
+                                           sizeof(float) * blocks.count,
+                                           stream));
+  return absl::OkStatus();
+}
+
+inline uint32_t CeilPow2(uint64_t x) {
+  uint32_t p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+inline uint32_t Log2(uint32_t pow2) {
+  uint32_t s = 0;
+  while ((1u << s) < pow2) ++s;
+  return s;
+}
+
+}  // namespace kvq::cuda::internal
+
+#endif  // KVQ_KERNELS_CUDA_LAUNCH_UTIL_CUH_

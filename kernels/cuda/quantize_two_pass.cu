@@ -1,0 +1,182 @@
+// The pieces of two-pass quantization (launchers.cuh), used when a group is
+// too big to hold on chip: per-tensor planes and per-token-head / group-wise
+// groups beyond kGroupCapacityVecs vectors, and per-channel blocks taller
+// than kColumnMaxTokens tokens (whose reduce stage is ColumnKernel's).
+//
+//   ScaleSlots(zero)      scale slots := 0
+//   SegmentReduce         slot g := max |x| bits over group g (grid
+//                         reduction: a CTA per chunk of a group, atomicMax)
+//   ScaleSlots(finalize)  slot g := ScaleFromAbsmax(bits)
+//   ElementwiseQuantize   q := QuantizeValue(x, slot)
+//
+// The input is read twice; the second read often hits L2 for small blocks.
+
+#include <algorithm>
+
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/launch_util.cuh"
+#include "kernels/cuda/launchers.cuh"
+
+namespace kvq::cuda::internal {
+namespace {
+
+constexpr int kSegmentThreads = kGroupThreads;
+constexpr uint32_t kSegmentChunkVecs = kSegmentThreads * kGroupItems;
+
+struct SegmentPlan {
+  uint64_t group_values;
+  uint64_t scales_offset;
+  uint32_t vecs_per_group;
+  uint32_t total_items;
+  FastDivmod chunks_per_group;  // item -> (rest, chunk)
+  FastDivmod groups_per_block;  // rest -> (block, group)
+};
+
+template <typename T, int kVec, class Addr>
+__global__ void __launch_bounds__(kSegmentThreads, 4)
+    SegmentReduceKernel(SegmentPlan plan, BlockList blocks, Addr addr,
+                        QuantizeOutputs out) {
+  __shared__ uint32_t scratch[32];
+  for (uint32_t w = blockIdx.x; w < plan.total_items; w += gridDim.x) {
+    uint32_t rest, chunk, b, g;
+    plan.chunks_per_group.DivMod(w, &rest, &chunk);
+    plan.groups_per_block.DivMod(rest, &b, &g);
+    const BlockRef<Addr> ref = Resolve(blocks, addr, b);
+    const T* src =
+        reinterpret_cast<const T*>(ref.src) + uint64_t{g} * plan.group_values;
+    const uint32_t j0 = chunk * kSegmentChunkVecs + threadIdx.x;
+    Vec<T, kVec> x[kGroupItems];
+#pragma unroll
+    for (int k = 0; k < kGroupItems; ++k) {
+      const uint32_t j = j0 + k * kSegmentThreads;
+      x[k] = j < plan.vecs_per_group ? LoadVec<T, kVec>(src + uint64_t{j} * kVec)
+                                     : ZeroVec<T, kVec>();
+    }
+    Magnitudes<T, kVec> magnitudes;
+#pragma unroll
+    for (int k = 0; k < kGroupItems; ++k) magnitudes.Add(x[k]);
+    const uint32_t bits = CtaMax(magnitudes.Max(), scratch);
+    if (threadIdx.x == 0) {
+      atomicMax(reinterpret_cast<unsigned int*>(
+                    ref.payload.At(plan.scales_offset + 4 * uint64_t{g})),
+                bits);
+      ReportBlockMax(out, blocks.first + b, bits);
+    }
+  }
+}
+
+constexpr int kSlotThreads = 256;
+
+struct SlotPlan {
+  uint64_t scales_offset;
+  uint32_t total_slots;
+  FastDivmod groups_per_block;
+};
+
+template <class Addr>
+__global__ void __launch_bounds__(kSlotThreads)
+    ScaleSlotsKernel(SlotPlan plan, SlotOp op, BlockList blocks, Addr addr) {
+  for (uint32_t w = blockIdx.x * kSlotThreads + threadIdx.x;
+       w < plan.total_slots; w += gridDim.x * kSlotThreads) {
+    uint32_t b, g;
+    plan.groups_per_block.DivMod(w, &b, &g);
+    const BlockRef<Addr> ref = Resolve(blocks, addr, b);
+    uint32_t* slot = reinterpret_cast<uint32_t*>(
+        ref.payload.At(plan.scales_offset + 4 * uint64_t{g}));
+    if (op == SlotOp::kZero) {
+      *slot = 0;
+    } else {
+      *reinterpret_cast<float*>(slot) =
+          ScaleFromAbsmax(__uint_as_float(*slot));
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T, int kVec, class Addr>
+absl::Status LaunchSegmentReduce(const BlockLayout& layout,
+                                 const BlockList& blocks, const Addr& addr,
+                                 QuantizeOutputs out, cudaStream_t stream) {
+  const uint64_t vecs = layout.group_values / kVec;
+  if (layout.group_values % kVec != 0 || vecs > UINT32_MAX ||
+      layout.groups > UINT32_MAX) {
+    return absl::InternalError("kvq cuda: shape does not fit SegmentReduce");
+  }
+  SegmentPlan plan{};
+  plan.group_values = layout.group_values;
+  plan.scales_offset = layout.scales_offset;
+  plan.vecs_per_group = static_cast<uint32_t>(vecs);
+  const uint64_t chunks_per_group =
+      (vecs + kSegmentChunkVecs - 1) / kSegmentChunkVecs;
+  plan.chunks_per_group = FastDivmod(chunks_per_group);
+  plan.groups_per_block = FastDivmod(layout.groups);
+  KVQ_RETURN_IF_ERROR(PrepareAtomicAbsmax(blocks, &out, stream));
+
+  const uint64_t items_per_block = chunks_per_group * layout.groups;
+  constexpr auto kKernel = &SegmentReduceKernel<T, kVec, Addr>;
+  return ForEachSubBatch(
+      blocks, items_per_block, [&](const BlockList& sub) -> absl::Status {
+        SegmentPlan p = plan;
+        p.total_items = static_cast<uint32_t>(sub.count * items_per_block);
+        absl::StatusOr<uint32_t> grid =
+            PersistentGrid<kKernel>(kSegmentThreads, p.total_items);
+        if (!grid.ok()) return grid.status();
+        return Launch("SegmentReduceKernel", kKernel, dim3(*grid),
+                      dim3(kSegmentThreads), stream, p, sub, addr, out);
+      });
+}
+
+template <class Addr>
+absl::Status LaunchScaleSlots(const BlockLayout& layout, SlotOp op,
+                              const BlockList& blocks, const Addr& addr,
+                              cudaStream_t stream) {
+  if (layout.groups > UINT32_MAX) {
+    return absl::InternalError("kvq cuda: too many scales for ScaleSlots");
+  }
+  SlotPlan plan{};
+  plan.scales_offset = layout.scales_offset;
+  plan.groups_per_block = FastDivmod(layout.groups);
+  constexpr auto kKernel = &ScaleSlotsKernel<Addr>;
+  return ForEachSubBatch(
+      blocks, layout.groups, [&](const BlockList& sub) -> absl::Status {
+        SlotPlan p = plan;
+        p.total_slots = static_cast<uint32_t>(sub.count * layout.groups);
+        absl::StatusOr<uint32_t> grid = PersistentGrid<kKernel>(
+            kSlotThreads, (p.total_slots + kSlotThreads - 1) / kSlotThreads);
+        if (!grid.ok()) return grid.status();
+        return Launch(op == SlotOp::kZero ? "ScaleSlotsKernel(zero)"
+                                          : "ScaleSlotsKernel(finalize)",
+                      kKernel, dim3(*grid), dim3(kSlotThreads), stream, p, op,
+                      sub, addr);
+      });
+}
+
+template <typename T, int kVec, class Addr>
+absl::Status LaunchElementwiseQuantize(const BlockLayout& layout,
+                                       const BlockList& blocks,
+                                       const Addr& addr, cudaStream_t stream) {
+  return LaunchElementwise<T, kVec, Addr, /*kQuantize=*/true>(layout, blocks,
+                                                              addr, stream);
+}
+
+#define KVQ_INSTANTIATE(T, V, A)                                            \
+  template absl::Status LaunchSegmentReduce<T, V, A>(                       \
+      const BlockLayout&, const BlockList&, const A&, QuantizeOutputs,      \
+      cudaStream_t);                                                        \
+  template absl::Status LaunchElementwiseQuantize<T, V, A>(                 \
+      const BlockLayout&, const BlockList&, const A&, cudaStream_t);
+KVQ_FOR_EACH_LAUNCH_CONFIG(KVQ_INSTANTIATE)
+#undef KVQ_INSTANTIATE
+
+template absl::Status LaunchScaleSlots<ContiguousAddr>(const BlockLayout&,
+                                                       SlotOp,
+                                                       const BlockList&,
+                                                       const ContiguousAddr&,
+                                                       cudaStream_t);
+template absl::Status LaunchScaleSlots<PagedAddr>(const BlockLayout&, SlotOp,
+                                                  const BlockList&,
+                                                  const PagedAddr&,
+                                                  cudaStream_t);
+
+}  // namespace kvq::cuda::internal

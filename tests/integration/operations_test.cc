@@ -1,0 +1,201 @@
+// What operators and orchestrators rely on, through a real server: health
+// checks, the /metrics endpoint, server reflection, start-up errors, and a
+// clean exit on SIGTERM / SIGINT.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "reflection_v1alpha.grpc.pb.h"
+#include "tests/integration/integration_testing.h"
+
+namespace kvq::testing {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+namespace reflection = ::grpc::reflection::v1alpha;
+
+// The value of the unlabelled sample `name` in Prometheus text, if any.
+std::optional<double> SampleValue(const std::string& text,
+                                  const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(line, name + " ")) continue;
+    double value = 0;
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.size() >= 2 && absl::SimpleAtod(fields[1], &value)) return value;
+  }
+  return std::nullopt;
+}
+
+TEST_F(ServerTest, HealthIsServingForTheServerAndTheKVCacheService) {
+  absl::StatusOr<ServingStatus> health = client_->Health();
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, ServingStatus::kServing);
+  health = client_->Health("kvq.v1.KVCache");
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, ServingStatus::kServing);
+  // grpc.health.v1: a service the server does not know is NOT_FOUND.
+  EXPECT_EQ(client_->Health("no.such.Service").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ServerTest, MetricsEndpointServesPoolFiguresInPrometheusText) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  std::mt19937_64 rng(seed);
+  const TestBlock block = RandomBlock(rng, "metrics", "k", v1::DTYPE_FP16,
+                                      Shape(2, 64, 8, 128));
+  ASSERT_TRUE(client_->Put(block.ToPut()).ok());
+  const v1::StatsResponse stats = Stats();
+
+  absl::StatusOr<std::string> body =
+      HttpGet("127.0.0.1", server_->metrics_port(), "/metrics");
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_THAT(*body, HasSubstr("# TYPE kvq_"));
+  int kvq_samples = 0;
+  for (absl::string_view line : absl::StrSplit(*body, '\n')) {
+    if (absl::StartsWith(line, "kvq_")) ++kvq_samples;
+  }
+  EXPECT_GT(kvq_samples, 10) << *body;
+  // The pool's figures agree with Stats.
+  EXPECT_EQ(SampleValue(*body, "kvq_blocks"), 1.0) << *body;
+  EXPECT_EQ(SampleValue(*body, "kvq_logical_bytes"),
+            static_cast<double>(block.data.size()))
+      << *body;
+  EXPECT_EQ(SampleValue(*body, "kvq_pool_used_bytes"),
+            static_cast<double>(stats.pool_used_bytes()))
+      << *body;
+}
+
+TEST_F(ServerTest, ReflectionListsTheServicesAndDescribesTheWireApi) {
+  auto stub = reflection::ServerReflection::NewStub(client_->channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  auto stream = stub->ServerReflectionInfo(&context);
+
+  reflection::ServerReflectionRequest list;
+  list.set_list_services("");
+  ASSERT_TRUE(stream->Write(list));
+  reflection::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.has_list_services_response())
+      << response.error_response().error_message();
+  std::vector<std::string> services;
+  for (const auto& service : response.list_services_response().service()) {
+    services.push_back(service.name());
+  }
+  EXPECT_THAT(services, Contains("kvq.v1.KVCache"));
+  EXPECT_THAT(services, Contains("grpc.health.v1.Health"));
+
+  reflection::ServerReflectionRequest describe;
+  describe.set_file_containing_symbol("kvq.v1.KVCache");
+  ASSERT_TRUE(stream->Write(describe));
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.has_file_descriptor_response())
+      << response.error_response().error_message();
+  bool found = false;
+  for (const std::string& bytes :
+       response.file_descriptor_response().file_descriptor_proto()) {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(file.ParseFromString(bytes));
+    if (file.package() != "kvq.v1") continue;
+    for (const auto& service : file.service()) {
+      if (service.name() != "KVCache") continue;
+      found = true;
+      std::vector<std::string> methods;
+      for (const auto& method : service.method()) methods.push_back(method.name());
+      EXPECT_THAT(methods, ::testing::UnorderedElementsAre(
+                               "Put", "Get", "Lookup", "Delete", "Stats"));
+    }
+  }
+  EXPECT_TRUE(found) << "no kvq.v1 file describing KVCache";
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+class ShutdownTest : public ServerTest,
+                     public ::testing::WithParamInterface<int> {
+ protected:
+  std::vector<std::string> ServerFlags() const override {
+    return {"--shutdown_grace_seconds=2"};
+  }
+};
+
+TEST_P(ShutdownTest, SignalEndsTheServerWithExitCodeZeroWithinTheGrace) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  std::mt19937_64 rng(seed);
+  const TestBlock block = RandomBlock(rng, "shutdown", "k", v1::DTYPE_FP16,
+                                      Shape(2, 64, 8, 128));
+  ASSERT_TRUE(client_->Put(block.ToPut()).ok());
+
+  // A Put stream left open in the middle of a block: in flight at the signal,
+  // it holds the drain until the grace runs out and is then cancelled.
+  auto stub = v1::KVCache::NewStub(client_->channel());
+  grpc::ClientContext context;
+  auto stream = stub->Put(&context);
+  const v1::BlockHeader header = HeaderOf(block);
+  ASSERT_TRUE(stream->Write(
+      Chunk(&header, 0, block.data.substr(0, block.data.size() / 2), false)));
+
+  // The grace is 2 s; the slack covers a slow machine, and is no timing claim.
+  absl::StatusOr<ExitStatus> exit =
+      server_->Stop(GetParam(), absl::Seconds(2) + absl::Seconds(30));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->exited) << exit->ToString();
+  EXPECT_EQ(exit->code, 0) << exit->ToString();
+  v1::PutResponse response;
+  EXPECT_FALSE(stream->Read(&response));
+  EXPECT_FALSE(stream->Finish().ok());
+  EXPECT_THAT(server_->log_tail(), HasSubstr("NOT_SERVING"));
+}
+
+INSTANTIATE_TEST_SUITE_P(SigtermAndSigint, ShutdownTest,
+                         ::testing::Values(SIGTERM, SIGINT),
+                         [](const auto& info) {
+                           return info.param == SIGTERM ? "SIGTERM" : "SIGINT";
+                         });
+
+TEST(ServerStartTest, InvalidFlagFailsAtStartNamingTheFlag) {
+  ServerOptions options;
+  options.flags = {"--eviction=sometimes"};
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable)
+      << server.status();  // it exited before it was ready
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("eviction"));
+  EXPECT_THAT(std::string(server.status().message()),
+              HasSubstr("exited with code 1"));
+}
+
+TEST(ServerStartTest, CudaDeviceWithoutAGpuFailsAtStartWithAClearMessage) {
+  if (access("/dev/nvidiactl", F_OK) == 0) {
+    GTEST_SKIP() << "this machine has an NVIDIA GPU";
+  }
+  ServerOptions options;
+  options.flags = {"--device=cuda"};
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(options);
+  ASSERT_FALSE(server.ok()) << "kvq-server started on CUDA without a GPU";
+  EXPECT_THAT(std::string(server.status().message()),
+              HasSubstr("exited with code 1"));
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("cuda"));
+}
+
+}  // namespace
+}  // namespace kvq::testing

@@ -1,0 +1,239 @@
+// BlockStore over a real pool and the CPU backend: puts are atomic (a refused
+// block leaves nothing behind and leaks no page), gets are exact, and reads
+// that a dtype cannot represent are refused with an actionable message.
+
+#include "server/service/block_store.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/quantize.h"
+#include "server/metrics/server_metrics.h"
+#include "tests/unit/service_test_util.h"
+
+namespace kvq {
+namespace {
+
+using ::kvq::service_testing::kAllDTypes;
+using ::kvq::service_testing::kAllGranularities;
+using ::kvq::service_testing::RandomBlockBytes;
+using ::kvq::service_testing::SeededTest;
+using ::kvq::service_testing::SetElement;
+using ::testing::HasSubstr;
+
+constexpr uint64_t kPageBytes = 256;
+
+std::span<const std::byte> AsBytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+std::string AsString(std::span<const std::byte> bytes) {
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+class BlockStoreTest : public SeededTest {
+ protected:
+  void MakeStore(uint64_t pages, EvictionPolicy eviction = EvictionPolicy::kLru,
+                 uint32_t quality_sample_every = 0) {
+    pool_ = *BlockPool::Create(
+        PoolOptions{pages * kPageBytes, kPageBytes, eviction});
+    backend_ = *MakeCpuBackend(ArenaOptions{pages * kPageBytes, kPageBytes});
+    BlockPool* pool = pool_.get();
+    metrics_ = std::make_unique<ServerMetrics>(
+        BuildInfo{"test", "test", "cpu", "test"},
+        [pool] { return pool->Stats(); });
+    store_ = std::make_unique<BlockStore>(pool_.get(), backend_.get(),
+                                          metrics_.get(), quality_sample_every);
+  }
+
+  PutHeader Header(const std::string& key, DType dtype, BlockShape shape,
+                   QuantSpec spec = {}) {
+    PutHeader header;
+    header.ns = "ns";
+    header.key = key;
+    header.dtype = dtype;
+    header.layout = *MakeLayout(shape, spec);
+    return header;
+  }
+
+  // Fills the pool with one-page blocks and deletes every other one, so that
+  // the only free pages, where later blocks land, are scattered.
+  void Fragment() {
+    const PutHeader small = Header("", DType::kFp32, {1, 1, 1, 60});
+    const uint64_t pages = pool_->pages_total();
+    for (uint64_t i = 0; i < pages; ++i) {
+      PutHeader h = small;
+      h.key = "filler" + std::to_string(i);
+      ASSERT_TRUE(store_->Store(h, AsBytes(RandomBlockBytes(
+                                      DType::kFp32, 60, rng_))).ok());
+    }
+    ASSERT_EQ(pool_->Stats().pages_used, pages);
+    for (uint64_t i = 0; i < pages; i += 2) {
+      ASSERT_TRUE(pool_->Erase("ns", "filler" + std::to_string(i)));
+    }
+  }
+
+  static std::string Reference(const PutHeader& header, const std::string& data,
+                               DType out_dtype) {
+    std::vector<uint8_t> payload(header.layout.payload_bytes);
+    EXPECT_TRUE(QuantizeReference(header.layout, header.dtype, data.data(),
+                                  payload.data())
+                    .ok());
+    std::string out(header.layout.logical_bytes(out_dtype), '\0');
+    DequantizeReference(header.layout, payload.data(), out_dtype, out.data());
+    return out;
+  }
+
+  std::unique_ptr<BlockPool> pool_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<BlockStore> store_;
+};
+
+TEST_F(BlockStoreTest, StoredBlocksReadBackAsTheReferenceInEveryDtype) {
+  MakeStore(1024);
+  Fragment();
+  for (DType dtype : kAllDTypes) {
+    for (Granularity granularity : kAllGranularities) {
+      const BlockShape shape{2, static_cast<uint32_t>(Uniform(1, 40)),
+                             static_cast<uint32_t>(Uniform(1, 4)), 32};
+      const PutHeader header =
+          Header("k", dtype, shape,
+                 {granularity, granularity == Granularity::kGroup ? 8u : 0u});
+      const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+      absl::StatusOr<uint64_t> stored = store_->Store(header, AsBytes(data));
+      ASSERT_TRUE(stored.ok()) << stored.status();
+      EXPECT_EQ(*stored, header.layout.payload_bytes);
+
+      GrowableBuffer buffer;
+      absl::StatusOr<FetchedBlock> as_put =
+          store_->Fetch("ns", "k", std::nullopt, buffer);
+      ASSERT_TRUE(as_put.ok()) << as_put.status();
+      EXPECT_EQ(as_put->dtype, dtype);
+      EXPECT_EQ(as_put->layout.shape, shape);
+      EXPECT_TRUE(AsString(as_put->data) == Reference(header, data, dtype));
+      for (DType out : kAllDTypes) {
+        absl::StatusOr<FetchedBlock> fetched =
+            store_->Fetch("ns", "k", out, buffer);
+        ASSERT_TRUE(fetched.ok()) << fetched.status();
+        EXPECT_EQ(fetched->dtype, out);
+        EXPECT_TRUE(AsString(fetched->data) == Reference(header, data, out))
+            << DTypeName(dtype) << " -> " << DTypeName(out);
+      }
+    }
+  }
+}
+
+TEST_F(BlockStoreTest, NonFiniteBlockIsRefusedAndLeavesNothingBehind) {
+  MakeStore(256);
+  for (DType dtype : kAllDTypes) {
+    const PutHeader header = Header("bad", dtype, {2, 8, 2, 32});
+    std::string data = RandomBlockBytes(dtype, header.layout.elements, rng_);
+    SetElement(data, dtype, Uniform(0, header.layout.elements - 1),
+               Uniform(0, 1) ? std::numeric_limits<float>::quiet_NaN()
+                             : std::numeric_limits<float>::infinity());
+    const PoolStats before = pool_->Stats();
+
+    absl::StatusOr<uint64_t> stored = store_->Store(header, AsBytes(data));
+
+    EXPECT_EQ(stored.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_FALSE(pool_->Contains("ns", "bad"));
+    EXPECT_EQ(pool_->Stats().pages_used, before.pages_used);
+    EXPECT_EQ(pool_->Stats().blocks, before.blocks);
+  }
+}
+
+TEST_F(BlockStoreTest, RefusedOverwriteKeepsTheOldBlock) {
+  MakeStore(256);
+  const PutHeader header = Header("k", DType::kFp16, {2, 8, 2, 32});
+  const std::string good =
+      RandomBlockBytes(DType::kFp16, header.layout.elements, rng_);
+  ASSERT_TRUE(store_->Store(header, AsBytes(good)).ok());
+  const uint64_t pages_used = pool_->Stats().pages_used;
+  std::string bad = good;
+  SetElement(bad, DType::kFp16, Uniform(0, header.layout.elements - 1),
+             std::numeric_limits<float>::quiet_NaN());
+
+  EXPECT_FALSE(store_->Store(header, AsBytes(bad)).ok());
+
+  GrowableBuffer buffer;
+  absl::StatusOr<FetchedBlock> fetched =
+      store_->Fetch("ns", "k", std::nullopt, buffer);
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_TRUE(AsString(fetched->data) == Reference(header, good, DType::kFp16));
+  EXPECT_EQ(pool_->Stats().pages_used, pages_used);
+}
+
+TEST_F(BlockStoreTest, MissIsNotFoundNamingKeyAndNamespace) {
+  MakeStore(16);
+  GrowableBuffer buffer;
+  absl::StatusOr<FetchedBlock> miss =
+      store_->Fetch("ns", "absent-key", std::nullopt, buffer);
+  EXPECT_EQ(miss.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(miss.status().message(), HasSubstr("\"absent-key\""));
+  EXPECT_THAT(miss.status().message(), HasSubstr("\"ns\""));
+}
+
+TEST_F(BlockStoreTest, ReadingAsADtypeTooNarrowForTheValuesIsOutOfRange) {
+  MakeStore(64);
+  const PutHeader header = Header("wide", DType::kFp32, {1, 4, 2, 16});
+  std::string data = RandomBlockBytes(DType::kFp32, header.layout.elements, rng_);
+  const float big = 65504.0f * (2.0f + static_cast<float>(Uniform(0, 1000)));
+  SetElement(data, DType::kFp32, Uniform(0, header.layout.elements - 1),
+             Uniform(0, 1) ? big : -big);
+  ASSERT_TRUE(store_->Store(header, AsBytes(data)).ok());
+  GrowableBuffer buffer;
+
+  absl::StatusOr<FetchedBlock> as_fp16 =
+      store_->Fetch("ns", "wide", DType::kFp16, buffer);
+
+  EXPECT_EQ(as_fp16.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(as_fp16.status().message(), HasSubstr("65504"));
+  EXPECT_THAT(as_fp16.status().message(),
+              HasSubstr("ask for DTYPE_BF16 or DTYPE_FP32"));
+  EXPECT_TRUE(store_->Fetch("ns", "wide", DType::kBf16, buffer).ok());
+  EXPECT_TRUE(store_->Fetch("ns", "wide", DType::kFp32, buffer).ok());
+  EXPECT_TRUE(store_->Fetch("ns", "wide", std::nullopt, buffer).ok());
+}
+
+TEST_F(BlockStoreTest, FullPoolWithRejectPolicyIsResourceExhaustedNoLeak) {
+  MakeStore(8, EvictionPolicy::kReject);
+  // Each block: 4 x 128 values + 4 scales = 528 bytes = 3 pages.
+  const BlockShape shape{1, 4, 1, 128};
+  ASSERT_TRUE(store_->Store(Header("a", DType::kFp16, shape),
+                            AsBytes(RandomBlockBytes(DType::kFp16, 512, rng_)))
+                  .ok());
+  ASSERT_TRUE(store_->Store(Header("b", DType::kFp16, shape),
+                            AsBytes(RandomBlockBytes(DType::kFp16, 512, rng_)))
+                  .ok());
+  const uint64_t pages_used = pool_->Stats().pages_used;
+
+  absl::StatusOr<uint64_t> third =
+      store_->Store(Header("c", DType::kFp16, shape),
+                    AsBytes(RandomBlockBytes(DType::kFp16, 512, rng_)));
+
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(pool_->Contains("ns", "c"));
+  EXPECT_EQ(pool_->Stats().pages_used, pages_used);
+}
+
+TEST_F(BlockStoreTest, QualityIsSampledOnceEveryNStores) {
+  MakeStore(256, EvictionPolicy::kLru, /*quality_sample_every=*/2);
+  for (int i = 0; i < 5; ++i) {
+    const PutHeader header =
+        Header("k" + std::to_string(i), DType::kBf16, {2, 4, 2, 32});
+    ASSERT_TRUE(store_->Store(header, AsBytes(RandomBlockBytes(
+                                          DType::kBf16, header.layout.elements,
+                                          rng_)))
+                    .ok());
+  }
+  EXPECT_THAT(metrics_->Render(),
+              HasSubstr("\nkvq_quantization_relative_l2_error_count 2\n"));
+}
+
+}  // namespace
+}  // namespace kvq

@@ -1,0 +1,24 @@
+# Service and backend unit tests: the Put protocol, request validation,
+# status mapping, the data path over a real pool + CPU backend, and the
+# service's small helpers (env flags, JSON logs, chunk sizes, error figure).
+# The end-to-end tests over a real kvq-server live in tests/integration.
+kvq_add_test(put_assembler_test
+  SOURCES put_assembler_test.cc
+  LIBS kvq_service GTest::gmock)
+kvq_add_test(header_validation_test
+  SOURCES header_validation_test.cc
+  LIBS kvq_service GTest::gmock)
+kvq_add_test(status_mapping_test
+  SOURCES status_mapping_test.cc
+  LIBS kvq_service GTest::gmock)
+kvq_add_test(block_store_test
+  SOURCES block_store_test.cc
+  LIBS kvq_service GTest::gmock)
+kvq_add_test(service_support_test
+  SOURCES service_support_test.cc
+  LIBS kvq_service GTest::gmock absl::flags)
+kvq_add_test(cpu_backend_test
+  SOURCES cpu_backend_test.cc
+  LIBS kvq_backend kvq_kernels kvq_proto GTest::gmock)
+target_compile_definitions(cpu_backend_test PRIVATE
+  $<$<BOOL:${KVQ_WITH_CUDA}>:KVQ_WITH_CUDA=1>)
