@@ -17,7 +17,7 @@ FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 # Dependencies first, so that this layer survives source changes.
-COPY scripts/setup scripts/deploy-tools.txt scripts/
+COPY scripts/setup scripts/
 RUN ./scripts/setup --build-only && rm -rf /var/lib/apt/lists/*
 COPY . .
 # CUDA is required here (AUTO would silently build a CPU-only server).

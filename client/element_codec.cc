@@ -8,8 +8,9 @@
 namespace kvq::wire {
 namespace {
 
-static_assert(std::endian::native == std::endian::little,
-              "kvq's wire format is little-endian; so is every host it targets");
+static_assert(
+    std::endian::native == std::endian::little,
+    "kvq's wire format is little-endian; so is every host it targets");
 
 void StoreU16(uint16_t bits, char* out) { std::memcpy(out, &bits, 2); }
 
@@ -50,9 +51,8 @@ absl::StatusOr<v1::DType> ParseDType(std::string_view name) {
   if (name == "fp16") return v1::DTYPE_FP16;
   if (name == "bf16") return v1::DTYPE_BF16;
   if (name == "fp32") return v1::DTYPE_FP32;
-  return absl::InvalidArgumentError(
-      absl::StrCat("dtype must be fp16, bf16 or fp32, got \"",
-                   std::string(name), "\""));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "dtype must be fp16, bf16 or fp32, got \"", std::string(name), "\""));
 }
 
 uint16_t FloatToFp16Bits(float value) {
@@ -129,14 +129,13 @@ absl::StatusOr<std::vector<float>> DecodeFloats(v1::DType dtype,
                                                 std::string_view bytes) {
   const size_t width = ElementBytes(dtype);
   if (width == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dtype ", static_cast<int>(dtype), " has no element size"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dtype ", static_cast<int>(dtype), " has no element size"));
   }
   if (bytes.size() % width != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        bytes.size(), " bytes are not a whole number of ",
-        std::string(DTypeName(dtype)),
-        " elements"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(bytes.size(), " bytes are not a whole number of ",
+                     std::string(DTypeName(dtype)), " elements"));
   }
   std::vector<float> out(bytes.size() / width);
   const char* p = bytes.data();

@@ -21,10 +21,9 @@ constexpr int kHeaderSlackBytes = 4096;
 
 // Sends `block` as ordered chunks of at most `chunk_bytes` data bytes, the
 // first carrying the header and `sequence`. False once the stream is broken.
-bool WriteBlock(grpc::ClientReaderWriter<v1::PutRequest, v1::PutResponse>&
-                    stream,
-                const BlockToPut& block, uint64_t sequence,
-                uint32_t chunk_bytes) {
+bool WriteBlock(
+    grpc::ClientReaderWriter<v1::PutRequest, v1::PutResponse>& stream,
+    const BlockToPut& block, uint64_t sequence, uint32_t chunk_bytes) {
   v1::PutRequest request;
   const uint64_t size = block.data.size();
   uint64_t offset = 0;
@@ -82,10 +81,10 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 }
 
 absl::Status FromRpcCode(int32_t code, std::string_view message) {
-  if (code < 0 || code > static_cast<int32_t>(absl::StatusCode::kUnauthenticated)) {
-    return absl::UnknownError(
-        absl::StrCat("server sent unknown status code ", code, ": ",
-                     std::string(message)));
+  if (code < 0 ||
+      code > static_cast<int32_t>(absl::StatusCode::kUnauthenticated)) {
+    return absl::UnknownError(absl::StrCat("server sent unknown status code ",
+                                           code, ": ", std::string(message)));
   }
   return absl::Status(static_cast<absl::StatusCode>(code),
                       std::string(message));
@@ -102,10 +101,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
   if (options.max_message_bytes <= 0 ||
       uint64_t{options.chunk_bytes} + kHeaderSlackBytes >
           static_cast<uint64_t>(options.max_message_bytes)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_message_bytes (", options.max_message_bytes,
-        ") must exceed chunk_bytes (", options.chunk_bytes, ") by at least ",
-        kHeaderSlackBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes (", options.max_message_bytes,
+                     ") must exceed chunk_bytes (", options.chunk_bytes,
+                     ") by at least ", kHeaderSlackBytes));
   }
   if (options.deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("deadline must be positive");
@@ -130,8 +129,8 @@ void Client::SetDeadline(grpc::ClientContext& context) const {
                        absl::ToChronoMicroseconds(options_.deadline));
 }
 
-absl::StatusOr<PutResult> Client::Put(std::string_view ns,
-                                      std::string_view key, v1::DType dtype,
+absl::StatusOr<PutResult> Client::Put(std::string_view ns, std::string_view key,
+                                      v1::DType dtype,
                                       const v1::BlockShape& shape,
                                       const v1::Quantization& quantization,
                                       std::string_view data) {
@@ -199,8 +198,8 @@ absl::StatusOr<std::vector<PutResult>> Client::PutMany(
   if (!protocol_error.ok()) return protocol_error;
   if (!status.ok()) return FromGrpcStatus(status);
   if (answers != blocks.size()) {
-    return absl::DataLossError(absl::StrCat("server answered ", answers,
-                                            " of ", blocks.size(), " blocks"));
+    return absl::DataLossError(absl::StrCat("server answered ", answers, " of ",
+                                            blocks.size(), " blocks"));
   }
   return results;
 }
@@ -247,17 +246,17 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
     bool moved = false;
     if (states[index] == KeyState::kWaiting) {
       if (!response.has_header()) {
-        result.status = absl::DataLossError(absl::StrCat(
-            "first chunk of key index ", index, " has no header"));
-        states[index] =
-            response.last() ? KeyState::kDone : KeyState::kFailed;
+        result.status = absl::DataLossError(
+            absl::StrCat("first chunk of key index ", index, " has no header"));
+        states[index] = response.last() ? KeyState::kDone : KeyState::kFailed;
         continue;
       }
       result.header = std::move(*response.mutable_header());
       expected[index] = ExpectedBytes(result.header);
       states[index] = KeyState::kReceiving;
       if (response.offset() == 0 && response.last()) {
-        result.data = std::move(*response.mutable_data());  // one chunk: no copy
+        result.data =
+            std::move(*response.mutable_data());  // one chunk: no copy
         moved = true;
       } else {
         result.data.reserve(expected[index]);
@@ -269,8 +268,7 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
             "key index ", index, ": chunk at offset ", response.offset(),
             ", expected offset ", result.data.size()));
         result.data.clear();
-        states[index] =
-            response.last() ? KeyState::kDone : KeyState::kFailed;
+        states[index] = response.last() ? KeyState::kDone : KeyState::kFailed;
         continue;
       }
       result.data.append(response.data());
@@ -278,9 +276,9 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
     if (response.last()) {
       states[index] = KeyState::kDone;
       if (result.data.size() != expected[index]) {
-        result.status = absl::DataLossError(absl::StrCat(
-            "key index ", index, ": received ", result.data.size(),
-            " bytes, the header says ", expected[index]));
+        result.status = absl::DataLossError(
+            absl::StrCat("key index ", index, ": received ", result.data.size(),
+                         " bytes, the header says ", expected[index]));
         result.data.clear();
       }
     }
@@ -289,8 +287,7 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
   if (!protocol_error.ok()) return protocol_error;
   if (!status.ok()) return FromGrpcStatus(status);
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (states[i] == KeyState::kWaiting ||
-        states[i] == KeyState::kReceiving) {
+    if (states[i] == KeyState::kWaiting || states[i] == KeyState::kReceiving) {
       return absl::DataLossError(absl::StrCat(
           "server ended the stream without a complete answer for key index ",
           i));
@@ -321,9 +318,9 @@ absl::StatusOr<LookupResult> Client::Lookup(std::string_view ns,
   const grpc::Status status = stub_->Lookup(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
   if (static_cast<size_t>(response.present_size()) != keys.size()) {
-    return absl::DataLossError(absl::StrCat(
-        "server answered ", response.present_size(), " of ", keys.size(),
-        " keys in Lookup"));
+    return absl::DataLossError(absl::StrCat("server answered ",
+                                            response.present_size(), " of ",
+                                            keys.size(), " keys in Lookup"));
   }
   LookupResult result;
   result.present.assign(response.present().begin(), response.present().end());
@@ -342,9 +339,9 @@ absl::StatusOr<DeleteResult> Client::Delete(std::string_view ns,
   const grpc::Status status = stub_->Delete(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
   if (static_cast<size_t>(response.existed_size()) != keys.size()) {
-    return absl::DataLossError(absl::StrCat(
-        "server answered ", response.existed_size(), " of ", keys.size(),
-        " keys in Delete"));
+    return absl::DataLossError(absl::StrCat("server answered ",
+                                            response.existed_size(), " of ",
+                                            keys.size(), " keys in Delete"));
   }
   DeleteResult result;
   result.deleted = response.deleted();

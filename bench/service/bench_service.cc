@@ -41,6 +41,7 @@
 #include "bench/service/child_process.h"
 #include "bench/service/service_workloads.h"
 #include "bench/service/transport_service.h"
+#include "kernels/status_macros.h"
 #include "kvq/v1/kvcache.grpc.pb.h"
 
 ABSL_FLAG(std::string, server_binary, "",
@@ -61,6 +62,8 @@ ABSL_FLAG(int, min_blocks, 8, "at least this many blocks per stream");
 ABSL_FLAG(int, max_blocks, 256, "at most this many blocks per stream");
 ABSL_FLAG(int, warmup_blocks, 1,
           "untimed blocks per stream before each measurement");
+ABSL_FLAG(int, repeats, 1,
+          "alternating kvq / bare runs per row (medians are reported)");
 ABSL_FLAG(uint32_t, chunk_bytes, 1 << 20, "bytes per message");
 ABSL_FLAG(uint64_t, pool_bytes, uint64_t{4} << 30,
           "--pool_bytes for kvq-server");
@@ -168,6 +171,76 @@ std::string BlockName(uint64_t bytes) {
 using Workload = absl::StatusOr<CellResult> (*)(const std::string&,
                                                 const Cell&);
 
+struct Endpoints {
+  std::string kvq;
+  std::string bare;
+  int metrics_port = 0;
+};
+
+// One table row: `--repeats` alternating runs of kvq and bare.
+struct OpResult {
+  double kvq_gbps = 0;   // median over repeats
+  double bare_gbps = 0;  // median over repeats
+  double ratio = 0;      // median of kvq/bare of adjacent runs
+  CellResult kvq;        // latencies of every repeat
+  CellResult bare;
+  ServerTime server;     // over every kvq repeat
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Runs kvq Put and bare Upload (put) or kvq Get and bare Download (get)
+// alternately, so that load drifting on the machine hits both alike. Puts of
+// the same keys are deleted between repeats, so every put stores fresh
+// blocks; the blocks of the last put stay for the gets.
+absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
+                                   const Endpoints& at) {
+  const Workload kvq_run = put ? RunKvqPut : RunKvqGet;
+  const Workload bare_run = put ? RunBareUpload : RunBareDownload;
+  const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
+  const uint64_t blocks = uint64_t(cell.blocks_per_stream) * cell.streams;
+  OpResult op;
+  std::vector<double> kvq_gbps, bare_gbps, ratios;
+  double data_path = 0, transport = 0;
+  bool server_known = true;
+  for (int r = 0; r < repeats; ++r) {
+    const std::optional<StageTotals> before = ScrapeStages(at.metrics_port);
+    absl::StatusOr<CellResult> ours = kvq_run(at.kvq, cell);
+    if (!ours.ok()) return ours.status();
+    const std::optional<StageTotals> after = ScrapeStages(at.metrics_port);
+    absl::StatusOr<CellResult> ceiling = bare_run(at.bare, cell);
+    if (!ceiling.ok()) return ceiling.status();
+    if (put && r + 1 < repeats) {
+      KVQ_RETURN_IF_ERROR(DeleteCellBlocks(at.kvq, cell));
+    }
+    const ServerTime server = ServerTimePerBlock(before, after, put, blocks);
+    server_known = server_known && server.data_path >= 0;
+    data_path += server.data_path;
+    transport += server.transport;
+    kvq_gbps.push_back(ours->gbps());
+    bare_gbps.push_back(ceiling->gbps());
+    ratios.push_back(ceiling->gbps() > 0 ? ours->gbps() / ceiling->gbps() : 0);
+    op.kvq.latencies.insert(op.kvq.latencies.end(), ours->latencies.begin(),
+                            ours->latencies.end());
+    op.bare.latencies.insert(op.bare.latencies.end(),
+                             ceiling->latencies.begin(),
+                             ceiling->latencies.end());
+  }
+  op.kvq_gbps = Median(kvq_gbps);
+  op.bare_gbps = Median(bare_gbps);
+  op.ratio = Median(ratios);
+  if (server_known) {
+    op.server.data_path = data_path / repeats;
+    op.server.transport = transport / repeats;
+  }
+  return op;
+}
+
 int Run(const std::string& command, const std::string& self) {
   std::string server_binary = absl::GetFlag(FLAGS_server_binary);
   if (server_binary.empty()) {
@@ -198,6 +271,7 @@ int Run(const std::string& command, const std::string& self) {
   const std::string kvq_address = "127.0.0.1:" + kvq->ready().at("grpc_port");
   const std::string bare_address =
       "127.0.0.1:" + bare->ready().at("grpc_port");
+  const Endpoints endpoints{kvq_address, bare_address, metrics_port};
 
   // Where and how the numbers were made: on top of the markdown, and as
   // "# " comment lines on top of the CSV.
@@ -219,7 +293,9 @@ int Run(const std::string& command, const std::string& self) {
             "sends or receives it), all streams together; `bare` is a gRPC "
             "service moving the same chunks with no work behind it, in its own "
             "process like kvq-server; `kvq/bare` is kvq's share of that "
-            "ceiling. Latency is per block: first chunk sent to result (put), "
+            "ceiling. With --repeats=N, kvq and bare run alternately N times: "
+            "GB/s are medians, `kvq/bare` the median ratio of adjacent runs, "
+            "latencies and server times cover all N. Latency is per block: first chunk sent to result (put), "
             "request to last chunk (get). `server data path` is the server's "
             "kernel + copy time per block, `server transport` its receive "
             "(put) or send (get) time per block, both from "
@@ -288,43 +364,28 @@ int Run(const std::string& command, const std::string& self) {
         const uint64_t blocks =
             uint64_t(cell.blocks_per_stream) * cell.streams;
 
-        struct Pair {
-          const char* op;
-          Workload kvq;
-          Workload bare;
-        };
-        for (const Pair& pair : {Pair{"put", RunKvqPut, RunBareUpload},
-                                 Pair{"get", RunKvqGet, RunBareDownload}}) {
-          const bool put = pair.kvq == RunKvqPut;
-          const std::optional<StageTotals> before = ScrapeStages(metrics_port);
-          absl::StatusOr<CellResult> ours = pair.kvq(kvq_address, cell);
-          const std::optional<StageTotals> after = ScrapeStages(metrics_port);
-          absl::StatusOr<CellResult> ceiling = pair.bare(bare_address, cell);
-          if (!ours.ok() || !ceiling.ok()) {
-            std::fprintf(stderr, "%s %s %s x%d: %s\n", pair.op,
+        for (const bool put : {true, false}) {
+          absl::StatusOr<OpResult> op = MeasureOp(put, cell, endpoints);
+          if (!op.ok()) {
+            std::fprintf(stderr, "%s %s %s x%d: %s\n", put ? "put" : "get",
                          dtype_name.c_str(), size_text.c_str(), cell.streams,
-                         (!ours.ok() ? ours.status() : ceiling.status())
-                             .ToString()
-                             .c_str());
+                         op.status().ToString().c_str());
             return 1;
           }
-          const ServerTime server =
-              ServerTimePerBlock(before, after, put, blocks);
-          const double ratio =
-              ceiling->gbps() > 0 ? ours->gbps() / ceiling->gbps() : 0;
-          table.AddRow({pair.op, dtype_name, BlockName(cell.block_bytes),
-                        Int(cell.streams), Int(blocks),
-                        Fixed(ours->gbps(), 3), Fixed(ceiling->gbps(), 3),
-                        Fixed(ratio, 2), Ms(ours->percentile(0.5)),
-                        Ms(ours->percentile(0.99)),
-                        Ms(ceiling->percentile(0.5)),
-                        Ms(ceiling->percentile(0.99)), Ms(server.data_path),
-                        Ms(server.transport)});
+          table.AddRow({put ? "put" : "get", dtype_name,
+                        BlockName(cell.block_bytes), Int(cell.streams),
+                        Int(blocks), Fixed(op->kvq_gbps, 3),
+                        Fixed(op->bare_gbps, 3), Fixed(op->ratio, 2),
+                        Ms(op->kvq.percentile(0.5)),
+                        Ms(op->kvq.percentile(0.99)),
+                        Ms(op->bare.percentile(0.5)),
+                        Ms(op->bare.percentile(0.99)),
+                        Ms(op->server.data_path), Ms(op->server.transport)});
           std::fprintf(stderr,
                        "%s %s %s x%d: kvq %.3f GB/s, bare %.3f GB/s (%.2f)\n",
-                       pair.op, dtype_name.c_str(),
+                       put ? "put" : "get", dtype_name.c_str(),
                        BlockName(cell.block_bytes).c_str(), cell.streams,
-                       ours->gbps(), ceiling->gbps(), ratio);
+                       op->kvq_gbps, op->bare_gbps, op->ratio);
         }
         for (const Cell& c : {cell, warm}) {
           if (c.blocks_per_stream == 0) continue;

@@ -4,14 +4,14 @@
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051",
           "kvq-server gRPC address, host:port");
-ABSL_FLAG(int64_t, deadline_ms, 30000,
-          "deadline of each RPC in milliseconds");
+ABSL_FLAG(int64_t, deadline_ms, 30000, "deadline of each RPC in milliseconds");
 ABSL_FLAG(uint32_t, chunk_bytes, 1 << 20,
           "data bytes per message when sending or receiving a block; keep "
           "below the server's --max_message_bytes");
 
 ABSL_FLAG(std::string, ns, "", "namespace (model or tenant) of the keys");
-ABSL_FLAG(std::string, key, "", "key as text (put, get; lookup and delete "
+ABSL_FLAG(std::string, key, "",
+          "key as text (put, get; lookup and delete "
           "when no KEY arguments are given)");
 ABSL_FLAG(std::string, key_hex, "",
           "key as hex-encoded bytes, for binary keys (instead of --key)");

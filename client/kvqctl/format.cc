@@ -24,8 +24,10 @@ absl::StatusOr<v1::BlockShape> ParseShape(std::string_view shape_text) {
   for (int i = 0; i < 4; ++i) {
     if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(parts[i]), &dims[i])) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--shape: ", kNames[i], " must be an unsigned integer, "
-                       "got \"", parts[i], "\""));
+          absl::StrCat("--shape: ", kNames[i],
+                       " must be an unsigned integer, "
+                       "got \"",
+                       parts[i], "\""));
     }
   }
   v1::BlockShape shape;
@@ -48,7 +50,8 @@ absl::StatusOr<v1::Granularity> ParseGranularity(std::string_view name) {
   if (name == "group") return v1::GRANULARITY_GROUP;
   return absl::InvalidArgumentError(absl::StrCat(
       "--granularity must be per_token_head, per_channel, per_tensor or "
-      "group, got \"", std::string(name), "\""));
+      "group, got \"",
+      std::string(name), "\""));
 }
 
 std::string_view GranularityName(v1::Granularity granularity) {

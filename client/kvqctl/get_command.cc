@@ -26,7 +26,8 @@ absl::Status WriteOut(const std::string& path, const std::string& data) {
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
   out.close();
   if (!out) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot write --out ", path));
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot write --out ", path));
   }
   return absl::OkStatus();
 }
@@ -44,7 +45,8 @@ int RunGet(Client& client, std::span<const std::string> args) {
   if (out.empty()) return usage("--out is required ('-' for stdout)");
   v1::DType dtype = v1::DTYPE_UNSPECIFIED;
   if (!absl::GetFlag(FLAGS_dtype).empty()) {
-    absl::StatusOr<v1::DType> parsed = wire::ParseDType(absl::GetFlag(FLAGS_dtype));
+    absl::StatusOr<v1::DType> parsed =
+        wire::ParseDType(absl::GetFlag(FLAGS_dtype));
     if (!parsed.ok()) return usage(std::string(parsed.status().message()));
     dtype = *parsed;
   }

@@ -50,8 +50,8 @@ int Main(int argc, char** argv) {
     if (candidate.name == name) command = &candidate;
   }
   if (command == nullptr) {
-    std::fprintf(stderr, "kvqctl: unknown command \"%s\"\n\n%s\n",
-                 name.c_str(), UsageText().c_str());
+    std::fprintf(stderr, "kvqctl: unknown command \"%s\"\n\n%s\n", name.c_str(),
+                 UsageText().c_str());
     return kExitUsage;
   }
 
@@ -70,9 +70,8 @@ int Main(int argc, char** argv) {
                 /*before_rpc=*/true);
   }
   // Accept whatever chunk size was asked for, with room for the header.
-  options.max_message_bytes = static_cast<int>(
-      std::max<uint64_t>(options.max_message_bytes,
-                         uint64_t{options.chunk_bytes} + (64 << 10)));
+  options.max_message_bytes = static_cast<int>(std::max<uint64_t>(
+      options.max_message_bytes, uint64_t{options.chunk_bytes} + (64 << 10)));
   absl::StatusOr<std::unique_ptr<Client>> client =
       Client::Connect(absl::GetFlag(FLAGS_server), options);
   if (!client.ok()) return Fail(name, client.status(), /*before_rpc=*/true);

@@ -70,7 +70,8 @@ int RunPut(Client& client, std::span<const std::string> args) {
 
   const bool random = absl::GetFlag(FLAGS_random);
   const std::string file = absl::GetFlag(FLAGS_file);
-  if (random == !file.empty()) return usage("give exactly one of --file, --random");
+  if (random == !file.empty())
+    return usage("give exactly one of --file, --random");
   std::string dtype_name = absl::GetFlag(FLAGS_dtype);
   if (dtype_name.empty()) {
     if (!random) return usage("--dtype is required with --file");
@@ -82,7 +83,8 @@ int RunPut(Client& client, std::span<const std::string> args) {
   uint64_t seed = absl::GetFlag(FLAGS_seed);
   absl::StatusOr<std::string> data;
   if (random) {
-    if (seed == 0) seed = (uint64_t{std::random_device{}()} << 32) | std::random_device{}();
+    if (seed == 0)
+      seed = (uint64_t{std::random_device{}()} << 32) | std::random_device{}();
     data = RandomBlock(*shape, *dtype, seed);
     if (!data.ok()) return usage(std::string(data.status().message()));
   } else {

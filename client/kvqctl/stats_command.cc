@@ -40,18 +40,16 @@ int RunStats(Client& client, std::span<const std::string> args) {
   table.AddRow({"pool", absl::StrCat(Bytes(s.pool_capacity_bytes()), " in ",
                                      s.pages_total(), " pages of ",
                                      HumanBytes(s.page_bytes()))});
-  table.AddRow({"pages used", absl::StrCat(s.pages_used(), " of ",
-                                           s.pages_total(), " (",
-                                           Percent(s.pages_used(),
-                                                   s.pages_total()),
-                                           ")")});
+  table.AddRow({"pages used",
+                absl::StrCat(s.pages_used(), " of ", s.pages_total(), " (",
+                             Percent(s.pages_used(), s.pages_total()), ")")});
   table.AddRow({"blocks", absl::StrCat(s.blocks())});
   table.AddRow({"logical bytes", Bytes(s.logical_bytes())});
   table.AddRow({"stored bytes", Bytes(s.stored_bytes())});
   table.AddRow({"pool used bytes", Bytes(s.pool_used_bytes())});
   table.AddRow({"bytes saved", Bytes(s.bytes_saved())});
-  table.AddRow({"compression ratio",
-                absl::StrFormat("%.2fx", s.compression_ratio())});
+  table.AddRow(
+      {"compression ratio", absl::StrFormat("%.2fx", s.compression_ratio())});
   table.AddRow({"puts", absl::StrCat(s.puts())});
   table.AddRow({"gets", absl::StrCat(s.gets())});
   table.AddRow({"hits", absl::StrCat(s.hits())});

@@ -116,12 +116,13 @@ __global__ void __launch_bounds__(kElementwiseThreads, 4)
                 reinterpret_cast<int8_t*>(ref.payload.At(v * kVec)),
                 QuantizeVec(x[u], scale, inv_scale));
           } else {
-            Vec<T, kVec> y;
+            float y[kVec];
 #pragma unroll
             for (int e = 0; e < kVec; ++e) {
-              y.v[e] = FromFloat<T>(DequantizeValue(x[u].v[e], scale[e]));
+              y[e] = DequantizeValue(x[u].v[e], scale[e]);
             }
-            StoreVec<T, kVec>(reinterpret_cast<T*>(ref.dst) + v * kVec, y);
+            StoreVec<T, kVec>(reinterpret_cast<T*>(ref.dst) + v * kVec,
+                              Pack<T, kVec>(y));
           }
         }
       }

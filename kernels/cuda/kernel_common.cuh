@@ -91,12 +91,11 @@ struct Magnitudes {
     if constexpr (kPacked) {
 #pragma unroll
       for (int i = 0; i < kWords; ++i) {
-        const uint32_t word = Raw(x.v[2 * i]) | (Raw(x.v[2 * i + 1]) << 16);
-        w[i] = __vmaxu2(w[i], word & 0x7fff7fffu);
+        w[i] = __vmaxu2(w[i], x.w[i] & 0x7fff7fffu);
       }
     } else if constexpr (sizeof(T) == 2) {
 #pragma unroll
-      for (int i = 0; i < kWords; ++i) w[i] = max(w[i], Raw(x.v[i]) & 0x7fffu);
+      for (int i = 0; i < kWords; ++i) w[i] = max(w[i], x.v[i].bits & 0x7fffu);
     } else {
 #pragma unroll
       for (int i = 0; i < kWords; ++i) w[i] = max(w[i], AbsBits(x.v[i]));
@@ -129,12 +128,6 @@ struct Magnitudes {
   }
 
  private:
-  static __device__ __forceinline__ uint32_t Raw(Fp16 x) {
-    return __half_as_ushort(x);
-  }
-  static __device__ __forceinline__ uint32_t Raw(Bf16 x) {
-    return __bfloat16_as_ushort(x);
-  }
   // Float bits of a 16-bit magnitude pattern (exact widening).
   static __device__ __forceinline__ uint32_t FloatBitsOf(uint32_t h) {
     if constexpr (sizeof(T) == 2 && std::is_same_v<T, Bf16>) {
@@ -154,7 +147,7 @@ __device__ __forceinline__ Vec<int8_t, kN> QuantizeVec(const Vec<T, kN>& x,
   Vec<int8_t, kN> q;
 #pragma unroll
   for (int e = 0; e < kN; ++e) {
-    q.v[e] = QuantizeValue(ToFloat(x.v[e]), scale, inv_scale);
+    q.v[e] = QuantizeValue(Get(x, e), scale, inv_scale);
   }
   return q;
 }
@@ -167,7 +160,7 @@ __device__ __forceinline__ Vec<int8_t, kN> QuantizeVec(const Vec<T, kN>& x,
   Vec<int8_t, kN> q;
 #pragma unroll
   for (int e = 0; e < kN; ++e) {
-    q.v[e] = QuantizeValue(ToFloat(x.v[e]), scale[e], inv_scale[e]);
+    q.v[e] = QuantizeValue(Get(x, e), scale[e], inv_scale[e]);
   }
   return q;
 }

@@ -32,7 +32,7 @@ constexpr size_t kArenaAlignment = 4096;
 // Scratch buffers up to this size stay with their thread for the next call;
 // bigger ones are allocated per call so that one huge block does not pin its
 // scratch on every handler thread for the life of the server.
-constexpr size_t kKeptScratchBytes = size_t{8} << 20;
+constexpr size_t kKeptScratchBytes = size_t{4} << 20;
 
 // Debian's Abseil has its own string_view, which StrCat takes and
 // std::string_view does not convert to.

@@ -3,18 +3,31 @@
 // are gathered and dequantized on the GPU and copied back.
 //
 // Each call borrows a StreamContext (a CUDA stream plus its pinned staging
-// buffer, device input buffer and page table) from a free list, so calls on
-// different gRPC threads overlap their copies and kernels, and buffers are
-// reused instead of allocated per request. A context's buffers only grow, up
-// to the largest block it has carried.
+// buffer, device block buffer, page table and flags) from a free list, so
+// calls on different gRPC threads overlap their copies and kernels, and
+// buffers are reused instead of allocated per request. A context's buffers
+// only grow, up to the largest block it has carried. At most
+// MaxStreamContexts() contexts exist; a call that finds them all busy waits
+// for one, which bounds pinned memory under any number of RPC threads.
+//
+// Timings: host_to_device covers the copy of the block into pinned staging
+// plus the DMA to the device, device_to_host the DMA back plus the copy out
+// of staging; kernel is the fused kernel alone (CUDA events).
+//
+// Failure: a CUDA error becomes INTERNAL naming the call. The context is then
+// synchronized and thrown away (never reused with work possibly in flight),
+// and the caller drops the block's reservation, so the pool stays consistent.
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -22,12 +35,33 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/paged_kernels.h"
+#include "kernels/quant_math.h"
 #include "kernels/quantize.h"
 #include "server/backend/backend.h"
 #include "server/backend/cuda_memory.h"
 
 namespace kvq {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The paged kernels need pages that no 16-byte access straddles.
+constexpr uint64_t kPageAlignment = 256;
+// Offsets inside a staging buffer, so that every region starts aligned for
+// any type and for the fastest DMA.
+constexpr size_t kStagingAlignment = 256;
+
+size_t AlignUp(size_t n, size_t alignment) {
+  return (n + alignment - 1) / alignment * alignment;
+}
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+size_t MaxStreamContexts() {
+  return std::max<size_t>(8, 2 * std::thread::hardware_concurrency());
+}
 
 // One worker's stream and buffers.
 struct StreamContext {
@@ -36,7 +70,7 @@ struct StreamContext {
   PinnedBuffer staging;       // host side of every copy
   DeviceBuffer block;         // the block in its client dtype, on the device
   DeviceBuffer page_table;    // uint32 page ids
-  DeviceBuffer flags;         // float absmax + uint32 nonfinite
+  DeviceBuffer flags;         // DeviceFlags
 
   ~StreamContext() {
     for (cudaEvent_t e : marks) {
@@ -46,9 +80,10 @@ struct StreamContext {
   }
 };
 
+// What the quantize kernel reports besides the payload.
 struct DeviceFlags {
-  float absmax;
-  uint32_t nonfinite;
+  float absmax;        // max |x| of the block
+  uint32_t nonfinite;  // non-zero if any value was NaN or Inf
 };
 
 double ElapsedSeconds(cudaEvent_t from, cudaEvent_t to) {
@@ -63,7 +98,8 @@ class CudaBackend final : public Backend {
       : gpu_(gpu),
         device_name_(std::move(device_name)),
         arena_(arena),
-        options_(options) {}
+        options_(options),
+        max_contexts_(MaxStreamContexts()) {}
 
   ~CudaBackend() override {
     cudaSetDevice(gpu_);
@@ -83,24 +119,28 @@ class CudaBackend final : public Backend {
           absl::StrCat("block data is ", src.size(), " bytes, expected ",
                        layout.logical_bytes(dtype)));
     }
-    absl::StatusOr<std::unique_ptr<StreamContext>> borrowed = Borrow();
-    if (!borrowed.ok()) return borrowed.status();
-    std::unique_ptr<StreamContext> ctx = *std::move(borrowed);
-
+    KVQ_RETURN_IF_ERROR(CheckPages(layout, pages));
+    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = Borrow();
+    if (!ctx.ok()) return ctx.status();
     absl::StatusOr<DeviceFlags> flags =
-        RunQuantize(*ctx, layout, dtype, src, pages, timings);
-    Return(std::move(ctx));
+        RunQuantize(**ctx, layout, dtype, src, pages, timings);
+    Return(*std::move(ctx), flags.ok());
     if (!flags.ok()) return flags.status();
     if (flags->nonfinite != 0) {
-      // The kernel only says "somewhere"; the CPU path finds the element, so
+      // The kernel only says "somewhere"; the CPU path names the element, so
       // the message matches the CPU backend's. Rare: the block is refused.
       std::vector<uint8_t> scratch(layout.payload_bytes);
-      absl::Status located = Quantize(layout, dtype, src.data(), scratch.data());
+      absl::Status located =
+          Quantize(layout, dtype, src.data(), scratch.data());
       return located.ok() ? absl::InvalidArgumentError(
                                 "data holds a NaN or Inf value")
                           : located;
     }
-    return flags->absmax;
+    // What the CPU backend returns (BlockAbsmax: 127 x the largest scale,
+    // the largest magnitude the payload decodes to), from the same
+    // arithmetic: the largest scale is the scale of the largest |x|.
+    return DequantizeValue(static_cast<int8_t>(kQMax),
+                           ScaleFromAbsmax(flags->absmax));
   }
 
   absl::Status DequantizeFrom(const BlockLayout& layout,
@@ -112,52 +152,72 @@ class CudaBackend final : public Backend {
           absl::StrCat("output buffer is ", dst.size(), " bytes, expected ",
                        layout.logical_bytes(dtype)));
     }
-    absl::StatusOr<std::unique_ptr<StreamContext>> borrowed = Borrow();
-    if (!borrowed.ok()) return borrowed.status();
-    std::unique_ptr<StreamContext> ctx = *std::move(borrowed);
-    absl::Status status = RunDequantize(*ctx, layout, dtype, pages, dst,
-                                        timings);
-    Return(std::move(ctx));
+    KVQ_RETURN_IF_ERROR(CheckPages(layout, pages));
+    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = Borrow();
+    if (!ctx.ok()) return ctx.status();
+    absl::Status status =
+        RunDequantize(**ctx, layout, dtype, pages, dst, timings);
+    Return(*std::move(ctx), status.ok());
     return status;
   }
 
  private:
+  absl::Status CheckPages(const BlockLayout& layout,
+                          std::span<const uint32_t> pages) const {
+    const uint64_t needed =
+        (layout.payload_bytes + options_.page_bytes - 1) / options_.page_bytes;
+    if (pages.size() != needed) {
+      return absl::InternalError(absl::StrCat(
+          "block of ", layout.payload_bytes, " payload bytes got ",
+          pages.size(), " pages of ", options_.page_bytes, ", needs ", needed));
+    }
+    const uint64_t pages_total = options_.capacity_bytes / options_.page_bytes;
+    for (uint32_t page : pages) {
+      if (page >= pages_total) {
+        return absl::InternalError(absl::StrCat(
+            "page id ", page, " is outside the arena of ", pages_total,
+            " pages"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<DeviceFlags> RunQuantize(StreamContext& ctx,
                                           const BlockLayout& layout,
                                           DType dtype,
                                           std::span<const std::byte> src,
                                           std::span<const uint32_t> pages,
                                           DataPathTimings* timings) {
-    const size_t table_bytes = pages.size_bytes();
-    KVQ_RETURN_IF_ERROR(ctx.staging.Reserve(src.size() + table_bytes +
-                                            sizeof(DeviceFlags)));
+    // Staging layout: [block bytes][page ids][flags read back].
+    const size_t table_at = AlignUp(src.size(), kStagingAlignment);
+    const size_t flags_at =
+        AlignUp(table_at + pages.size_bytes(), kStagingAlignment);
+    KVQ_RETURN_IF_ERROR(ctx.staging.Reserve(flags_at + sizeof(DeviceFlags)));
     KVQ_RETURN_IF_ERROR(ctx.block.Reserve(src.size()));
-    KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(table_bytes));
+    KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(pages.size_bytes()));
     KVQ_RETURN_IF_ERROR(ctx.flags.Reserve(sizeof(DeviceFlags)));
 
-    // Staging layout: [block bytes][page ids][flags read back].
     std::byte* host = ctx.staging.data();
+    const Clock::time_point staged_from = Clock::now();
     std::memcpy(host, src.data(), src.size());
-    std::memcpy(host + src.size(), pages.data(), table_bytes);
-    auto* host_flags =
-        reinterpret_cast<DeviceFlags*>(host + src.size() + table_bytes);
-    auto* device_flags = reinterpret_cast<DeviceFlags*>(ctx.flags.data());
+    std::memcpy(host + table_at, pages.data(), pages.size_bytes());
+    const double staging_seconds = SecondsSince(staged_from);
+    auto* host_flags = reinterpret_cast<DeviceFlags*>(host + flags_at);
+    auto* device_flags = static_cast<DeviceFlags*>(ctx.flags.data());
 
     cudaStream_t s = ctx.stream;
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[0], s));
-    KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(ctx.block.data(), host,
-                                             src.size(),
-                                             cudaMemcpyHostToDevice, s));
-    KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(ctx.page_table.data(),
-                                             host + src.size(), table_bytes,
-                                             cudaMemcpyHostToDevice, s));
+    KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(
+        ctx.block.data(), host, src.size(), cudaMemcpyHostToDevice, s));
+    KVQ_RETURN_IF_CUDA_ERROR(
+        cudaMemcpyAsync(ctx.page_table.data(), host + table_at,
+                        pages.size_bytes(), cudaMemcpyHostToDevice, s));
     KVQ_RETURN_IF_CUDA_ERROR(
         cudaMemsetAsync(device_flags, 0, sizeof(DeviceFlags), s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[1], s));
-    cuda::DevicePages dst{arena_,
-                          reinterpret_cast<const uint32_t*>(
-                              ctx.page_table.data()),
-                          options_.page_bytes};
+    const cuda::DevicePages dst{
+        arena_, static_cast<const uint32_t*>(ctx.page_table.data()),
+        options_.page_bytes};
     KVQ_RETURN_IF_ERROR(cuda::QuantizeToPages(
         layout, dtype, ctx.block.data(), dst, &device_flags->absmax,
         &device_flags->nonfinite, s));
@@ -169,7 +229,7 @@ class CudaBackend final : public Backend {
     KVQ_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(s));
     if (timings != nullptr) {
       timings->host_to_device_seconds =
-          ElapsedSeconds(ctx.marks[0], ctx.marks[1]);
+          staging_seconds + ElapsedSeconds(ctx.marks[0], ctx.marks[1]);
       timings->kernel_seconds = ElapsedSeconds(ctx.marks[1], ctx.marks[2]);
       timings->device_to_host_seconds =
           ElapsedSeconds(ctx.marks[2], ctx.marks[3]);
@@ -181,26 +241,25 @@ class CudaBackend final : public Backend {
                              DType dtype, std::span<const uint32_t> pages,
                              std::span<std::byte> dst,
                              DataPathTimings* timings) {
-    const size_t table_bytes = pages.size_bytes();
-    KVQ_RETURN_IF_ERROR(ctx.staging.Reserve(dst.size() + table_bytes));
-    KVQ_RETURN_IF_ERROR(ctx.block.Reserve(dst.size()));
-    KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(table_bytes));
-
     // Staging layout: [page ids][block bytes read back].
+    const size_t block_at = AlignUp(pages.size_bytes(), kStagingAlignment);
+    KVQ_RETURN_IF_ERROR(ctx.staging.Reserve(block_at + dst.size()));
+    KVQ_RETURN_IF_ERROR(ctx.block.Reserve(dst.size()));
+    KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(pages.size_bytes()));
+
     std::byte* host = ctx.staging.data();
-    std::memcpy(host, pages.data(), table_bytes);
-    std::byte* host_block = host + table_bytes;
+    std::memcpy(host, pages.data(), pages.size_bytes());
+    std::byte* host_block = host + block_at;
 
     cudaStream_t s = ctx.stream;
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[0], s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(ctx.page_table.data(), host,
-                                             table_bytes,
+                                             pages.size_bytes(),
                                              cudaMemcpyHostToDevice, s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[1], s));
-    cuda::DevicePages src{arena_,
-                          reinterpret_cast<const uint32_t*>(
-                              ctx.page_table.data()),
-                          options_.page_bytes};
+    const cuda::DevicePages src{
+        arena_, static_cast<const uint32_t*>(ctx.page_table.data()),
+        options_.page_bytes};
     KVQ_RETURN_IF_ERROR(cuda::DequantizeFromPages(layout, src, dtype,
                                                   ctx.block.data(), s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[2], s));
@@ -209,29 +268,42 @@ class CudaBackend final : public Backend {
                                              cudaMemcpyDeviceToHost, s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[3], s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(s));
+    const Clock::time_point unstaged_from = Clock::now();
     std::memcpy(dst.data(), host_block, dst.size());
+    const double unstaging_seconds = SecondsSince(unstaged_from);
     if (timings != nullptr) {
       timings->host_to_device_seconds =
           ElapsedSeconds(ctx.marks[0], ctx.marks[1]);
       timings->kernel_seconds = ElapsedSeconds(ctx.marks[1], ctx.marks[2]);
       timings->device_to_host_seconds =
-          ElapsedSeconds(ctx.marks[2], ctx.marks[3]);
+          ElapsedSeconds(ctx.marks[2], ctx.marks[3]) + unstaging_seconds;
     }
     return absl::OkStatus();
   }
 
-  // A context from the free list, or a new one. Contexts are never shared
-  // between two calls at once.
+  // A context from the free list, or a new one while fewer than
+  // max_contexts_ exist, else waits for one. Also makes gpu_ the calling
+  // thread's current device (gRPC threads never chose one). Contexts are
+  // never shared between two calls at once.
   absl::StatusOr<std::unique_ptr<StreamContext>> Borrow() {
+    KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(gpu_));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
+      returned_.wait(lock,
+                     [&] { return !idle_.empty() || live_ < max_contexts_; });
       if (!idle_.empty()) {
         std::unique_ptr<StreamContext> ctx = std::move(idle_.back());
         idle_.pop_back();
         return ctx;
       }
+      ++live_;
     }
-    KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(gpu_));
+    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = NewContext();
+    if (!ctx.ok()) Return(nullptr, false);
+    return ctx;
+  }
+
+  static absl::StatusOr<std::unique_ptr<StreamContext>> NewContext() {
     auto ctx = std::make_unique<StreamContext>();
     KVQ_RETURN_IF_CUDA_ERROR(
         cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
@@ -241,16 +313,33 @@ class CudaBackend final : public Backend {
     return ctx;
   }
 
-  void Return(std::unique_ptr<StreamContext> ctx) {
-    std::lock_guard<std::mutex> lock(mu_);
-    idle_.push_back(std::move(ctx));
+  // Gives a context back. One whose call failed may still have copies in
+  // flight on its stream: it is drained and destroyed, not reused.
+  void Return(std::unique_ptr<StreamContext> ctx, bool healthy) {
+    if (ctx != nullptr && !healthy) {
+      cudaStreamSynchronize(ctx->stream);
+      cudaGetLastError();  // clear a non-sticky error for the next call
+      ctx.reset();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (ctx != nullptr) {
+        idle_.push_back(std::move(ctx));
+      } else {
+        --live_;
+      }
+    }
+    returned_.notify_one();
   }
 
   const int gpu_;
   const std::string device_name_;
   uint8_t* const arena_;
   const ArenaOptions options_;
+  const size_t max_contexts_;
   std::mutex mu_;
+  std::condition_variable returned_;
+  size_t live_ = 0;  // contexts that exist, idle or borrowed
   std::vector<std::unique_ptr<StreamContext>> idle_;
 };
 
@@ -258,9 +347,21 @@ class CudaBackend final : public Backend {
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(
     const ArenaOptions& options, int gpu) {
+  if (options.page_bytes == 0 || options.page_bytes % kPageAlignment != 0 ||
+      options.page_bytes >= (uint64_t{1} << 31)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--page_bytes must be a multiple of ", kPageAlignment,
+        " below 2^31 for the cuda backend, got ", options.page_bytes));
+  }
+  if (options.capacity_bytes < options.page_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--pool_bytes must hold at least one page of ", options.page_bytes,
+        " bytes, got ", options.capacity_bytes));
+  }
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
+    cudaGetLastError();
     return absl::FailedPreconditionError(absl::StrCat(
         "no CUDA GPU is usable (",
         err != cudaSuccess ? cudaGetErrorString(err) : "0 devices",
@@ -268,7 +369,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(
   }
   if (gpu < 0 || gpu >= count) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--gpu=", gpu, " but this machine has ", count, " GPU(s)"));
+        "--gpu=", gpu, " but this machine has ", count, " GPU(s) (0..",
+        count - 1, ")"));
   }
   KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(gpu));
   cudaDeviceProp prop{};
@@ -277,6 +379,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(
   void* arena = nullptr;
   err = cudaMalloc(&arena, options.capacity_bytes);
   if (err != cudaSuccess) {
+    cudaGetLastError();
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -284,8 +387,9 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(
         gpu, " (", prop.name, ", ", free_bytes, " bytes free): ",
         cudaGetErrorString(err), "; lower --pool_bytes"));
   }
-  return std::make_unique<CudaBackend>(gpu, prop.name,
-                                       static_cast<uint8_t*>(arena), options);
+  return std::make_unique<CudaBackend>(
+      gpu, absl::StrCat(prop.name, " (GPU ", gpu, ")"),
+      static_cast<uint8_t*>(arena), options);
 }
 
 }  // namespace kvq

@@ -7,6 +7,7 @@
 // bytes, that the bad key is absent, and that "resident" is still there.
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -33,8 +34,8 @@ class BadInputTest : public ServerTest {
     if (IsSkipped() || HasFatalFailure()) return;
     seed_ = FreshSeed();
     rng_.seed(seed_);
-    resident_ = RandomBlock(rng_, kNs, "resident", v1::DTYPE_FP16,
-                            Shape(2, 16, 4, 64));
+    resident_ =
+        RandomBlock(rng_, kNs, "resident", v1::DTYPE_FP16, Shape(2, 16, 4, 64));
     ASSERT_TRUE(client_->Put(resident_.ToPut()).ok());
     before_ = Pool();
   }
@@ -113,10 +114,18 @@ TEST_P(ZeroDimensionTest, ZeroDimensionIsRefusedNamingIt) {
   TestBlock block = Valid("zero-dim");
   v1::BlockShape& shape = block.shape;
   switch (GetParam()) {
-    case 0: shape.set_planes(0); break;
-    case 1: shape.set_tokens(0); break;
-    case 2: shape.set_heads(0); break;
-    case 3: shape.set_head_dim(0); break;
+    case 0:
+      shape.set_planes(0);
+      break;
+    case 1:
+      shape.set_tokens(0);
+      break;
+    case 2:
+      shape.set_heads(0);
+      break;
+    case 3:
+      shape.set_head_dim(0);
+      break;
   }
   block.data.clear();  // matches the (empty) shape
   ExpectPutRefused(block, absl::StatusCode::kInvalidArgument,
@@ -175,8 +184,8 @@ TEST_F(BadInputTest, NaNOrInfInTheDataIsRefusedNamingTheElement) {
                       std::numeric_limits<float>::infinity(),
                       -std::numeric_limits<float>::infinity()}) {
       SCOPED_TRACE(absl::StrCat(v1::DType_Name(dtype), " ", bad));
-      TestBlock block = RandomBlock(rng_, kNs, "non-finite", dtype,
-                                    Shape(2, 16, 4, 64));
+      TestBlock block =
+          RandomBlock(rng_, kNs, "non-finite", dtype, Shape(2, 16, 4, 64));
       std::vector<float> values = *wire::DecodeFloats(dtype, block.data);
       const uint64_t at = rng_() % values.size();
       values[at] = bad;
@@ -327,6 +336,33 @@ TEST_F(BadInputTest, MessageOverTheServersLimitIsResourceExhausted) {
   EXPECT_TRUE(client_->Put(block.ToPut()).ok());
 }
 
+// Waits (bounded) until the pool is back to `before_`: the server learns of a
+// cancelled stream on its own schedule. No timing is asserted: the wait only
+// ends early; the caller then checks the exact state.
+void WaitForPoolToSettle(const std::function<PoolState()>& pool,
+                         const PoolState& expected) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (pool() != expected && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+TEST_F(BadInputTest, DeadlineExpiringMidStreamStoresNothing) {
+  ClientOptions options;
+  options.deadline = absl::Milliseconds(1);
+  std::unique_ptr<Client> hasty = NewClient(options);
+  ASSERT_NE(hasty, nullptr);
+  const TestBlock block = RandomBlock(rng_, kNs, "hasty", v1::DTYPE_FP16,
+                                      Shape(2, 96, 32, 1024));  // 12 MiB
+  absl::StatusOr<PutResult> put = hasty->Put(block.ToPut());
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << put.status();
+  WaitForPoolToSettle([&] { return Pool(); }, before_);
+  EXPECT_EQ(Pool(), before_);
+  EXPECT_FALSE(Present(kNs, block.key));
+}
+
 TEST_F(BadInputTest, ClientVanishingMidBlockLeavesNothingAndHoldsNoPage) {
   // A large block, so that its staging and the pages it would need matter.
   const TestBlock block = RandomBlock(rng_, kNs, "abandoned", v1::DTYPE_FP16,
@@ -337,23 +373,17 @@ TEST_F(BadInputTest, ClientVanishingMidBlockLeavesNothingAndHoldsNoPage) {
     grpc::ClientContext context;
     auto stream = stub->Put(&context);
     const size_t half = block.data.size() / 2;
-    ASSERT_TRUE(stream->Write(Chunk(&header, 0, block.data.substr(0, half / 2),
-                                    false)));
     ASSERT_TRUE(stream->Write(
-        Chunk(nullptr, half / 2, block.data.substr(half / 2, half / 2), false)));
+        Chunk(&header, 0, block.data.substr(0, half / 2), false)));
+    ASSERT_TRUE(stream->Write(Chunk(
+        nullptr, half / 2, block.data.substr(half / 2, half / 2), false)));
     // Half the block is on its way; now the client vanishes.
     context.TryCancel();
     v1::PutResponse response;
     EXPECT_FALSE(stream->Read(&response));
     EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  // The server notices the cancellation on its own schedule: wait (bounded)
-  // for its bookkeeping to settle, then require the exact state.
-  // (No timing is asserted: the wait only ends early.)
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (Pool() != before_ && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  WaitForPoolToSettle([&] { return Pool(); }, before_);
   EXPECT_EQ(Pool(), before_);
   EXPECT_FALSE(Present(kNs, block.key));
   EXPECT_TRUE(Present(kNs, "resident"));

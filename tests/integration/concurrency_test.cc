@@ -82,7 +82,8 @@ TEST_F(ServerTest, EightClientsPutAndGetDistinctAndSharedKeysConcurrently) {
         if (i == 0) {
           // Client 0 churns the shared keys while the others read them.
           std::vector<std::string> shared_keys;
-          for (const TestBlock& block : shared) shared_keys.push_back(block.key);
+          for (const TestBlock& block : shared)
+            shared_keys.push_back(block.key);
           EXPECT_TRUE(client.Delete(kNs, shared_keys).ok());
           std::vector<BlockToPut> again;
           for (const TestBlock& block : shared) again.push_back(block.ToPut());
@@ -94,13 +95,14 @@ TEST_F(ServerTest, EightClientsPutAndGetDistinctAndSharedKeysConcurrently) {
         for (size_t k = 0; k < keys.size(); ++k) {
           const GetResult& result = (*got)[k];
           const bool is_shared = k >= own[i].size();
-          if (is_shared && result.status.code() == absl::StatusCode::kNotFound) {
+          if (is_shared &&
+              result.status.code() == absl::StatusCode::kNotFound) {
             continue;  // caught between client 0's delete and re-put
           }
           ASSERT_TRUE(result.status.ok())
               << "client " << i << ", " << keys[k] << ": " << result.status;
-          EXPECT_TRUE(MatchesReference(*expected[k], expected[k]->dtype,
-                                       result.data))
+          EXPECT_TRUE(
+              MatchesReference(*expected[k], expected[k]->dtype, result.data))
               << "client " << i << ", " << keys[k];
         }
       }

@@ -3,6 +3,8 @@
 // that blocks kvqctl and SDK users build from floats are the blocks they mean.
 // (No server: it sits here, beside the suite that builds its data with it.)
 
+#include "client/element_codec.h"
+
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -10,7 +12,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "client/element_codec.h"
 #include "gtest/gtest.h"
 #include "kernels/float_convert.h"
 
@@ -30,10 +31,12 @@ TEST(ElementCodecTest, WideningEveryFp16AndBf16PatternMatchesTheKernels) {
     if (std::isnan(theirs16)) {
       EXPECT_TRUE(std::isnan(mine16)) << std::hex << bits;
     } else {
-      ASSERT_EQ(std::bit_cast<uint32_t>(mine16), std::bit_cast<uint32_t>(theirs16))
+      ASSERT_EQ(std::bit_cast<uint32_t>(mine16),
+                std::bit_cast<uint32_t>(theirs16))
           << std::hex << bits;
     }
-    ASSERT_EQ(std::bit_cast<uint32_t>(mine_b), std::bit_cast<uint32_t>(theirs_b))
+    ASSERT_EQ(std::bit_cast<uint32_t>(mine_b),
+              std::bit_cast<uint32_t>(theirs_b))
         << std::hex << bits;
   }
 }
@@ -42,8 +45,16 @@ TEST(ElementCodecTest, NarrowingRoundsToNearestEvenLikeTheKernels) {
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat("seed ", seed));
   std::mt19937_64 rng(seed);
-  std::vector<float> values = {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f,
-                               -65520.0f, 1e-8f, 2.98e-8f, 6e-8f, 6.1035e-5f,
+  std::vector<float> values = {0.0f,
+                               -0.0f,
+                               65504.0f,
+                               65519.99f,
+                               65520.0f,
+                               -65520.0f,
+                               1e-8f,
+                               2.98e-8f,
+                               6e-8f,
+                               6.1035e-5f,
                                std::numeric_limits<float>::infinity(),
                                -std::numeric_limits<float>::infinity(),
                                std::numeric_limits<float>::max(),
@@ -54,9 +65,11 @@ TEST(ElementCodecTest, NarrowingRoundsToNearestEvenLikeTheKernels) {
     const float f = std::bit_cast<float>(static_cast<uint32_t>(rng()));
     if (!std::isnan(f)) values.push_back(f);
     const auto h = static_cast<uint16_t>(rng());
-    const float a = HalfToFloat(h), b = HalfToFloat(static_cast<uint16_t>(h + 1));
+    const float a = HalfToFloat(h),
+                b = HalfToFloat(static_cast<uint16_t>(h + 1));
     if (std::isfinite(a) && std::isfinite(b)) values.push_back((a + b) / 2);
-    const float c = Bf16ToFloat(h), d = Bf16ToFloat(static_cast<uint16_t>(h + 1));
+    const float c = Bf16ToFloat(h),
+                d = Bf16ToFloat(static_cast<uint16_t>(h + 1));
     if (std::isfinite(c) && std::isfinite(d)) values.push_back(c / 2 + d / 2);
   }
   for (float f : values) {

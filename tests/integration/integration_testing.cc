@@ -28,7 +28,8 @@ constexpr char kDefaultPageBytes[] = "--page_bytes=65536";
 // (Irwin-Hall), close to a normal and fast enough for 64 MiB blocks.
 float Normalish(uint64_t bits) {
   float sum = 0;
-  for (int i = 0; i < 4; ++i, bits >>= 16) sum += static_cast<float>(bits & 0xffff);
+  for (int i = 0; i < 4; ++i, bits >>= 16)
+    sum += static_cast<float>(bits & 0xffff);
   // Each uniform has variance 65536^2 / 12; four of them 65536^2 / 3.
   return (sum - 2 * 65535.0f) * (1.7320508f / 65536.0f);
 }
@@ -138,7 +139,8 @@ absl::StatusOr<BlockLayout> KernelLayout(const TestBlock& block) {
 namespace {
 
 // The reference payload of `block` (int8 values + scales).
-std::string ReferencePayload(const TestBlock& block, const BlockLayout& layout) {
+std::string ReferencePayload(const TestBlock& block,
+                             const BlockLayout& layout) {
   std::string payload(layout.payload_bytes, '\0');
   const absl::Status status =
       QuantizeReference(layout, KernelDType(block.dtype), block.data.data(),
@@ -165,10 +167,10 @@ std::string ReferenceReadBack(const TestBlock& block, v1::DType out_dtype) {
                                             std::string_view got) {
   absl::StatusOr<BlockLayout> layout = KernelLayout(block);
   if (!layout.ok()) {
-    return ::testing::AssertionFailure() << "bad test block: " << layout.status();
+    return ::testing::AssertionFailure()
+           << "bad test block: " << layout.status();
   }
-  const uint64_t expected_bytes =
-      layout->logical_bytes(KernelDType(out_dtype));
+  const uint64_t expected_bytes = layout->logical_bytes(KernelDType(out_dtype));
   if (got.size() != expected_bytes) {
     return ::testing::AssertionFailure()
            << "got " << got.size() << " bytes, expected " << expected_bytes;
@@ -202,8 +204,8 @@ std::string ReferenceReadBack(const TestBlock& block, v1::DType out_dtype) {
       ++outside;
       if (reported++ < 5) {
         failure << "element " << i << ": put " << x << ", got " << y
-                << ", |error| " << error << " > bound " << bound
-                << " (scale " << scale << ")\n";
+                << ", |error| " << error << " > bound " << bound << " (scale "
+                << scale << ")\n";
       }
     }
   }
@@ -228,9 +230,8 @@ std::string ReferenceReadBack(const TestBlock& block, v1::DType out_dtype) {
 }
 
 std::ostream& operator<<(std::ostream& os, const PoolState& state) {
-  return os << "{blocks " << state.blocks << ", pages_used "
-            << state.pages_used << ", logical_bytes " << state.logical_bytes
-            << "}";
+  return os << "{blocks " << state.blocks << ", pages_used " << state.pages_used
+            << ", logical_bytes " << state.logical_bytes << "}";
 }
 
 RawPutOutcome RawPut(const std::shared_ptr<grpc::Channel>& channel,
@@ -281,8 +282,8 @@ absl::StatusOr<std::string> HttpGet(const std::string& host, int port,
   http.set_read_timeout(30);
   httplib::Result result = http.Get(path.c_str());
   if (!result) {
-    return absl::UnavailableError(absl::StrCat(
-        "GET ", path, ": ", httplib::to_string(result.error())));
+    return absl::UnavailableError(
+        absl::StrCat("GET ", path, ": ", httplib::to_string(result.error())));
   }
   if (result->status != 200) {
     return absl::InternalError(

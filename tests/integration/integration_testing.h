@@ -90,7 +90,7 @@ std::ostream& operator<<(std::ostream& os, const PoolState& state);
 
 // A Put stream driven message by message, for input the client never sends.
 struct RawPutOutcome {
-  grpc::Status status;                      // how the RPC ended
+  grpc::Status status;                     // how the RPC ended
   std::vector<v1::PutResponse> responses;  // every result, in order
 };
 RawPutOutcome RawPut(const std::shared_ptr<grpc::Channel>& channel,

@@ -118,8 +118,8 @@ TEST_F(KvqctlTest, PutRandomGetLookupDeleteAndStatsWorkEndToEnd) {
 
   // Another dtype on the way out.
   const std::string out32 = File("k1-fp32.bin");
-  get = Kvqctl({"get", "--ns=cli", "--key=k1", "--dtype=fp32",
-                "--out=" + out32});
+  get =
+      Kvqctl({"get", "--ns=cli", "--key=k1", "--dtype=fp32", "--out=" + out32});
   ASSERT_TRUE(ExitedWith(get, 0)) << Describe(get);
   EXPECT_EQ(Read(out32).size(), 2u * 16 * 4 * 64 * 4);
 
@@ -159,10 +159,9 @@ TEST_F(KvqctlTest, PutFileStoresTheFilesBytesWithTheGivenQuantization) {
     std::ofstream file(in, std::ios::binary);
     file.write(block.data.data(), block.data.size());
   }
-  ProcessOutput put =
-      Kvqctl({"put", "--ns=cli", "--key=from-file", "--file=" + in,
-              "--dtype=fp16", "--shape=2,8,2,96", "--granularity=group",
-              "--group_size=32"});
+  ProcessOutput put = Kvqctl(
+      {"put", "--ns=cli", "--key=from-file", "--file=" + in, "--dtype=fp16",
+       "--shape=2,8,2,96", "--granularity=group", "--group_size=32"});
   ASSERT_TRUE(ExitedWith(put, 0)) << Describe(put);
   EXPECT_THAT(put.out, HasSubstr("group"));
 
@@ -174,12 +173,13 @@ TEST_F(KvqctlTest, PutFileStoresTheFilesBytesWithTheGivenQuantization) {
 }
 
 TEST_F(KvqctlTest, HexKeysNameBinaryKeys) {
-  ProcessOutput put = Kvqctl({"put", "--ns=cli", "--key_hex=00ff10",
-                              "--random", "--shape=2,4,2,32"});
+  ProcessOutput put = Kvqctl(
+      {"put", "--ns=cli", "--key_hex=00ff10", "--random", "--shape=2,4,2,32"});
   ASSERT_TRUE(ExitedWith(put, 0)) << Describe(put);
   EXPECT_THAT(put.out, HasSubstr("0x00ff10"));
   EXPECT_TRUE(Present("cli", std::string("\x00\xff\x10", 3)));
-  ProcessOutput lookup = Kvqctl({"lookup", "--ns=cli", "--hex", "00ff10", "00"});
+  ProcessOutput lookup =
+      Kvqctl({"lookup", "--ns=cli", "--hex", "00ff10", "00"});
   ASSERT_TRUE(ExitedWith(lookup, 0)) << Describe(lookup);
   EXPECT_THAT(lookup.out, ContainsRegex("0x00ff10 +yes"));
   EXPECT_THAT(lookup.out, HasSubstr("prefix_length 1 of 2"));
@@ -195,8 +195,8 @@ TEST_F(KvqctlTest, ErrorsExitNonZeroWithTheServersMessage) {
   EXPECT_THAT(get.err, HasSubstr("NOT_FOUND"));
 
   // Refused by the server: its message reaches the user unchanged.
-  ProcessOutput put = Kvqctl({"put", "--ns=cli", "--key=k", "--random",
-                              "--shape=2,16,0,64"});
+  ProcessOutput put =
+      Kvqctl({"put", "--ns=cli", "--key=k", "--random", "--shape=2,16,0,64"});
   EXPECT_TRUE(ExitedWith(put, 1)) << Describe(put);
   EXPECT_THAT(put.err, HasSubstr("INVALID_ARGUMENT"));
   EXPECT_THAT(put.err, HasSubstr("header.shape.heads"));

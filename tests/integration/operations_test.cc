@@ -56,8 +56,8 @@ TEST_F(ServerTest, MetricsEndpointServesPoolFiguresInPrometheusText) {
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat("seed ", seed));
   std::mt19937_64 rng(seed);
-  const TestBlock block = RandomBlock(rng, "metrics", "k", v1::DTYPE_FP16,
-                                      Shape(2, 64, 8, 128));
+  const TestBlock block =
+      RandomBlock(rng, "metrics", "k", v1::DTYPE_FP16, Shape(2, 64, 8, 128));
   ASSERT_TRUE(client_->Put(block.ToPut()).ok());
   const v1::StatsResponse stats = Stats();
 
@@ -117,7 +117,8 @@ TEST_F(ServerTest, ReflectionListsTheServicesAndDescribesTheWireApi) {
       if (service.name() != "KVCache") continue;
       found = true;
       std::vector<std::string> methods;
-      for (const auto& method : service.method()) methods.push_back(method.name());
+      for (const auto& method : service.method())
+        methods.push_back(method.name());
       EXPECT_THAT(methods, ::testing::UnorderedElementsAre(
                                "Put", "Get", "Lookup", "Delete", "Stats"));
     }
@@ -139,8 +140,8 @@ TEST_P(ShutdownTest, SignalEndsTheServerWithExitCodeZeroWithinTheGrace) {
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat("seed ", seed));
   std::mt19937_64 rng(seed);
-  const TestBlock block = RandomBlock(rng, "shutdown", "k", v1::DTYPE_FP16,
-                                      Shape(2, 64, 8, 128));
+  const TestBlock block =
+      RandomBlock(rng, "shutdown", "k", v1::DTYPE_FP16, Shape(2, 64, 8, 128));
   ASSERT_TRUE(client_->Put(block.ToPut()).ok());
 
   // A Put stream left open in the middle of a block: in flight at the signal,

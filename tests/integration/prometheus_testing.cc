@@ -292,7 +292,7 @@ absl::StatusOr<double> PrometheusProcess::QueryOne(const std::string& promql) {
 
 absl::Status PrometheusProcess::WaitForScrapeAfter(absl::Time after,
                                                    absl::Duration timeout) {
-  const double after_seconds = absl::ToDoubleUnixSeconds(after);
+  const double after_seconds = absl::ToDoubleSeconds(after - absl::UnixEpoch());
   const absl::Time deadline = absl::Now() + timeout;
   std::string last = "no answer";
   while (true) {

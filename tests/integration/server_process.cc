@@ -74,7 +74,8 @@ std::vector<std::string> ChildEnvironment() {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const absl::string_view entry(*e);
-    if (absl::StartsWith(entry, "KVQ_") && !absl::StartsWith(entry, "KVQ_TEST_")) {
+    if (absl::StartsWith(entry, "KVQ_") &&
+        !absl::StartsWith(entry, "KVQ_TEST_")) {
       continue;
     }
     env.emplace_back(entry);
@@ -134,9 +135,8 @@ absl::Status ParseReadyFile(const std::string& text, int* grpc_port,
     if (kv.first == "metrics_port") *metrics_port = value;
   }
   if (*grpc_port <= 0 || *metrics_port <= 0) {
-    return absl::InternalError(
-        absl::StrCat("ready file lacks grpc_port / metrics_port: \"", text,
-                     "\""));
+    return absl::InternalError(absl::StrCat(
+        "ready file lacks grpc_port / metrics_port: \"", text, "\""));
   }
   return absl::OkStatus();
 }
@@ -180,8 +180,8 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   const int log_fd =
       open(server->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (log_fd < 0) {
-    return absl::InternalError(absl::StrCat("open ", server->log_path_, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("open ", server->log_path_, ": ", std::strerror(errno)));
   }
   absl::StatusOr<pid_t> pid =
       Spawn(argv, log_fd, log_fd, /*die_with_parent=*/true);
@@ -192,9 +192,9 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   const absl::Time deadline = absl::Now() + options.ready_timeout;
   while (true) {
     if (access(ready_path.c_str(), F_OK) == 0) {
-      absl::Status parsed = ParseReadyFile(ReadWholeFile(ready_path),
-                                           &server->grpc_port_,
-                                           &server->metrics_port_);
+      absl::Status parsed =
+          ParseReadyFile(ReadWholeFile(ready_path), &server->grpc_port_,
+                         &server->metrics_port_);
       if (!parsed.ok()) {
         return absl::Status(parsed.code(),
                             absl::StrCat(parsed.message(), "\nserver log:\n",
