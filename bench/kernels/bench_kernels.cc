@@ -77,48 +77,57 @@ int Main(int argc, char** argv) {
   const uint64_t big_copy = uint64_t{2} << 30;  // 1 GiB copied = 2 GiB moved
   const double big_copy_ms = ctx.CopyMs(big_copy);
 
+  // The report so far, rewritten after every section: a run cut short (the
+  // GPU machine's command limit) still leaves the sections it finished.
+  auto report = [&](bool finished) {
+    const double seconds = std::chrono::duration<double>(
+                               std::chrono::steady_clock::now() - start)
+                               .count();
+    std::ostringstream md;
+    md << "# kvq kernel benchmark\n\n"
+       << "- command: `" << command << "`\n"
+       << "- GPU: " << gpu.name << ", " << gpu.sms << " SMs, "
+       << gpu.l2_bytes / (1 << 20) << " MiB L2, "
+       << gpu.memory_bytes / (uint64_t{1} << 30) << " GiB; driver "
+       << gpu.driver << "; CUDA runtime " << gpu.runtime << "\n"
+       << "- CPU: " << CpuDescription() << "; kvq CPU fast path uses "
+       << WorkerPool::Default().concurrency() << " threads\n"
+       << "- date: " << UtcNow() << "; git revision " << GitRevision()
+       << "; run time " << Fixed(seconds, 0) << " s"
+       << (finished ? "" : " (unfinished: later sections missing)") << "\n"
+       << "- timing: median of " << opt.repeats
+       << " CUDA-event-timed repetitions after 3 warm-ups, queued behind a "
+          "spin kernel (no host launch gaps), inputs rotated through buffer "
+          "sets spanning 4x L2 when a set is smaller than 2x L2; GB/s = bytes "
+          "read + written / time (10^9 B/s)\n"
+       << "- device-to-device copy, 1 GiB: " << Ms(big_copy_ms) << " ms = "
+       << Sig(GBps(big_copy, big_copy_ms), 4)
+       << " GB/s read + write (the ceiling; each row compares with a copy of "
+          "its own bytes)\n\n";
+    if (!ctx.targets().empty()) {
+      md << "## Issue 3's targets, this run\n\n";
+      Table t({"target", "measured", "met"});
+      for (const TargetCheck& c : ctx.targets()) {
+        t.AddRow({c.target, c.measured, c.met ? "yes" : "**no**"});
+      }
+      t.WriteMarkdown(md);
+      md << "\n";
+    }
+    md << ctx.markdown();
+    bool ok = WriteFile(absl::GetFlag(FLAGS_markdown), md.str());
+    ok = WriteFile(absl::GetFlag(FLAGS_csv), ctx.Csv()) && ok;
+    if (finished) std::cout << md.str();
+    return ok;
+  };
+
   RunPaperSection(ctx);
+  report(false);
   if (opt.all_shapes) {
     RunProductionSection(ctx);
+    report(false);
     RunBatchSection(ctx);
   }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-
-  std::ostringstream md;
-  md << "# kvq kernel benchmark\n\n"
-     << "- command: `" << command << "`\n"
-     << "- GPU: " << gpu.name << ", " << gpu.sms << " SMs, "
-     << gpu.l2_bytes / (1 << 20) << " MiB L2, "
-     << gpu.memory_bytes / (uint64_t{1} << 30) << " GiB; driver "
-     << gpu.driver << "; CUDA runtime " << gpu.runtime << "\n"
-     << "- CPU: " << CpuDescription() << "; kvq CPU fast path uses "
-     << WorkerPool::Default().concurrency() << " threads\n"
-     << "- date: " << UtcNow() << "; git revision " << GitRevision()
-     << "; run time " << Fixed(seconds, 0) << " s\n"
-     << "- timing: median of " << opt.repeats
-     << " CUDA-event-timed repetitions after 3 warm-ups, queued behind a "
-        "spin kernel (no host launch gaps), inputs rotated through buffer "
-        "sets spanning 4x L2 when a set is smaller than 2x L2; GB/s = bytes "
-        "read + written / time (10^9 B/s)\n"
-     << "- device-to-device copy, 1 GiB: " << Ms(big_copy_ms) << " ms = "
-     << Sig(GBps(big_copy, big_copy_ms), 4)
-     << " GB/s read + write (the ceiling; each row compares with a copy of "
-        "its own bytes)\n\n";
-  if (!ctx.targets().empty()) {
-    md << "## Issue 3's targets, this run\n\n";
-    Table t({"target", "measured", "met"});
-    for (const TargetCheck& c : ctx.targets()) {
-      t.AddRow({c.target, c.measured, c.met ? "yes" : "**no**"});
-    }
-    t.WriteMarkdown(md);
-    md << "\n";
-  }
-  md << ctx.markdown();
-  std::cout << md.str();
-  bool ok = WriteFile(absl::GetFlag(FLAGS_markdown), md.str());
-  ok = WriteFile(absl::GetFlag(FLAGS_csv), ctx.Csv()) && ok;
+  const bool ok = report(true);
   cudaStreamDestroy(stream);
   return ok ? 0 : 1;
 }

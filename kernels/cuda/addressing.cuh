@@ -77,10 +77,13 @@ struct PagedAddr {
   struct Payload {
     uint8_t* arena;
     const uint32_t* pages;
-    uint64_t page_bytes;
-    FastDivmod page_units;
+    uint32_t page_bytes;  // < 2^31 (ValidatePages)
+    uint32_t multiplier;  // page_units's, unpacked to save registers
+    uint32_t shift;
     __device__ __forceinline__ uint8_t* At(uint64_t offset) const {
-      const uint32_t page = page_units.Div(static_cast<uint32_t>(offset >> 8));
+      const uint32_t unit = static_cast<uint32_t>(offset >> 8);
+      const uint32_t page = static_cast<uint32_t>(
+          (uint64_t{__umulhi(unit, multiplier)} + unit) >> shift);
       return arena + uint64_t{__ldg(pages + page)} * page_bytes +
              (offset - uint64_t{page} * page_bytes);
     }
@@ -89,7 +92,8 @@ struct PagedAddr {
   __device__ __forceinline__ Payload ForBlock(uint32_t /*block*/,
                                               const uint32_t* list_pages) const {
     return Payload{arena, list_pages != nullptr ? list_pages : pages,
-                   page_bytes, page_units};
+                   static_cast<uint32_t>(page_bytes), page_units.multiplier,
+                   page_units.shift};
   }
 };
 

@@ -47,9 +47,9 @@ inline constexpr uint64_t kGroupCapacityVecs = kGroupThreads * kGroupItems;
 
 // ColumnQuantize: rows of a strip each thread holds, and the most tokens a
 // fused (one-read) per-channel launch handles.
-inline constexpr int kColumnItems = 8;
+inline constexpr int kColumnItems = 4;
 inline constexpr int kColumnMaxThreads = 512;
-inline constexpr uint32_t kColumnMaxTokens = 512;
+inline constexpr uint32_t kColumnMaxTokens = 256;
 
 enum class SlotOp { kZero, kFinalize };
 

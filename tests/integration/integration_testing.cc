@@ -344,6 +344,8 @@ bool ServerTest::Present(const std::string& ns, const std::string& key) const {
   return lookup.ok() && lookup->present[0];
 }
 
-std::string KvqctlPath() { return KVQCTL_PATH; }
+std::string KvqctlPath() {
+  return BinaryPath("KVQ_TEST_KVQCTL_BIN", KVQCTL_PATH);
+}
 
 }  // namespace kvq::testing

@@ -127,7 +127,7 @@ class ServerTest : public ::testing::Test {
   std::unique_ptr<Client> client_;
 };
 
-// Path of the kvqctl binary (compiled in).
+// Path of the kvqctl binary: env KVQ_TEST_KVQCTL_BIN, else the one built.
 std::string KvqctlPath();
 
 }  // namespace kvq::testing

@@ -296,13 +296,14 @@ TEST_F(PrometheusScrapeTest, PrometheusReportsTheWorkloadExactly) {
                                                 {"delete", want.delete_rpcs}};
   for (const auto& [rpc, count] : rpcs) {
     const std::string sel = absl::StrCat("{rpc=\"", rpc, "\"}");
-    EXPECT_EQ(q("kvq_rpc_duration_seconds_count" + sel), d(count)) << rpc;
+    EXPECT_EQ(q(absl::StrCat("kvq_rpc_duration_seconds_count", sel)), d(count))
+        << rpc;
     EXPECT_EQ(q(absl::StrCat("kvq_rpc_duration_seconds_bucket{rpc=\"", rpc,
                              "\",le=\"+Inf\"}")),
               d(count))
         << rpc;
-    EXPECT_EQ(q("sum(kvq_rpcs_total" + sel + ")"), d(count)) << rpc;
-    EXPECT_GT(q("kvq_rpc_duration_seconds_sum" + sel), 0) << rpc;
+    EXPECT_EQ(q(absl::StrCat("sum(kvq_rpcs_total", sel, ")")), d(count)) << rpc;
+    EXPECT_GT(q(absl::StrCat("kvq_rpc_duration_seconds_sum", sel)), 0) << rpc;
   }
   // Prometheus can compute quantiles from the buckets: a finite latency.
   const double p99 =
@@ -326,7 +327,7 @@ TEST_F(PrometheusScrapeTest, PrometheusReportsTheWorkloadExactly) {
             1);
   EXPECT_GT(q("kvq_uptime_seconds"), 0);
   EXPECT_LE(q("kvq_start_time_seconds"),
-            absl::ToDoubleSeconds(absl::Now()) - absl::UnixEpoch());
+            absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
 
   // The Stats RPC reports the same numbers.
   const v1::StatsResponse stats = Stats();
@@ -348,8 +349,8 @@ TEST_F(PrometheusScrapeTest, PromtoolAcceptsALiveScrape) {
   // Traffic first, so that every family has samples worth checking.
   for (int i = 0; i < 5; ++i) {
     const TestBlock block =
-        RandomBlock(rng, "ns \"quoted\"", "k" + std::to_string(i),
-                    v1::DTYPE_FP16, Shape(2, 16, 4, 64));
+        RandomBlock(rng, "ns \"quoted\"", absl::StrCat("k", i), v1::DTYPE_FP16,
+                    Shape(2, 16, 4, 64));
     ASSERT_TRUE(client_->Put(block.ToPut()).ok());
     ASSERT_TRUE(client_->GetOne(block.ns, block.key).ok());
   }

@@ -148,6 +148,11 @@ std::string TestDevice() {
   return device != nullptr && *device != '\0' ? device : "cpu";
 }
 
+std::string BinaryPath(const char* env_name, const char* built) {
+  const char* path = std::getenv(env_name);
+  return path != nullptr && *path != '\0' ? path : built;
+}
+
 std::string ExitStatus::ToString() const {
   if (exited) return absl::StrCat("exited with code ", code);
   if (signal != 0) {
@@ -169,7 +174,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   const std::string ready_path = server->dir_ + "/ready";
 
   std::vector<std::string> argv = {
-      KVQ_SERVER_PATH,
+      BinaryPath("KVQ_TEST_SERVER_BIN", KVQ_SERVER_PATH),
       "--listen=127.0.0.1:0",
       "--metrics_listen=127.0.0.1:0",
       absl::StrCat("--device=", TestDevice()),

@@ -1,13 +1,14 @@
 // ServerProcess: a real kvq-server child process for integration tests.
 //
 // Contract:
-//   - Start() runs the kvq-server binary (KVQ_SERVER_PATH, compiled in by
-//     server.cmake) with --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0,
-//     --device from env KVQ_TEST_DEVICE (cpu|cuda, default cpu), a fresh
-//     --ready_file and the caller's extra flags (later flags win), and waits
-//     until the server has written the ready file ("grpc_port=N\n
-//     metrics_port=M\n"). It fails with the tail of the server's log if the
-//     server exits or the file does not appear in time.
+//   - Start() runs the kvq-server binary (env KVQ_TEST_SERVER_BIN, else
+//     KVQ_SERVER_PATH, compiled in by server.cmake) with
+//     --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0, --device from env
+//     KVQ_TEST_DEVICE (cpu|cuda, default cpu), a fresh --ready_file and the
+//     caller's extra flags (later flags win), and waits until the server
+//     has written the ready file ("grpc_port=N\nmetrics_port=M\n"). It
+//     fails with the tail of the server's log if the server exits or the
+//     file does not appear in time.
 //   - The server's stdout and stderr go to a log file in a private temporary
 //     directory; log_tail() returns its end (tests print it on failure).
 //   - The child gets SIGKILL if the thread that started it dies (so a crashed
@@ -37,6 +38,10 @@ namespace kvq::testing {
 
 // The backend the suite runs against: env KVQ_TEST_DEVICE, default "cpu".
 std::string TestDevice();
+
+// The program to run: env `env_name` when set (a bundle carried to the GPU
+// machine lives elsewhere than the build tree), else `built`.
+std::string BinaryPath(const char* env_name, const char* built);
 
 struct ServerOptions {
   // Flags appended after the fixture's own, e.g. "--pool_bytes=1048576".

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The GPU run: GPU tests, kvq-bench-kernels and kvq-bench-service, from a
+# bundled folder, on the lent GPU machine (which has no gRPC libraries).
+#
+# Here (build machine, no GPU), after building with CUDA:
+#   bench/run-device.sh bundle BUILD_DIR [BUNDLE_DIR=.device]
+#     copies every test binary labelled gpu (per ctest), kvq-server, kvqctl,
+#     kvq-bench-kernels and kvq-bench-service, with the shared libraries the
+#     GPU machine lacks, into BUNDLE_DIR (git-ignored) via
+#     ../shared/tools/bundle-device, and writes BUNDLE_DIR/gpu-tests.txt: one
+#     line per test binary, "NAME [VAR=VALUE...]" (the environment ctest
+#     gives it, e.g. KVQ_TEST_DEVICE=cuda for the integration suite).
+# There (GPU machine, device tool, repository root; carry BUNDLE_DIR):
+#   bench/run-device.sh run [--bundle=DIR] PHASE...
+#     PHASE: tests | kernels | service. Writes into $OUT (or
+#     /tmp/kvq-device-out when OUT is unset):
+#       environment.txt        nvidia-smi, driver, CPU
+#       gpu-tests.log          tests: every GPU test binary's output
+#       kernels-<gpu>.md/.csv  kernels: kvq-bench-kernels --shapes=all
+#       service-<gpu>.md/.csv  service: kvq-bench-service --device=cuda
+#       bench.log              the benchmarks' progress (stderr)
+#     and prints a short summary last. Exit status: non-zero if a test or a
+#     benchmark failed. KVQ_KERNELS_TIMEOUT / KVQ_SERVICE_TIMEOUT (seconds)
+#     bound the benchmarks; the kernel report is rewritten after each of its
+#     sections, so a cut-short run still returns what it finished.
+#
+# Not run there: the tests that start a real Prometheus (the GPU machine has
+# none); they run against the CPU backend in CI.
+set -uo pipefail
+
+usage() { sed -n '2,27p' "$0"; exit 2; }
+[ $# -ge 1 ] || usage
+mode=$1; shift
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+bundle_mode() {
+  [ $# -ge 1 ] || usage
+  local build bundle tests
+  build=$(cd "$1" && pwd); bundle=${2:-.device}
+  # "path<TAB>env..." per GPU test binary, from ctest's own test list.
+  tests=$(ctest --test-dir "$build" -L gpu --show-only=json-v1 2>/dev/null |
+    python3 -c 'import json, sys
+seen = {}
+for t in json.load(sys.stdin).get("tests", []):
+    if not t.get("command"):
+        continue
+    env = next((p["value"] for p in t.get("properties", [])
+                if p["name"] == "ENVIRONMENT"), [])
+    seen[(t["command"][0], " ".join(env))] = True
+for path, env in seen:
+    if "/prometheus_" in path:
+        continue  # needs a Prometheus server, which the GPU machine lacks
+    print(path + "\t" + env)')
+  [ -n "$tests" ] || echo "run-device.sh: no GPU tests found in $build (ctest -L gpu)" >&2
+  local programs=()
+  for p in kvq-server kvqctl kvq-bench-kernels kvq-bench-service; do
+    [ -x "$build/bin/$p" ] || { echo "run-device.sh: $build/bin/$p not built" >&2; exit 1; }
+    programs+=("$build/bin/$p")
+  done
+  rm -rf "$bundle"
+  # shellcheck disable=SC2046
+  "$repo/../shared/tools/bundle-device" "$bundle" \
+    $(printf '%s\n' "$tests" | cut -f1 | sort -u) "${programs[@]}" || exit 1
+  printf '%s\n' "$tests" |
+    awk -F'\t' '{n = split($1, p, "/"); print p[n] ($2 == "" ? "" : " " $2)}' \
+    > "$bundle/gpu-tests.txt"
+  strip "$bundle"/bin/* 2>/dev/null || true
+  du -sh "$bundle"
+}
+
+run_mode() {
+  local bundle=.device phases=()
+  for arg in "$@"; do
+    case "$arg" in
+      --bundle=*) bundle=${arg#--bundle=} ;;
+      tests|kernels|service) phases+=("$arg") ;;
+      *) usage ;;
+    esac
+  done
+  [ ${#phases[@]} -gt 0 ] || usage
+  bundle=$(cd "$bundle" 2>/dev/null && pwd) ||
+    { echo "run-device.sh: no bundle" >&2; exit 1; }
+  [ -x "$bundle/run" ] || { echo "run-device.sh: no bundle at $bundle" >&2; exit 1; }
+  local out=${OUT:-/tmp/kvq-device-out}
+  mkdir -p "$out"
+  local gpu tag
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  case "$gpu" in
+    *H100*) tag=h100 ;; *H200*) tag=h200 ;; *) tag=gpu ;;
+  esac
+  {
+    nvidia-smi 2>&1
+    echo; cat /proc/driver/nvidia/version 2>/dev/null
+    echo; lscpu 2>/dev/null | head -20
+  } > "$out/environment.txt"
+
+  local status=0 summary="" rc
+  for phase in "${phases[@]}"; do
+    case "$phase" in
+    tests)
+      : > "$out/gpu-tests.log"
+      local name env line
+      while read -r name env; do
+        [ -n "$name" ] || continue
+        echo "=== $name $env" >> "$out/gpu-tests.log"
+        # shellcheck disable=SC2086
+        env $env KVQ_TEST_SERVER_BIN="$bundle/bin/kvq-server" \
+          KVQ_TEST_KVQCTL_BIN="$bundle/bin/kvqctl" \
+          timeout 240 "$bundle/run" "$name" --gtest_color=no \
+          >> "$out/gpu-tests.log" 2>&1
+        rc=$?
+        line=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out/gpu-tests.log" |
+               tail -1)
+        summary+="test $name${env:+ ($env)}: rc=$rc ${line}"$'\n'
+        [ $rc -eq 0 ] || status=1
+      done < "$bundle/gpu-tests.txt"
+      ;;
+    kernels)
+      timeout "${KVQ_KERNELS_TIMEOUT:-420}" "$bundle/run" kvq-bench-kernels \
+        --shapes=all --markdown="$out/kernels-$tag.md" \
+        --csv="$out/kernels-$tag.csv" > /dev/null 2>> "$out/bench.log"
+      rc=$?
+      summary+="kvq-bench-kernels: rc=$rc"$'\n'
+      [ $rc -eq 0 ] || status=1
+      if [ -f "$out/kernels-$tag.md" ]; then
+        summary+=$(sed -n '/^## Issue 3/,/^## 1\./p' "$out/kernels-$tag.md" |
+                   head -30)$'\n'
+      fi
+      ;;
+    service)
+      timeout "${KVQ_SERVICE_TIMEOUT:-420}" "$bundle/run" kvq-bench-service \
+        --device=cuda --markdown="$out/service-$tag.md" \
+        --csv="$out/service-$tag.csv" > /dev/null 2>> "$out/bench.log"
+      rc=$?
+      summary+="kvq-bench-service: rc=$rc"$'\n'
+      [ $rc -eq 0 ] || status=1
+      ;;
+    esac
+  done
+  echo "----- summary ($gpu)"
+  printf '%s' "$summary"
+  tail -3 "$out/bench.log" 2>/dev/null
+  exit $status
+}
+
+case "$mode" in
+  bundle) bundle_mode "$@" ;;
+  run) run_mode "$@" ;;
+  *) usage ;;
+esac

@@ -1,0 +1,201 @@
+// The host side of the CUDA kernels, which needs no GPU and so runs
+// everywhere: the fast division the kernels index with equals '/' and '%',
+// and every entry point refuses bad arguments with INVALID_ARGUMENT naming
+// the field, before it touches the device (the pointers below are never
+// dereferenced; a launch would fail on a machine without a GPU).
+
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda/fast_divmod.h"
+#include "kernels/cuda/paged_kernels.h"
+#include "kernels/cuda/quantize_cuda.h"
+#include "kernels/format.h"
+#include "tests/unit/kernels_test_util.h"
+
+namespace kvq::cuda {
+namespace {
+
+using kvq::testing::SeededTest;
+
+class FastDivmodTest : public SeededTest {
+ protected:
+  void ExpectDivides(uint64_t d, uint32_t n) {
+    const FastDivmod div(d);
+    uint32_t q, r;
+    div.DivMod(n, &q, &r);
+    ASSERT_EQ(q, n / d) << n << " / " << d;
+    ASSERT_EQ(r, n % d) << n << " % " << d;
+    ASSERT_EQ(div.Div(n), n / d) << n << " / " << d;
+  }
+};
+
+TEST_F(FastDivmodTest, EqualsDivisionForEdgeDivisorsAndNumerators) {
+  const uint64_t kDivisors[] = {1,
+                                2,
+                                3,
+                                7,
+                                255,
+                                256,
+                                257,
+                                768,
+                                65535,
+                                65536,
+                                65537,
+                                (1u << 31) - 1,
+                                1u << 31,
+                                (1u << 31) + 1,
+                                0xfffffffeu,
+                                0xffffffffu,
+                                uint64_t{1} << 32};
+  for (const uint64_t d : kDivisors) {
+    for (uint32_t n = 0; n < 4096; ++n) ExpectDivides(d, n);
+    for (uint32_t k = 0; k < 4096; ++k) ExpectDivides(d, 0xffffffffu - k);
+    for (uint64_t m = d; m < (uint64_t{1} << 32); m += d) {  // multiples +-1
+      ExpectDivides(d, static_cast<uint32_t>(m - 1));
+      ExpectDivides(d, static_cast<uint32_t>(m));
+      if (m + 1 < (uint64_t{1} << 32)) {
+        ExpectDivides(d, static_cast<uint32_t>(m + 1));
+      }
+      if (m > (uint64_t{1} << 20)) m += d * (rng_() % 4096);  // thin out
+    }
+  }
+}
+
+TEST_F(FastDivmodTest, EqualsDivisionForRandomDivisorsAndNumerators) {
+  for (int t = 0; t < 100000; ++t) {
+    const uint64_t d = 1 + rng_() % 0xffffffffu;
+    for (int k = 0; k < 16; ++k)
+      ExpectDivides(d, static_cast<uint32_t>(rng_()));
+  }
+}
+
+// Never dereferenced: every call below must fail its host-side checks.
+uint8_t* const kAligned = reinterpret_cast<uint8_t*>(uintptr_t{1} << 20);
+uint8_t* const kMisaligned = kAligned + 4;
+const uint32_t* const kPages = reinterpret_cast<const uint32_t*>(kAligned);
+
+BlockLayout ValidLayout() {
+  return *MakeLayout(BlockShape{2, 16, 8, 128},
+                     QuantSpec{Granularity::kPerTokenHead});
+}
+
+void ExpectInvalid(const absl::Status& status, const std::string& field) {
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_NE(std::string(status.message()).find(field), std::string::npos)
+      << "message should name " << field << ": " << status;
+}
+
+TEST(CudaArgumentsTest, PageSizeMustBeAPositiveMultipleOf256) {
+  const BlockLayout layout = ValidLayout();
+  for (const uint64_t page_bytes : {uint64_t{0}, uint64_t{100}, uint64_t{255},
+                                    uint64_t{1000}, uint64_t{1} << 31}) {
+    SCOPED_TRACE(page_bytes);
+    ExpectInvalid(QuantizeToPages(layout, DType::kFp16, kAligned,
+                                  DevicePages{kAligned, kPages, page_bytes},
+                                  nullptr, nullptr, nullptr),
+                  "page_bytes");
+    ExpectInvalid(
+        DequantizeFromPages(layout, DevicePages{kAligned, kPages, page_bytes},
+                            DType::kFp16, kAligned, nullptr),
+        "page_bytes");
+    ExpectInvalid(
+        QuantizeBatchToPages(layout, DType::kFp16, nullptr, 4, kAligned,
+                             page_bytes, nullptr, nullptr, nullptr),
+        "page_bytes");
+  }
+}
+
+TEST(CudaArgumentsTest, ArenaMustBeSixteenByteAligned) {
+  ExpectInvalid(QuantizeToPages(ValidLayout(), DType::kFp32, kAligned,
+                                DevicePages{kMisaligned, kPages, 4096}, nullptr,
+                                nullptr, nullptr),
+                "arena");
+  ExpectInvalid(DequantizeBatchFromPages(ValidLayout(), DType::kFp32, nullptr,
+                                         1, nullptr, 4096, nullptr),
+                "arena");
+}
+
+TEST(CudaArgumentsTest, NullPointersAreNamed) {
+  const BlockLayout layout = ValidLayout();
+  const DevicePages pages{kAligned, kPages, 4096};
+  ExpectInvalid(QuantizeToPages(layout, DType::kBf16, nullptr, pages, nullptr,
+                                nullptr, nullptr),
+                "src");
+  ExpectInvalid(QuantizeToPages(layout, DType::kBf16, kAligned,
+                                DevicePages{kAligned, nullptr, 4096}, nullptr,
+                                nullptr, nullptr),
+                "dst.pages");
+  ExpectInvalid(
+      DequantizeFromPages(layout, pages, DType::kBf16, nullptr, nullptr),
+      "dst");
+  ExpectInvalid(QuantizeBatchToPages(layout, DType::kBf16, nullptr, 3, kAligned,
+                                     4096, nullptr, nullptr, nullptr),
+                "blocks");
+  ExpectInvalid(Quantize(layout, DType::kBf16, kAligned, nullptr, nullptr,
+                         nullptr, nullptr),
+                "payload");
+  ExpectInvalid(Dequantize(layout, kAligned, DType::kBf16, nullptr, nullptr),
+                "dst");
+}
+
+TEST(CudaArgumentsTest, ContiguousPayloadsMustBeSixteenByteAligned) {
+  const BlockLayout layout = ValidLayout();
+  ExpectInvalid(Quantize(layout, DType::kFp16, kAligned, kMisaligned, nullptr,
+                         nullptr, nullptr),
+                "payload");
+  ExpectInvalid(
+      QuantizeWithScales(layout, DType::kFp16, kAligned, kMisaligned, nullptr),
+      "payload");
+  ExpectInvalid(
+      DequantizeBatch(layout, kMisaligned, 2, DType::kFp16, kAligned, nullptr),
+      "payloads");
+}
+
+TEST(CudaArgumentsTest, LayoutMustBeWhatMakeLayoutReturns) {
+  BlockLayout layout = ValidLayout();
+  layout.groups += 1;
+  ExpectInvalid(Quantize(layout, DType::kFp16, kAligned, kAligned, nullptr,
+                         nullptr, nullptr),
+                "layout");
+  BlockLayout bad_shape = ValidLayout();
+  bad_shape.shape.head_dim = 0;
+  ExpectInvalid(
+      DequantizeFromPages(bad_shape, DevicePages{kAligned, kPages, 4096},
+                          DType::kFp16, kAligned, nullptr),
+      "shape.head_dim");
+}
+
+TEST(CudaArgumentsTest, UnknownDtypeIsRefused) {
+  ExpectInvalid(Quantize(ValidLayout(), static_cast<DType>(9), kAligned,
+                         kAligned, nullptr, nullptr, nullptr),
+                "dtype");
+}
+
+TEST(CudaArgumentsTest, EmptyBatchesAreNoOps) {
+  const BlockLayout layout = ValidLayout();
+  EXPECT_TRUE(QuantizeBatch(layout, DType::kFp16, nullptr, 0, nullptr, nullptr,
+                            nullptr, nullptr)
+                  .ok());
+  EXPECT_TRUE(QuantizeBatchToPages(layout, DType::kFp16, nullptr, 0, kAligned,
+                                   4096, nullptr, nullptr, nullptr)
+                  .ok());
+}
+
+TEST(CudaArgumentsTest, BatchPayloadStrideIsPayloadBytesRoundedUpTo16) {
+  for (const BlockShape& shape :
+       {BlockShape{1, 1, 1, 1}, BlockShape{2, 3, 5, 13},
+        BlockShape{2, 16, 8, 128}}) {
+    const BlockLayout layout =
+        *MakeLayout(shape, QuantSpec{Granularity::kPerTokenHead});
+    const uint64_t stride = BatchPayloadStride(layout);
+    EXPECT_EQ(stride % 16, 0u);
+    EXPECT_GE(stride, layout.payload_bytes);
+    EXPECT_LT(stride, layout.payload_bytes + 16);
+  }
+}
+
+}  // namespace
+}  // namespace kvq::cuda

@@ -1,0 +1,285 @@
+// The CUDA kernels on contiguous payloads (kernels/cuda/quantize_cuda.h) are
+// kernels/quantize.h's CPU reference, byte for byte: for every dtype and
+// granularity, on shapes chosen to reach every kernel path (one-read group
+// kernel, two-pass segment reduction, fused and two-pass per-channel,
+// element-sized accesses) and sizes that are not multiples of any block or
+// vector width. Outputs are poisoned first, twice with different bytes, so an
+// element the kernels fail to write shows up.
+//
+// Needs a CUDA device; without one every test skips with one line.
+
+#include "kernels/cuda/quantize_cuda.h"
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/format.h"
+#include "kernels/quantize.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace kvq::cuda {
+namespace {
+
+using gpu_testing::CaseName;
+using gpu_testing::DeviceBuffer;
+using gpu_testing::GpuTest;
+using gpu_testing::HostAbsmax;
+using gpu_testing::PayloadDiff;
+using gpu_testing::RandomBlock;
+using gpu_testing::ReferencePayload;
+using gpu_testing::ReferenceValues;
+using gpu_testing::SpecFor;
+using gpu_testing::ValuesDiff;
+using kvq::testing::HostBlock;
+
+// planes x tokens x heads x head_dim. Together they take every path of
+// dispatch.cu for every dtype: head_dim 1 / 7 / 13 / 100 (element-sized
+// accesses for some dtypes), groups that fill exactly one CTA's registers
+// (8192 FP32, 16384 FP16) or exceed them (two-pass), per-channel blocks of
+// up to 256 tokens (fused) and taller (two-pass), per-tensor planes on both
+// sides of the on-chip limit.
+const BlockShape kShapes[] = {
+    {1, 1, 1, 1},     {1, 1, 1, 7},     {2, 3, 5, 13},   {2, 17, 3, 96},
+    {1, 3, 2, 100},   {2, 16, 8, 128},  {1, 7, 9, 136},  {1, 5, 1, 8192},
+    {1, 2, 1, 16384}, {1, 1, 1, 40000}, {2, 300, 2, 64}, {1, 1000, 1, 24},
+    {2, 256, 3, 40},  {1, 257, 1, 8},   {3, 33, 1, 7},   {2, 64, 8, 128},
+};
+
+class QuantizeCudaTest
+    : public GpuTest,
+      public ::testing::WithParamInterface<std::tuple<DType, Granularity>> {
+ protected:
+  DType dtype() const { return std::get<0>(GetParam()); }
+  Granularity granularity() const { return std::get<1>(GetParam()); }
+
+  BlockLayout Layout(const BlockShape& shape) {
+    absl::StatusOr<BlockLayout> layout =
+        MakeLayout(shape, SpecFor(granularity(), shape.head_dim, rng_));
+    EXPECT_TRUE(layout.ok()) << layout.status();
+    return *layout;
+  }
+};
+
+TEST_P(QuantizeCudaTest, QuantizeWritesTheReferencePayloadByteForByte) {
+  for (const BlockShape& shape : kShapes) {
+    const BlockLayout layout = Layout(shape);
+    SCOPED_TRACE(CaseName(layout, dtype()));
+    const HostBlock block = RandomBlock(shape, dtype(), rng_);
+    const std::vector<uint8_t> expected = ReferencePayload(layout, block);
+
+    DeviceBuffer src(block.bytes().size());
+    DeviceBuffer payload(layout.payload_bytes);
+    DeviceBuffer flags(8);  // float absmax, uint32 nonfinite
+    src.Upload(block.data(), block.bytes().size());
+    for (const uint8_t poison : {0xAB, 0x54}) {
+      payload.Fill(poison);
+      flags.Fill(0xFF);
+      ASSERT_CUDA_OK(cudaMemset(flags.get() + 4, 0, 4));
+      const absl::Status status = Quantize(
+          layout, dtype(), src.get(), payload.get(), flags.get<float>(),
+          reinterpret_cast<uint32_t*>(flags.get() + 4), nullptr);
+      ASSERT_TRUE(status.ok()) << status;
+      ASSERT_CUDA_OK(cudaDeviceSynchronize());
+      const std::vector<uint8_t> actual = payload.Download();
+      ASSERT_EQ(PayloadDiff(layout, expected.data(), actual.data()), "");
+
+      const std::vector<uint8_t> f = flags.Download();
+      float absmax;
+      uint32_t nonfinite;
+      std::memcpy(&absmax, f.data(), 4);
+      std::memcpy(&nonfinite, f.data() + 4, 4);
+      EXPECT_EQ(absmax, HostAbsmax(block));
+      EXPECT_EQ(nonfinite, 0u);
+    }
+  }
+}
+
+TEST_P(QuantizeCudaTest, DequantizeWritesTheReferenceValuesInEveryDtype) {
+  for (const BlockShape& shape : kShapes) {
+    const BlockLayout layout = Layout(shape);
+    SCOPED_TRACE(CaseName(layout, dtype()));
+    const HostBlock block = RandomBlock(shape, dtype(), rng_);
+    const std::vector<uint8_t> payload = ReferencePayload(layout, block);
+    DeviceBuffer device_payload(payload.size());
+    device_payload.Upload(payload.data(), payload.size());
+
+    for (const DType out : kvq::testing::kAllDTypes) {
+      SCOPED_TRACE(std::string("to ") + std::string(DTypeName(out)));
+      const std::vector<uint8_t> expected =
+          ReferenceValues(layout, payload.data(), out);
+      DeviceBuffer dst(expected.size());
+      for (const uint8_t poison : {0xAB, 0x54}) {
+        dst.Fill(poison);
+        const absl::Status status =
+            Dequantize(layout, device_payload.get(), out, dst.get(), nullptr);
+        ASSERT_TRUE(status.ok()) << status;
+        ASSERT_CUDA_OK(cudaDeviceSynchronize());
+        ASSERT_EQ(ValuesDiff(expected, dst.Download().data(), out), "");
+      }
+    }
+  }
+}
+
+TEST_P(QuantizeCudaTest, QuantizeWithScalesWritesTheValuesOfThoseScales) {
+  for (const BlockShape& shape : kShapes) {
+    const BlockLayout layout = Layout(shape);
+    SCOPED_TRACE(CaseName(layout, dtype()));
+    const HostBlock block = RandomBlock(shape, dtype(), rng_);
+    const std::vector<uint8_t> expected = ReferencePayload(layout, block);
+
+    // Scales from the reference, values and padding poisoned.
+    std::vector<uint8_t> start = expected;
+    std::memset(start.data(), 0xAB, layout.scales_offset);
+    DeviceBuffer src(block.bytes().size());
+    DeviceBuffer payload(layout.payload_bytes);
+    src.Upload(block.data(), block.bytes().size());
+    payload.Upload(start.data(), start.size());
+    const absl::Status status =
+        QuantizeWithScales(layout, dtype(), src.get(), payload.get(), nullptr);
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_CUDA_OK(cudaDeviceSynchronize());
+    ASSERT_EQ(PayloadDiff(layout, expected.data(), payload.Download().data()),
+              "");
+  }
+}
+
+TEST_P(QuantizeCudaTest, PointersNotSixteenByteAlignedStillGiveTheReference) {
+  // Offsetting by one element forces element-sized accesses.
+  const size_t width = DTypeBytes(dtype());
+  for (const BlockShape& shape :
+       {BlockShape{2, 16, 8, 128}, BlockShape{1, 300, 1, 32},
+        BlockShape{1, 3, 1, 20000}}) {
+    const BlockLayout layout = Layout(shape);
+    SCOPED_TRACE(CaseName(layout, dtype()));
+    const HostBlock block = RandomBlock(shape, dtype(), rng_);
+    const std::vector<uint8_t> expected = ReferencePayload(layout, block);
+
+    DeviceBuffer src(block.bytes().size() + width);
+    DeviceBuffer payload(layout.payload_bytes);
+    src.Upload(block.data(), block.bytes().size(), width);
+    payload.Fill(0xAB);
+    absl::Status status = Quantize(layout, dtype(), src.get() + width,
+                                   payload.get(), nullptr, nullptr, nullptr);
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_CUDA_OK(cudaDeviceSynchronize());
+    ASSERT_EQ(PayloadDiff(layout, expected.data(), payload.Download().data()),
+              "");
+
+    const std::vector<uint8_t> values =
+        ReferenceValues(layout, expected.data(), dtype());
+    DeviceBuffer dst(values.size() + width);
+    dst.Fill(0x54);
+    status =
+        Dequantize(layout, payload.get(), dtype(), dst.get() + width, nullptr);
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_CUDA_OK(cudaDeviceSynchronize());
+    ASSERT_EQ(ValuesDiff(values, dst.Download().data() + width, dtype()), "");
+  }
+}
+
+TEST_P(QuantizeCudaTest, BatchesOfBlocksBackToBackMatchTheReferencePerBlock) {
+  for (const BlockShape& shape :
+       {BlockShape{2, 16, 8, 128}, BlockShape{2, 3, 5, 13},
+        BlockShape{1, 260, 2, 16}, BlockShape{2, 16, 2, 4096}}) {
+    const BlockLayout layout = Layout(shape);
+    const uint32_t count = 1 + static_cast<uint32_t>(rng_() % 40);
+    SCOPED_TRACE(CaseName(layout, dtype()) + " x" + std::to_string(count));
+    const uint64_t in_bytes = layout.logical_bytes(dtype());
+    const uint64_t stride = BatchPayloadStride(layout);
+
+    std::vector<HostBlock> blocks;
+    std::vector<uint8_t> input(count * in_bytes);
+    DeviceBuffer src(count * in_bytes);
+    DeviceBuffer payloads(count * stride);
+    DeviceBuffer absmax(4 * count);
+    DeviceBuffer nonfinite(4);
+    for (uint32_t i = 0; i < count; ++i) {
+      blocks.push_back(RandomBlock(shape, dtype(), rng_));
+      std::memcpy(input.data() + i * in_bytes, blocks.back().data(), in_bytes);
+    }
+    src.Upload(input.data(), input.size());
+    payloads.Fill(0xAB);
+    absmax.Fill(0xFF);
+    nonfinite.Fill(0);
+    absl::Status status =
+        QuantizeBatch(layout, dtype(), src.get(), count, payloads.get(),
+                      absmax.get<float>(), nonfinite.get<uint32_t>(), nullptr);
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<uint8_t> actual = payloads.Download();
+    const std::vector<uint8_t> maxima = absmax.Download();
+    for (uint32_t i = 0; i < count; ++i) {
+      SCOPED_TRACE("block " + std::to_string(i));
+      const std::vector<uint8_t> expected = ReferencePayload(layout, blocks[i]);
+      ASSERT_EQ(
+          PayloadDiff(layout, expected.data(), actual.data() + i * stride), "");
+      float m;
+      std::memcpy(&m, maxima.data() + 4 * i, 4);
+      EXPECT_EQ(m, HostAbsmax(blocks[i]));
+    }
+    EXPECT_EQ(nonfinite.Download(), std::vector<uint8_t>(4, 0));
+
+    // And back, to a dtype picked at random.
+    const DType out = kvq::testing::kAllDTypes[rng_() % 3];
+    const uint64_t out_bytes = layout.logical_bytes(out);
+    DeviceBuffer dst(count * out_bytes);
+    dst.Fill(0x54);
+    status =
+        DequantizeBatch(layout, payloads.get(), count, out, dst.get(), nullptr);
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<uint8_t> values = dst.Download();
+    for (uint32_t i = 0; i < count; ++i) {
+      SCOPED_TRACE("block " + std::to_string(i) + " to " +
+                   std::string(DTypeName(out)));
+      const std::vector<uint8_t> expected =
+          ReferenceValues(layout, actual.data() + i * stride, out);
+      ASSERT_EQ(ValuesDiff(expected, values.data() + i * out_bytes, out), "");
+    }
+  }
+}
+
+TEST_P(QuantizeCudaTest, NanOrInfSetsTheNonFiniteFlagWithoutFailing) {
+  const float kBad[] = {std::numeric_limits<float>::quiet_NaN(),
+                        std::numeric_limits<float>::infinity(),
+                        -std::numeric_limits<float>::infinity()};
+  for (const BlockShape& shape : kShapes) {
+    const BlockLayout layout = Layout(shape);
+    SCOPED_TRACE(CaseName(layout, dtype()));
+    HostBlock block = RandomBlock(shape, dtype(), rng_);
+    const float bad = kBad[rng_() % 3];
+    block.Set(rng_() % block.size(), bad);
+
+    DeviceBuffer src(block.bytes().size());
+    DeviceBuffer payload(layout.payload_bytes);
+    DeviceBuffer nonfinite(4);
+    src.Upload(block.data(), block.bytes().size());
+    nonfinite.Fill(0);
+    const absl::Status status =
+        Quantize(layout, dtype(), src.get(), payload.get(), nullptr,
+                 nonfinite.get<uint32_t>(), nullptr);
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_CUDA_OK(cudaDeviceSynchronize());
+    uint32_t flag;
+    std::memcpy(&flag, nonfinite.Download().data(), 4);
+    EXPECT_NE(flag, 0u) << "input held " << bad;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryDtypeAndGranularity, QuantizeCudaTest,
+    ::testing::Combine(::testing::ValuesIn(kvq::testing::kAllDTypes),
+                       ::testing::ValuesIn(gpu_testing::kAllGranularities)),
+    [](const ::testing::TestParamInfo<QuantizeCudaTest::ParamType>& info) {
+      return std::string(DTypeName(std::get<0>(info.param))) + "_" +
+             std::string(GranularityName(std::get<1>(info.param)));
+    });
+
+}  // namespace
+}  // namespace kvq::cuda
