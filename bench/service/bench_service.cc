@@ -307,6 +307,18 @@ int Run(const std::string& command, const std::string& self) {
                "bare GB/s", "kvq/bare", "kvq p50 ms", "kvq p99 ms",
                "bare p50 ms", "bare p99 ms", "server data path ms/block",
                "server transport ms/block"});
+  // The report so far, rewritten after every cell: a run cut short (the GPU
+  // machine's command limit) still leaves the rows it measured.
+  auto write_report = [&]() -> std::string {
+    std::ostringstream markdown, table_csv;
+    markdown << header.str();
+    table.WriteMarkdown(markdown);
+    table_csv << csv.str();
+    table.WriteCsv(table_csv);
+    const bool ok = WriteFile(absl::GetFlag(FLAGS_markdown), markdown.str()) &&
+                    WriteFile(absl::GetFlag(FLAGS_csv), table_csv.str());
+    return ok ? markdown.str() : std::string();
+  };
   for (const std::string& dtype_name : absl::GetFlag(FLAGS_dtypes)) {
     absl::StatusOr<DType> dtype = ParseDType(dtype_name);
     if (!dtype.ok()) {
@@ -387,6 +399,7 @@ int Run(const std::string& command, const std::string& self) {
                        BlockName(cell.block_bytes).c_str(), cell.streams,
                        op->kvq_gbps, op->bare_gbps, op->ratio);
         }
+        write_report();
         for (const Cell& c : {cell, warm}) {
           if (c.blocks_per_stream == 0) continue;
           if (absl::Status s = DeleteCellBlocks(kvq_address, c); !s.ok()) {
@@ -397,15 +410,10 @@ int Run(const std::string& command, const std::string& self) {
       }
     }
   }
-  std::ostringstream markdown;
-  markdown << header.str();
-  table.WriteMarkdown(markdown);
-  table.WriteCsv(csv);
-  std::fputs(markdown.str().c_str() + header.str().size(), stdout);
-  return WriteFile(absl::GetFlag(FLAGS_markdown), markdown.str()) &&
-                 WriteFile(absl::GetFlag(FLAGS_csv), csv.str())
-             ? 0
-             : 1;
+  const std::string markdown = write_report();
+  if (markdown.empty()) return 1;
+  std::fputs(markdown.c_str() + header.str().size(), stdout);
+  return 0;
 }
 
 }  // namespace

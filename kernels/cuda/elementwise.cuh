@@ -4,8 +4,9 @@
 //
 // Work is split into chunks of kElementwiseChunkVecs vectors of one block;
 // CTAs stride over chunks; within a chunk each thread first issues
-// kElementwiseUnroll independent loads, then converts and stores them, so
-// enough bytes are in flight to reach the memory limit.
+// kElementwiseUnroll independent loads (with the scales of contiguous
+// groups), then converts and stores them, so enough bytes are in flight to
+// reach the memory limit.
 //
 // Scale of element i (i < 2^32: a block holds at most 2^32 values):
 //   contiguous groups:  g = i / group_values         (one scale per vector)
@@ -40,11 +41,25 @@ struct ElementwisePlan {
   FastDivmod row_divisor;      // per-channel
 };
 
-// Scales (and, for quantize, their inverses) of the kVec elements from i.
+// Contiguous groups: the one scale of the elements from i. Loaded together
+// with the values, so that its latency overlaps theirs instead of following
+// it (a fresh scale line is a second trip to memory).
+template <class Payload>
+__device__ __forceinline__ float GroupScaleOf(const ElementwisePlan& plan,
+                                              const Payload& payload,
+                                              uint32_t i) {
+  const uint32_t g = plan.group_values.Div(i);
+  return *reinterpret_cast<const float*>(
+      payload.At(plan.scales_offset + 4 * uint64_t{g}));
+}
+
+// Scales (and, for quantize, their inverses) of the kVec elements from i;
+// `group_scale` is GroupScaleOf(i) for contiguous groups.
 template <int kVec, bool kQuantize, class Payload>
 __device__ __forceinline__ void ScalesOf(const ElementwisePlan& plan,
                                          const Payload& payload, uint32_t i,
-                                         float* scale, float* inv_scale) {
+                                         float group_scale, float* scale,
+                                         float* inv_scale) {
   if (plan.per_channel) {
     uint32_t plane, in_plane, row, col;
     plan.plane_values.DivMod(i, &plane, &in_plane);
@@ -52,11 +67,8 @@ __device__ __forceinline__ void ScalesOf(const ElementwisePlan& plan,
     LoadScales<kVec>(payload, plan.scales_offset,
                      uint64_t{plane} * plan.row_values + col, scale);
   } else {
-    const uint32_t g = plan.group_values.Div(i);
-    const float s = *reinterpret_cast<const float*>(
-        payload.At(plan.scales_offset + 4 * uint64_t{g}));
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) scale[e] = s;
+    for (int e = 0; e < kVec; ++e) scale[e] = group_scale;
   }
   if constexpr (kQuantize) {
     // One division per scale actually distinct: contiguous groups share one.
@@ -90,10 +102,16 @@ __global__ void __launch_bounds__(kElementwiseThreads, 4)
     for (uint64_t base = v_begin; base < v_end;
          base += kElementwiseThreads * kElementwiseUnroll) {
       Vec<In, kVec> x[kElementwiseUnroll];
+      float group_scale[kElementwiseUnroll];
 #pragma unroll
       for (int u = 0; u < kElementwiseUnroll; ++u) {
         const uint64_t v = base + u * kElementwiseThreads + threadIdx.x;
         if (v < v_end) {
+          group_scale[u] =
+              plan.per_channel
+                  ? 0.0f
+                  : GroupScaleOf(plan, ref.payload,
+                                 static_cast<uint32_t>(v * kVec));
           if constexpr (kQuantize) {
             x[u] = LoadVec<T, kVec>(reinterpret_cast<const T*>(ref.src) +
                                     v * kVec);
@@ -110,7 +128,8 @@ __global__ void __launch_bounds__(kElementwiseThreads, 4)
           const uint32_t i = static_cast<uint32_t>(v * kVec);
           float scale[kVec];
           float inv_scale[kVec];
-          ScalesOf<kVec, kQuantize>(plan, ref.payload, i, scale, inv_scale);
+          ScalesOf<kVec, kQuantize>(plan, ref.payload, i, group_scale[u],
+                                    scale, inv_scale);
           if constexpr (kQuantize) {
             StoreVec<int8_t, kVec>(
                 reinterpret_cast<int8_t*>(ref.payload.At(v * kVec)),

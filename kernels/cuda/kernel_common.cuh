@@ -44,17 +44,35 @@ __device__ __forceinline__ uint32_t SubWarpMax(uint32_t v, uint32_t width) {
   return v;
 }
 
-// Max over the whole CTA (blockDim.x a multiple of 32, <= 1024), returned to
-// every thread. Every thread must call it; `scratch` holds 32 words.
-__device__ __forceinline__ uint32_t CtaMax(uint32_t v, uint32_t* scratch) {
+// Max over the `warps` warps from `first_warp` on, returned to every thread
+// of them. Every thread of the CTA must call it (blockDim.x a multiple of 32,
+// <= 1024); `scratch` holds 32 words.
+__device__ __forceinline__ uint32_t WarpRangeMax(uint32_t v,
+                                                 uint32_t first_warp,
+                                                 uint32_t warps,
+                                                 uint32_t* scratch) {
   v = SubWarpMax(v, 32);
   __syncthreads();  // scratch may still be read from the previous call
   if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
   __syncthreads();
-  const uint32_t warps = blockDim.x >> 5;
   v = 0;
-  for (uint32_t w = 0; w < warps; ++w) v = max(v, scratch[w]);
+  for (uint32_t w = 0; w < warps; ++w) v = max(v, scratch[first_warp + w]);
   return v;
+}
+
+// Max over the whole CTA, returned to every thread; every thread must call it.
+__device__ __forceinline__ uint32_t CtaMax(uint32_t v, uint32_t* scratch) {
+  return WarpRangeMax(v, 0, blockDim.x >> 5, scratch);
+}
+
+// Max over aligned teams of `team` threads (a power of two dividing
+// blockDim.x), returned to every thread of each team. Every thread of the CTA
+// must call it; `scratch` holds 32 words (unused for teams of <= 32).
+__device__ __forceinline__ uint32_t TeamMax(uint32_t v, uint32_t team,
+                                            uint32_t* scratch) {
+  if (team <= 32) return SubWarpMax(v, team);
+  const uint32_t warps = team >> 5;
+  return WarpRangeMax(v, (threadIdx.x >> 5) & ~(warps - 1), warps, scratch);
 }
 
 // Records the max magnitude `bits` of (part of) block `block`: one thread
@@ -117,7 +135,11 @@ struct Magnitudes {
   __device__ __forceinline__ uint32_t Max() const {
     uint32_t m = 0;
 #pragma unroll
-    for (int i = 0; i < kWords; ++i) m = max(m, w[i]);
+    for (int i = 0; i < kWords; ++i) {
+      // Packed words hold two magnitudes: the max is per half, never of the
+      // 32-bit words (which would let a high half hide a larger low half).
+      m = kPacked ? __vmaxu2(m, w[i]) : max(m, w[i]);
+    }
     if constexpr (kPacked) {
       return FloatBitsOf(max(m & 0xffffu, m >> 16));
     } else if constexpr (sizeof(T) == 2) {

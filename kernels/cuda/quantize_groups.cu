@@ -1,11 +1,11 @@
 // GroupQuantize: quantizes groups of consecutive values (per-token-head,
 // group-wise, and per-tensor when a plane fits), reading the input once.
 //
-// A team of 2^k threads (a sub-warp, a warp, or the whole CTA) owns one
+// A team of 2^k threads (a few lanes, a warp, or several warps) owns one
 // group: each thread loads up to kGroupItems vectors of it (vector j of the
 // group goes to lane j % team, so each step of the team reads consecutive
 // 16-byte pieces), the team reduces the max magnitude (warp shuffles; shared
-// memory when the team is the CTA), and each thread quantizes the values it
+// memory when the team spans warps), and each thread quantizes the values it
 // still holds in registers and stores them. Work is split into chunks of
 // consecutive groups of one block (~32 Ki values); CTAs stride over chunks,
 // so one launch covers one huge block or thousands of tiny ones, and each
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kGroupThreads, 4)
         if (k * team < vecs) magnitudes.Add(x[k]);
       }
       uint32_t bits = magnitudes.Max();
-      bits = team <= 32 ? SubWarpMax(bits, team) : CtaMax(bits, scratch);
+      bits = TeamMax(bits, team, scratch);
       chunk_bits = max(chunk_bits, bits);
 
       const float scale = ScaleFromAbsmax(__uint_as_float(bits));
@@ -120,10 +120,13 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   if (group_values % kVec != 0 || vecs > kGroupCapacityVecs) {
     return absl::InternalError("kvq cuda: group does not fit GroupQuantize");
   }
-  // The team: enough threads that kGroupItems vectors each cover the group,
-  // and (when the group is that big) at least 128 bytes per step for
-  // vectors, a whole warp for scalars, so each load step is coalesced.
-  const uint32_t min_team = kVec > 1 ? 8 : 32;
+  // The team: the fewest threads whose kGroupItems vectors each cover the
+  // group, so that every thread has as many independent 16-byte loads in
+  // flight as it can hold (the kernel is bound by memory latency: with teams
+  // of 8 a 128-value FP16 group left each thread 2 loads, and ran at half
+  // the copy rate). At least 2 threads for vectors, so that each load step
+  // of a team reads a whole 32-byte sector; a whole warp for scalars.
+  const uint32_t min_team = kVec > 1 ? 2 : 32;
   uint32_t team = CeilPow2((vecs + kGroupItems - 1) / kGroupItems);
   team = std::max(team, std::min<uint32_t>(CeilPow2(vecs), min_team));
   team = std::min<uint32_t>(team, kGroupThreads);

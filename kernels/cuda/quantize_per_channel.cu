@@ -9,9 +9,10 @@
 //   fused  (tokens <= kColumnMaxTokens, the rows are all on chip): every
 //          thread quantizes the values it holds and row 0 writes the
 //          scales -- one read of the input;
-//   reduce (taller planes): row 0 atomicMax-es each column's magnitude bits
-//          into its scale slot, the first stage of the two-pass scheme
-//          (launchers.cuh).
+//   reduce (taller planes): each thread folds several steps of rows into
+//          running maxima first (up to kReduceMaxSteps), then row 0
+//          atomicMax-es each column's magnitude bits into its scale slot,
+//          the first stage of the two-pass scheme (launchers.cuh).
 
 #include <algorithm>
 #include <type_traits>
@@ -22,8 +23,13 @@
 namespace kvq::cuda::internal {
 namespace {
 
-// Rows per work item of the reduce stage (R = 32 threads per column).
+// Threads down each column in the reduce stage.
 constexpr uint32_t kReduceRows = 32;
+// Steps of kReduceRows x kColumnItems rows a reduce item may take, and the
+// fewest items a launch should keep (several per SM, so that loads from
+// many CTAs overlap).
+constexpr uint64_t kReduceMaxSteps = 16;
+constexpr uint64_t kReduceMinItems = 2048;
 
 struct ColumnPlan {
   uint64_t row_values;    // W = heads * head_dim
@@ -34,7 +40,7 @@ struct ColumnPlan {
   uint32_t row_vecs;       // W / kVec
   uint32_t sw_shift;       // 1 << sw_shift threads across the strip
   uint32_t rows;           // R threads down each column (a power of two)
-  uint32_t rows_per_item;  // R * kColumnItems
+  uint32_t rows_per_item;  // R * kColumnItems (x steps when reducing)
   uint32_t total_items;
   FastDivmod row_chunks;   // work item -> (rest, row chunk)
   FastDivmod strips;       // rest -> (rest, strip)
@@ -71,20 +77,36 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
     const T* src = reinterpret_cast<const T*>(ref.src) + plane_base +
                    uint64_t{cv} * kVec;
 
-    Vec<T, kVec> x[kColumnItems];
-#pragma unroll
-    for (int k = 0; k < kColumnItems; ++k) {
-      if (t_begin + k * plan.rows < plan.tokens) {  // uniform
-        const uint32_t t = t_begin + row + k * plan.rows;
-        x[k] = (col_ok && t < plan.tokens)
-                   ? LoadVec<T, kVec>(src + uint64_t{t} * plan.row_values)
-                   : ZeroVec<T, kVec>();
-      }
-    }
+    Vec<T, kVec> x[kColumnItems];  // fused: the item's rows, kept on chip
     Magnitudes<T, kVec> magnitudes;
+    if constexpr (kFused) {
 #pragma unroll
-    for (int k = 0; k < kColumnItems; ++k) {
-      if (t_begin + k * plan.rows < plan.tokens) magnitudes.Add(x[k]);
+      for (int k = 0; k < kColumnItems; ++k) {
+        if (t_begin + k * plan.rows < plan.tokens) {  // uniform
+          const uint32_t t = t_begin + row + k * plan.rows;
+          x[k] = (col_ok && t < plan.tokens)
+                     ? LoadVec<T, kVec>(src + uint64_t{t} * plan.row_values)
+                     : ZeroVec<T, kVec>();
+          magnitudes.Add(x[k]);
+        }
+      }
+    } else {
+      // Steps of R x kColumnItems rows, folded into the running maxima:
+      // the barriers and atomics below are paid once per item, not per step.
+      const uint32_t t_end = min(t_begin + plan.rows_per_item, plan.tokens);
+      for (uint32_t step = t_begin; step < t_end;  // uniform
+           step += plan.rows * kColumnItems) {
+        Vec<T, kVec> y[kColumnItems];
+#pragma unroll
+        for (int k = 0; k < kColumnItems; ++k) {
+          const uint32_t t = step + row + k * plan.rows;
+          y[k] = (col_ok && t < t_end)
+                     ? LoadVec<T, kVec>(src + uint64_t{t} * plan.row_values)
+                     : ZeroVec<T, kVec>();
+        }
+#pragma unroll
+        for (int k = 0; k < kColumnItems; ++k) magnitudes.Add(y[k]);
+      }
     }
     uint32_t bits[kVec];
 #pragma unroll
@@ -186,10 +208,20 @@ absl::Status LaunchColumnQuantize(const BlockLayout& layout, bool fused,
   plan.row_vecs = row_vecs;
   plan.sw_shift = Log2(sw);
   plan.rows = rows;
-  plan.rows_per_item = rows * kColumnItems;
+  const uint32_t strips = (row_vecs + sw - 1) / sw;
+  // A reduce item takes several steps of rows * kColumnItems rows, as many
+  // as still leave kReduceMinItems items to spread over the GPU.
+  const uint64_t step_rows = uint64_t{rows} * kColumnItems;
+  uint64_t steps = 1;
+  if (!fused) {
+    const uint64_t step_items = (shape.tokens + step_rows - 1) / step_rows *
+                                strips * shape.planes * blocks.count;
+    steps = std::clamp<uint64_t>(step_items / kReduceMinItems, 1,
+                                 kReduceMaxSteps);
+  }
+  plan.rows_per_item = static_cast<uint32_t>(step_rows * steps);
   const uint32_t row_chunks =
       (shape.tokens + plan.rows_per_item - 1) / plan.rows_per_item;
-  const uint32_t strips = (row_vecs + sw - 1) / sw;
   plan.row_chunks = FastDivmod(row_chunks);
   plan.strips = FastDivmod(strips);
   plan.planes = FastDivmod(shape.planes);
