@@ -6,9 +6,9 @@
 // quantizes the values it still holds in registers and stores them. Each
 // thread holds kGroupItems 16-byte vectors, loaded together so that enough
 // bytes are in flight, in one of two arrangements:
-//   big groups (over 32 vectors): the team owns one group, and vector j of
+//   big groups (over 16 vectors): the team owns one group, and vector j of
 //     it goes to lane j % team, so each load step reads consecutive pieces;
-//   small groups (32 vectors or fewer, e.g. a 128-value FP16 head): a team
+//   small groups (16 vectors or fewer, e.g. a 128-value FP16 head): a team
 //     of CeilPow2(vectors) lanes takes one vector of each of kGroupItems
 //     groups, so that every load of a warp reads one contiguous run of
 //     whole groups, and reduces each item's group on its own.
@@ -170,7 +170,11 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   // kGroupItems groups. Big groups: enough threads that kGroupItems vectors
   // each cover the group, and at least 128 bytes per step for vectors, a
   // whole warp for scalars, so each load step is coalesced.
-  const bool small_groups = vecs <= 32;
+  // Measured on an H200 (bench/results/kernels-h200.md and its notes):
+  // at 16 vectors or fewer the small-group arrangement wins (FP16 head_dim
+  // 128: 58% of copy vs 52% with teams of 8); at 32 teams of 8 do (FP32
+  // head_dim 128: 77% vs 70%; FP16 head_dim 256: 65% vs 56%).
+  const bool small_groups = vecs <= 16;
   uint32_t team;
   if (small_groups) {
     team = CeilPow2(vecs);
