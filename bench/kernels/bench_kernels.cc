@@ -2,8 +2,8 @@
 // production kernels, timed against a same-run device copy and two CPU
 // baselines, with every GPU result checked byte for byte against the CPU.
 //
-//   kvq-bench-kernels --shapes=all --markdown=kernels-h100.md
-//                     --csv=kernels-h100.csv
+//   kvq-bench-kernels --shapes=all --markdown=kernels-h200.md
+//                     --csv=kernels-h200.csv
 //
 // --shapes=paper runs section 1 (the paper's ten shapes) only; --shapes=all
 // adds section 2 (production kernels: 1 Mi..1 Gi elements x dtype x

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -23,16 +24,21 @@ __global__ void SpinKernel(uint64_t ns) {
   } while (now - start < ns);
 }
 
+// The driver version from e.g. "NVRM version: NVIDIA UNIX Open Kernel Module
+// for x86_64  580.159.04  Release Build ...": the first word after "Module"
+// made of digits and dots.
 std::string DriverFromProc() {
   std::ifstream in("/proc/driver/nvidia/version");
   std::string line;
   if (!std::getline(in, line)) return "";
   std::istringstream words(line);
-  std::string w, prev, prev2;
-  while (words >> w) {
-    if (prev2 == "Kernel" && prev == "Module") return w;
-    prev2 = prev;
-    prev = w;
+  bool after_module = false;
+  for (std::string w; words >> w;) {
+    if (w == "Module") after_module = true;
+    const bool version =
+        !w.empty() && std::isdigit(static_cast<unsigned char>(w[0])) &&
+        w.find_first_not_of("0123456789.") == std::string::npos;
+    if (after_module && version) return w;
   }
   return "";
 }

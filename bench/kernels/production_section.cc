@@ -231,7 +231,7 @@ void RunProductionSection(BenchContext& ctx) {
         "would pass 2^20), one plane. `quantize` computes the scales on the "
         "GPU (kvq::cuda::Quantize). GB/s count the bytes each kernel must "
         "move, read + write: the input once, or twice when its groups cannot "
-        "stay on chip (`passes` = 2: per-channel over more than 512 tokens, "
+        "stay on chip (`passes` = 2: per-channel over more than 256 tokens, "
         "per-tensor over a large plane), plus the payload; `of copy` = "
         "same-run device-to-device copy time of the same bytes / kernel time. "
         "CPU: kvq's fast path (kvq::Quantize / Dequantize), "

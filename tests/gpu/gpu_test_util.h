@@ -19,6 +19,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -248,6 +249,39 @@ inline QuantSpec SpecFor(Granularity g, uint32_t head_dim,
 constexpr Granularity kAllGranularities[] = {
     Granularity::kPerTokenHead, Granularity::kPerChannel,
     Granularity::kPerTensor, Granularity::kGroup};
+
+// A GPU test run for every dtype x granularity (instantiate with
+// KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY); Layout() gives a shape's
+// layout with a random group size for group-wise.
+class DtypeGranularityTest
+    : public GpuTest,
+      public ::testing::WithParamInterface<std::tuple<DType, Granularity>> {
+ protected:
+  DType dtype() const { return std::get<0>(GetParam()); }
+  Granularity granularity() const { return std::get<1>(GetParam()); }
+
+  BlockLayout Layout(const BlockShape& shape) {
+    absl::StatusOr<BlockLayout> layout =
+        MakeLayout(shape, SpecFor(granularity(), shape.head_dim, rng_));
+    EXPECT_TRUE(layout.ok()) << layout.status();
+    return *layout;
+  }
+};
+
+// Test names like "fp16_per_token_head".
+inline std::string DtypeGranularityName(
+    const ::testing::TestParamInfo<std::tuple<DType, Granularity>>& info) {
+  return std::string(DTypeName(std::get<0>(info.param))) + "_" +
+         std::string(GranularityName(std::get<1>(info.param)));
+}
+
+#define KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(suite)               \
+  INSTANTIATE_TEST_SUITE_P(                                                  \
+      EveryDtypeAndGranularity, suite,                                       \
+      ::testing::Combine(                                                    \
+          ::testing::ValuesIn(::kvq::testing::kAllDTypes),                   \
+          ::testing::ValuesIn(::kvq::gpu_testing::kAllGranularities)),       \
+      ::kvq::gpu_testing::DtypeGranularityName)
 
 }  // namespace kvq::gpu_testing
 

@@ -116,20 +116,7 @@ const BlockShape kShapes[] = {
     {2, 256, 3, 40}, {3, 33, 1, 7},   {2, 64, 8, 128},
 };
 
-class PagedKernelsTest
-    : public GpuTest,
-      public ::testing::WithParamInterface<std::tuple<DType, Granularity>> {
- protected:
-  DType dtype() const { return std::get<0>(GetParam()); }
-  Granularity granularity() const { return std::get<1>(GetParam()); }
-
-  BlockLayout Layout(const BlockShape& shape) {
-    absl::StatusOr<BlockLayout> layout =
-        MakeLayout(shape, SpecFor(granularity(), shape.head_dim, rng_));
-    EXPECT_TRUE(layout.ok()) << layout.status();
-    return *layout;
-  }
-};
+class PagedKernelsTest : public gpu_testing::DtypeGranularityTest {};
 
 TEST_P(PagedKernelsTest, QuantizeToPagesWritesTheReferenceAndNothingElse) {
   for (const BlockShape& shape : kShapes) {
@@ -340,14 +327,7 @@ TEST_P(PagedKernelsTest, NanOrInfInOneBlockOfABatchSetsTheFlag) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EveryDtypeAndGranularity, PagedKernelsTest,
-    ::testing::Combine(::testing::ValuesIn(kvq::testing::kAllDTypes),
-                       ::testing::ValuesIn(gpu_testing::kAllGranularities)),
-    [](const ::testing::TestParamInfo<PagedKernelsTest::ParamType>& info) {
-      return std::string(DTypeName(std::get<0>(info.param))) + "_" +
-             std::string(GranularityName(std::get<1>(info.param)));
-    });
+KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(PagedKernelsTest);
 
 class LargePagedBatchTest : public GpuTest {};
 

@@ -51,20 +51,7 @@ const BlockShape kShapes[] = {
     {2, 256, 3, 40},  {1, 257, 1, 8},   {3, 33, 1, 7},   {2, 64, 8, 128},
 };
 
-class QuantizeCudaTest
-    : public GpuTest,
-      public ::testing::WithParamInterface<std::tuple<DType, Granularity>> {
- protected:
-  DType dtype() const { return std::get<0>(GetParam()); }
-  Granularity granularity() const { return std::get<1>(GetParam()); }
-
-  BlockLayout Layout(const BlockShape& shape) {
-    absl::StatusOr<BlockLayout> layout =
-        MakeLayout(shape, SpecFor(granularity(), shape.head_dim, rng_));
-    EXPECT_TRUE(layout.ok()) << layout.status();
-    return *layout;
-  }
-};
+class QuantizeCudaTest : public gpu_testing::DtypeGranularityTest {};
 
 TEST_P(QuantizeCudaTest, QuantizeWritesTheReferencePayloadByteForByte) {
   for (const BlockShape& shape : kShapes) {
@@ -272,14 +259,7 @@ TEST_P(QuantizeCudaTest, NanOrInfSetsTheNonFiniteFlagWithoutFailing) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EveryDtypeAndGranularity, QuantizeCudaTest,
-    ::testing::Combine(::testing::ValuesIn(kvq::testing::kAllDTypes),
-                       ::testing::ValuesIn(gpu_testing::kAllGranularities)),
-    [](const ::testing::TestParamInfo<QuantizeCudaTest::ParamType>& info) {
-      return std::string(DTypeName(std::get<0>(info.param))) + "_" +
-             std::string(GranularityName(std::get<1>(info.param)));
-    });
+KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(QuantizeCudaTest);
 
 }  // namespace
 }  // namespace kvq::cuda

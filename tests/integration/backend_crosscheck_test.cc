@@ -185,9 +185,9 @@ bool BackendCrossCheck::fragmented_ = false;
 
 // ---------------------------------------------------------------------------
 
-class SameBlocks : public BackendCrossCheck,
-                   public ::testing::WithParamInterface<
-                       std::tuple<v1::DType, v1::Granularity>> {};
+class SameBlocks
+    : public BackendCrossCheck,
+      public ::testing::WithParamInterface<WireDTypeAndGranularity> {};
 
 TEST_P(SameBlocks, ComeBackByteIdenticalFromCpuAndCudaInEveryDType) {
   const auto [dtype, granularity] = GetParam();
@@ -261,24 +261,13 @@ TEST_P(SameBlocks, ComeBackByteIdenticalFromCpuAndCudaInEveryDType) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    DTypesAndGranularities, SameBlocks,
-    ::testing::Combine(
-        ::testing::Values(v1::DTYPE_FP16, v1::DTYPE_BF16, v1::DTYPE_FP32),
-        ::testing::Values(v1::GRANULARITY_PER_TOKEN_HEAD,
-                          v1::GRANULARITY_PER_CHANNEL,
-                          v1::GRANULARITY_PER_TENSOR, v1::GRANULARITY_GROUP)),
-    [](const auto& info) {
-      return absl::StrCat(
-          std::string(wire::DTypeName(std::get<0>(info.param))), "_",
-          v1::Granularity_Name(std::get<1>(info.param)).substr(12));
-    });
+KVQ_INSTANTIATE_FOR_EVERY_WIRE_DTYPE_AND_GRANULARITY(SameBlocks);
 
 // ---------------------------------------------------------------------------
 
-class NonFinitePut : public BackendCrossCheck,
-                     public ::testing::WithParamInterface<
-                         std::tuple<v1::DType, v1::Granularity>> {};
+class NonFinitePut
+    : public BackendCrossCheck,
+      public ::testing::WithParamInterface<WireDTypeAndGranularity> {};
 
 // The block sits between two valid ones on one stream; its bad value is in
 // its last page, so the kernel has scattered earlier pages before the block
@@ -356,18 +345,7 @@ TEST_P(NonFinitePut, IsRefusedLikeOnCpuAndLeavesNoPageHeldOnCuda) {
   EXPECT_EQ(PoolOf(*cuda_->client), cuda_start);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    DTypesAndGranularities, NonFinitePut,
-    ::testing::Combine(
-        ::testing::Values(v1::DTYPE_FP16, v1::DTYPE_BF16, v1::DTYPE_FP32),
-        ::testing::Values(v1::GRANULARITY_PER_TOKEN_HEAD,
-                          v1::GRANULARITY_PER_CHANNEL,
-                          v1::GRANULARITY_PER_TENSOR, v1::GRANULARITY_GROUP)),
-    [](const auto& info) {
-      return absl::StrCat(
-          std::string(wire::DTypeName(std::get<0>(info.param))), "_",
-          v1::Granularity_Name(std::get<1>(info.param)).substr(12));
-    });
+KVQ_INSTANTIATE_FOR_EVERY_WIRE_DTYPE_AND_GRANULARITY(NonFinitePut);
 
 // ---------------------------------------------------------------------------
 

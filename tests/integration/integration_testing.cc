@@ -344,6 +344,14 @@ bool ServerTest::Present(const std::string& ns, const std::string& key) const {
   return lookup.ok() && lookup->present[0];
 }
 
+std::string WireDTypeAndGranularityName(
+    const ::testing::TestParamInfo<WireDTypeAndGranularity>& info) {
+  // "GRANULARITY_PER_TOKEN_HEAD" -> "PER_TOKEN_HEAD".
+  return absl::StrCat(std::string(wire::DTypeName(std::get<0>(info.param))),
+                      "_",
+                      v1::Granularity_Name(std::get<1>(info.param)).substr(12));
+}
+
 std::string KvqctlPath() {
   return BinaryPath("KVQ_TEST_KVQCTL_BIN", KVQCTL_PATH);
 }

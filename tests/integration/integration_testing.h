@@ -20,6 +20,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -129,6 +130,25 @@ class ServerTest : public ::testing::Test {
 
 // Path of the kvqctl binary: env KVQ_TEST_KVQCTL_BIN, else the one built.
 std::string KvqctlPath();
+
+// Parameters of a suite run for every wire dtype x granularity
+// (KVQ_INSTANTIATE_FOR_EVERY_WIRE_DTYPE_AND_GRANULARITY), and their test
+// names, like "fp16_PER_TOKEN_HEAD".
+using WireDTypeAndGranularity = std::tuple<v1::DType, v1::Granularity>;
+std::string WireDTypeAndGranularityName(
+    const ::testing::TestParamInfo<WireDTypeAndGranularity>& info);
+
+#define KVQ_INSTANTIATE_FOR_EVERY_WIRE_DTYPE_AND_GRANULARITY(suite)         \
+  INSTANTIATE_TEST_SUITE_P(                                                \
+      DTypesAndGranularities, suite,                                       \
+      ::testing::Combine(                                                  \
+          ::testing::Values(::kvq::v1::DTYPE_FP16, ::kvq::v1::DTYPE_BF16, \
+                            ::kvq::v1::DTYPE_FP32),                       \
+          ::testing::Values(::kvq::v1::GRANULARITY_PER_TOKEN_HEAD,         \
+                            ::kvq::v1::GRANULARITY_PER_CHANNEL,            \
+                            ::kvq::v1::GRANULARITY_PER_TENSOR,             \
+                            ::kvq::v1::GRANULARITY_GROUP)),                \
+      ::kvq::testing::WireDTypeAndGranularityName)
 
 }  // namespace kvq::testing
 

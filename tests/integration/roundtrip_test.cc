@@ -18,9 +18,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class RoundTripTest : public ServerTest,
-                      public ::testing::WithParamInterface<
-                          std::tuple<v1::DType, v1::Granularity>> {};
+class RoundTripTest
+    : public ServerTest,
+      public ::testing::WithParamInterface<WireDTypeAndGranularity> {};
 
 TEST_P(RoundTripTest, EveryBlockComesBackAsTheReferenceWithinTheBound) {
   const auto [dtype, granularity] = GetParam();
@@ -67,18 +67,7 @@ TEST_P(RoundTripTest, EveryBlockComesBackAsTheReferenceWithinTheBound) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    DTypesAndGranularities, RoundTripTest,
-    ::testing::Combine(
-        ::testing::Values(v1::DTYPE_FP16, v1::DTYPE_BF16, v1::DTYPE_FP32),
-        ::testing::Values(v1::GRANULARITY_PER_TOKEN_HEAD,
-                          v1::GRANULARITY_PER_CHANNEL,
-                          v1::GRANULARITY_PER_TENSOR, v1::GRANULARITY_GROUP)),
-    [](const auto& info) {
-      return absl::StrCat(
-          std::string(wire::DTypeName(std::get<0>(info.param))), "_",
-          v1::Granularity_Name(std::get<1>(info.param)).substr(12));
-    });
+KVQ_INSTANTIATE_FOR_EVERY_WIRE_DTYPE_AND_GRANULARITY(RoundTripTest);
 
 TEST_F(ServerTest, BlocksFrom4KiBTo64MiBComeBackWholeThroughChunks) {
   const uint64_t seed = FreshSeed();
