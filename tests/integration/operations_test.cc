@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,6 +14,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "grpcpp/client_context.h"
@@ -170,6 +173,73 @@ INSTANTIATE_TEST_SUITE_P(SigtermAndSigint, ShutdownTest,
                          [](const auto& info) {
                            return info.param == SIGTERM ? "SIGTERM" : "SIGINT";
                          });
+
+class JsonDebugLogTest : public ServerTest {
+ protected:
+  std::vector<std::string> ServerFlags() const override {
+    return {"--log_level=debug", "--log_format=json"};
+  }
+
+  // The server's log once `done` holds for it (a call's log line is
+  // written as the server finishes it, which may be just after the client
+  // has its answer), or after a few seconds whatever it is.
+  std::string LogWhen(const std::function<bool(const std::string&)>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    std::string log = server_->log_tail(1 << 20);
+    while (!done(log) && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+      log = server_->log_tail(1 << 20);
+    }
+    return log;
+  }
+};
+
+// Every line is one JSON object; each RPC gets a debug line; a refused block
+// is logged with the request id its client sees at the end of the message.
+TEST_F(JsonDebugLogTest, LinesAreJsonAndErrorsCarryTheClientsRequestId) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  std::mt19937_64 rng(seed);
+  const TestBlock block =
+      RandomBlock(rng, "logs", "short", v1::DTYPE_FP16, Shape(1, 4, 2, 64));
+  BlockToPut put = block.ToPut();
+  put.data.remove_suffix(2);  // one element short
+  const absl::Status refused = client_->Put(put).status();
+  ASSERT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  const std::string message(refused.message());
+  const size_t at = message.rfind("[request ");
+  ASSERT_NE(at, std::string::npos) << message;
+  ASSERT_TRUE(absl::EndsWith(message, "]")) << message;
+  const std::string id = message.substr(at + 9, message.size() - at - 10);
+  ASSERT_FALSE(id.empty()) << message;
+
+  EXPECT_EQ(client_->GetOne("logs", "absent").status().code(),
+            absl::StatusCode::kNotFound);
+
+  const std::string request = absl::StrCat("request=", id);
+  const std::string log = LogWhen([&](const std::string& text) {
+    return absl::StrContains(text, request) &&
+           absl::StrContains(text, "rpc=get");
+  });
+  bool error_line = false, get_line = false;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::StartsWith(line, "{\"time\":\"") &&
+                absl::EndsWith(line, "\"}"))
+        << "not a JSON log line: " << line;
+    if (absl::StrContains(line, request) &&
+        absl::StrContains(line, "\"level\":\"warning\"") &&
+        absl::StrContains(line, "INVALID_ARGUMENT")) {
+      error_line = true;
+    }
+    if (absl::StrContains(line, "\"level\":\"debug\"") &&
+        absl::StrContains(line, "rpc=get") &&
+        absl::StrContains(line, "code=OK")) {
+      get_line = true;
+    }
+  }
+  EXPECT_TRUE(error_line) << "no warning naming " << request << " in:\n" << log;
+  EXPECT_TRUE(get_line) << "no debug line for the Get in:\n" << log;
+}
 
 TEST(ServerStartTest, InvalidFlagFailsAtStartNamingTheFlag) {
   ServerOptions options;
