@@ -95,6 +95,18 @@ run_mode() {
   } > "$out/environment.txt"
 
   local status=0 summary="" rc
+  # run_bench PROGRAM TIMEOUT REPORT ARGS...: writes $out/REPORT-<gpu>.md
+  # and .csv, its progress to bench.log, and records its exit status.
+  run_bench() {
+    local program=$1 limit=$2 report=$3
+    shift 3
+    timeout "$limit" "$bundle/run" "$program" "$@" \
+      --markdown="$out/$report-$tag.md" --csv="$out/$report-$tag.csv" \
+      > /dev/null 2>> "$out/bench.log"
+    rc=$?
+    summary+="$program: rc=$rc"$'\n'
+    [ $rc -eq 0 ] || status=1
+  }
   for phase in "${phases[@]}"; do
     case "$phase" in
     tests)
@@ -116,24 +128,16 @@ run_mode() {
       done < "$bundle/gpu-tests.txt"
       ;;
     kernels)
-      timeout "${KVQ_KERNELS_TIMEOUT:-420}" "$bundle/run" kvq-bench-kernels \
-        --shapes=all --markdown="$out/kernels-$tag.md" \
-        --csv="$out/kernels-$tag.csv" > /dev/null 2>> "$out/bench.log"
-      rc=$?
-      summary+="kvq-bench-kernels: rc=$rc"$'\n'
-      [ $rc -eq 0 ] || status=1
+      run_bench kvq-bench-kernels "${KVQ_KERNELS_TIMEOUT:-420}" kernels \
+        --shapes=all
       if [ -f "$out/kernels-$tag.md" ]; then
         summary+=$(sed -n '/^## Issue 3/,/^## 1\./p' "$out/kernels-$tag.md" |
                    head -30)$'\n'
       fi
       ;;
     service)
-      timeout "${KVQ_SERVICE_TIMEOUT:-420}" "$bundle/run" kvq-bench-service \
-        --device=cuda --markdown="$out/service-$tag.md" \
-        --csv="$out/service-$tag.csv" > /dev/null 2>> "$out/bench.log"
-      rc=$?
-      summary+="kvq-bench-service: rc=$rc"$'\n'
-      [ $rc -eq 0 ] || status=1
+      run_bench kvq-bench-service "${KVQ_SERVICE_TIMEOUT:-420}" service \
+        --device=cuda
       ;;
     esac
   done

@@ -175,15 +175,13 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   // 128: 58% of copy vs 52% with teams of 8); at 32 teams of 8 do (FP32
   // head_dim 128: 77% vs 70%; FP16 head_dim 256: 65% vs 56%).
   const bool small_groups = vecs <= 16;
-  uint32_t team;
-  if (small_groups) {
-    team = CeilPow2(vecs);
-  } else {
-    const uint32_t min_team = kVec > 1 ? 8 : 32;
-    team = CeilPow2((vecs + kGroupItems - 1) / kGroupItems);
-    team = std::max(team, std::min<uint32_t>(CeilPow2(vecs), min_team));
-    team = std::min<uint32_t>(team, kGroupThreads);
-  }
+  // A big group's power of two (32+ vectors) is never narrower than the
+  // minimum team, and vecs <= kGroupCapacityVecs keeps the team in the CTA.
+  const uint32_t team =
+      small_groups ? CeilPow2(vecs)
+                   : std::max<uint32_t>(
+                         CeilPow2((vecs + kGroupItems - 1) / kGroupItems),
+                         kVec > 1 ? 8 : 32);
   const uint32_t teams = kGroupThreads / team;
   const uint64_t step_groups =
       uint64_t{teams} * (small_groups ? kGroupItems : 1);
