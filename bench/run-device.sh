@@ -12,12 +12,16 @@
 #     gives it, e.g. KVQ_TEST_DEVICE=cuda for the integration suite).
 # There (GPU machine, device tool, repository root; carry BUNDLE_DIR):
 #   bench/run-device.sh run [--bundle=DIR] PHASE...
-#     PHASE: tests | kernels | service. Writes into $OUT (or
+#     PHASE: tests | kernels | service | profile. Writes into $OUT (or
 #     /tmp/kvq-device-out when OUT is unset):
 #       environment.txt        nvidia-smi, driver, CPU
 #       gpu-tests.log          tests: every GPU test binary's output
 #       kernels-<gpu>.md/.csv  kernels: kvq-bench-kernels --shapes=all
 #       service-<gpu>.md/.csv  service: kvq-bench-service --device=cuda
+#                              $KVQ_SERVICE_ARGS (e.g. --repeats=3)
+#       profile-<case>.txt     profile: Nsight Compute (ncu) on the kernels
+#                              of each kvq-bench-kernels --case in
+#                              $KVQ_PROFILE_CASES (space-separated)
 #       bench.log              the benchmarks' progress (stderr)
 #     and prints a short summary last. Exit status: non-zero if a test or a
 #     benchmark failed. KVQ_KERNELS_TIMEOUT / KVQ_SERVICE_TIMEOUT (seconds)
@@ -28,7 +32,7 @@
 # none); they run against the CPU backend in CI.
 set -uo pipefail
 
-usage() { sed -n '2,27p' "$0"; exit 2; }
+usage() { sed -n '2,32p' "$0"; exit 2; }
 [ $# -ge 1 ] || usage
 mode=$1; shift
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,7 +77,7 @@ run_mode() {
   for arg in "$@"; do
     case "$arg" in
       --bundle=*) bundle=${arg#--bundle=} ;;
-      tests|kernels|service) phases+=("$arg") ;;
+      tests|kernels|service|profile) phases+=("$arg") ;;
       *) usage ;;
     esac
   done
@@ -136,8 +140,24 @@ run_mode() {
       fi
       ;;
     service)
+      # shellcheck disable=SC2086
       run_bench kvq-bench-service "${KVQ_SERVICE_TIMEOUT:-420}" service \
-        --device=cuda
+        --device=cuda ${KVQ_SERVICE_ARGS:-}
+      ;;
+    profile)
+      # Hardware counters where the runtime lets ncu read them; the clocks
+      # are left alone (the device notes: --clock-control none).
+      local case_name
+      for case_name in ${KVQ_PROFILE_CASES:-}; do
+        timeout 240 ncu --clock-control none --target-processes all \
+          --section SpeedOfLight --section MemoryWorkloadAnalysis \
+          --section Occupancy --section WarpStateStats \
+          --section LaunchStats --section SchedulerStats \
+          "$bundle/run" kvq-bench-kernels --case="$case_name" --repeats=1 \
+          > "$out/profile-${case_name//[:]/_}.txt" 2>&1
+        rc=$?
+        summary+="profile $case_name: rc=$rc"$'\n'
+      done
       ;;
     esac
   done

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 
 namespace kvq {
 
@@ -109,6 +110,16 @@ void ParallelFor(size_t n, size_t grain,
     return;
   }
   WorkerPool::Default().ParallelFor(n, grain, fn);
+}
+
+void ParallelCopy(void* dst, const void* src, size_t n) {
+  // Pieces big enough that handing one to a worker costs far less than
+  // copying it.
+  constexpr size_t kPieceBytes = size_t{256} << 10;
+  ParallelFor(n, kPieceBytes, [&](size_t begin, size_t end) {
+    std::memcpy(static_cast<char*>(dst) + begin,
+                static_cast<const char*>(src) + begin, end - begin);
+  });
 }
 
 }  // namespace kvq

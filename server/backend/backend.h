@@ -15,6 +15,8 @@
 //   - DequantizeFrom writes layout.logical_bytes(dtype) bytes to `dst`.
 //   - Both may be called from many threads at once.
 //   - `timings`, when not null, receives where the time went.
+//   - AllocateHostBuffer's memory is the fastest `src` / `dst` there is
+//     (host_buffer.h); any other memory works too.
 
 #ifndef KVQ_SERVER_BACKEND_BACKEND_H_
 #define KVQ_SERVER_BACKEND_BACKEND_H_
@@ -28,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/format.h"
+#include "server/backend/host_buffer.h"
 
 namespace kvq {
 
@@ -63,6 +66,11 @@ class Backend {
                                       DType dtype,
                                       std::span<std::byte> dst,
                                       DataPathTimings* timings = nullptr) = 0;
+
+  // `bytes` of host memory that blocks move to and from this backend the
+  // fastest: page-locked for CUDA, plain for the CPU. RESOURCE_EXHAUSTED
+  // when the system has none left.
+  virtual absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) = 0;
 };
 
 // The CPU backend: a host arena, kernels/quantize.h's fast path.

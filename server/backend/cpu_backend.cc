@@ -173,6 +173,18 @@ class CpuBackend final : public Backend {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) override {
+    const uint64_t aligned =
+        (std::max<uint64_t>(bytes, 1) + kArenaAlignment - 1) /
+        kArenaAlignment * kArenaAlignment;
+    void* data = std::aligned_alloc(kArenaAlignment, aligned);
+    if (data == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot allocate ", bytes, " bytes of host memory for a block"));
+    }
+    return HostBuffer(data, bytes, &std::free);
+  }
+
  private:
   uint8_t* PageAddress(uint32_t page) const {
     return arena_.get() + uint64_t{page} * page_bytes_;

@@ -10,9 +10,15 @@
 // MaxStreamContexts() contexts exist; a call that finds them all busy waits
 // for one, which bounds pinned memory under any number of RPC threads.
 //
+// A block in page-locked memory (AllocateHostBuffer's, which the service
+// receives puts into and answers gets from) moves by DMA straight from or to
+// the caller's memory. Any other memory goes through the context's pinned
+// staging buffer: one more copy, spread over the CPU worker pool.
+//
 // Timings: host_to_device covers the copy of the block into pinned staging
-// plus the DMA to the device, device_to_host the DMA back plus the copy out
-// of staging; kernel is the fused kernel alone (CUDA events).
+// (when there is one) plus the DMA to the device, device_to_host the DMA back
+// plus the copy out of staging; kernel is the fused kernel alone (CUDA
+// events).
 //
 // Failure: a CUDA error becomes INTERNAL naming the call. The context is then
 // synchronized and thrown away (never reused with work possibly in flight),
@@ -35,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/paged_kernels.h"
+#include "kernels/parallel.h"
 #include "kernels/quant_math.h"
 #include "kernels/quantize.h"
 #include "server/backend/backend.h"
@@ -85,6 +92,17 @@ struct DeviceFlags {
   float absmax;        // max |x| of the block
   uint32_t nonfinite;  // non-zero if any value was NaN or Inf
 };
+
+// True for page-locked host memory (cudaHostAlloc / cudaHostRegister), which
+// the copy engines can read and write directly.
+bool PageLocked(const void* p) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
+    cudaGetLastError();  // not an error of the next call
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeHost;
+}
 
 double ElapsedSeconds(cudaEvent_t from, cudaEvent_t to) {
   float ms = 0;
@@ -161,6 +179,22 @@ class CudaBackend final : public Backend {
     return status;
   }
 
+  absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) override {
+    KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(gpu_));
+    void* data = nullptr;
+    // Portable: the memory counts as page-locked for every GPU, whichever
+    // device the freeing thread has current.
+    const cudaError_t err = cudaHostAlloc(&data, std::max<uint64_t>(bytes, 1),
+                                          cudaHostAllocPortable);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot allocate ", bytes, " bytes of page-locked host memory: ",
+          cudaGetErrorString(err), "; lower --staging_bytes"));
+    }
+    return HostBuffer(data, bytes, [](void* p) { cudaFreeHost(p); });
+  }
+
  private:
   absl::Status CheckPages(const BlockLayout& layout,
                           std::span<const uint32_t> pages) const {
@@ -188,8 +222,11 @@ class CudaBackend final : public Backend {
                                           std::span<const std::byte> src,
                                           std::span<const uint32_t> pages,
                                           DataPathTimings* timings) {
-    // Staging layout: [block bytes][page ids][flags read back].
-    const size_t table_at = AlignUp(src.size(), kStagingAlignment);
+    // Staging layout: [block bytes, unless DMA reads them from
+    // `src`][page ids][flags read back].
+    const bool direct = PageLocked(src.data());
+    const size_t table_at =
+        direct ? 0 : AlignUp(src.size(), kStagingAlignment);
     const size_t flags_at =
         AlignUp(table_at + pages.size_bytes(), kStagingAlignment);
     KVQ_RETURN_IF_ERROR(ctx.staging.Reserve(flags_at + sizeof(DeviceFlags)));
@@ -199,7 +236,7 @@ class CudaBackend final : public Backend {
 
     std::byte* host = ctx.staging.data();
     const Clock::time_point staged_from = Clock::now();
-    std::memcpy(host, src.data(), src.size());
+    if (!direct) ParallelCopy(host, src.data(), src.size());
     std::memcpy(host + table_at, pages.data(), pages.size_bytes());
     const double staging_seconds = SecondsSince(staged_from);
     auto* host_flags = reinterpret_cast<DeviceFlags*>(host + flags_at);
@@ -207,8 +244,9 @@ class CudaBackend final : public Backend {
 
     cudaStream_t s = ctx.stream;
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[0], s));
-    KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(
-        ctx.block.data(), host, src.size(), cudaMemcpyHostToDevice, s));
+    KVQ_RETURN_IF_CUDA_ERROR(
+        cudaMemcpyAsync(ctx.block.data(), direct ? src.data() : host,
+                        src.size(), cudaMemcpyHostToDevice, s));
     KVQ_RETURN_IF_CUDA_ERROR(
         cudaMemcpyAsync(ctx.page_table.data(), host + table_at,
                         pages.size_bytes(), cudaMemcpyHostToDevice, s));
@@ -241,15 +279,18 @@ class CudaBackend final : public Backend {
                              DType dtype, std::span<const uint32_t> pages,
                              std::span<std::byte> dst,
                              DataPathTimings* timings) {
-    // Staging layout: [page ids][block bytes read back].
+    // Staging layout: [page ids][block bytes read back, unless DMA writes
+    // them to `dst`].
+    const bool direct = PageLocked(dst.data());
     const size_t block_at = AlignUp(pages.size_bytes(), kStagingAlignment);
-    KVQ_RETURN_IF_ERROR(ctx.staging.Reserve(block_at + dst.size()));
+    KVQ_RETURN_IF_ERROR(
+        ctx.staging.Reserve(block_at + (direct ? 0 : dst.size())));
     KVQ_RETURN_IF_ERROR(ctx.block.Reserve(dst.size()));
     KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(pages.size_bytes()));
 
     std::byte* host = ctx.staging.data();
     std::memcpy(host, pages.data(), pages.size_bytes());
-    std::byte* host_block = host + block_at;
+    std::byte* host_block = direct ? dst.data() : host + block_at;
 
     cudaStream_t s = ctx.stream;
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[0], s));
@@ -269,7 +310,7 @@ class CudaBackend final : public Backend {
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[3], s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(s));
     const Clock::time_point unstaged_from = Clock::now();
-    std::memcpy(dst.data(), host_block, dst.size());
+    if (!direct) ParallelCopy(dst.data(), host_block, dst.size());
     const double unstaging_seconds = SecondsSince(unstaged_from);
     if (timings != nullptr) {
       timings->host_to_device_seconds =

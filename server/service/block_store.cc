@@ -47,18 +47,12 @@ absl::Status CheckRange(const BlockMeta& meta, DType wanted) {
 
 }  // namespace
 
-std::byte* GrowableBuffer::Reserve(uint64_t bytes) {
-  if (bytes > capacity_) {
-    data_.reset(new (std::nothrow) std::byte[bytes]);
-    capacity_ = data_ != nullptr ? bytes : 0;
-  }
-  return data_.get();
-}
-
 BlockStore::BlockStore(BlockPool* pool, Backend* backend,
-                       ServerMetrics* metrics, uint32_t quality_sample_every)
+                       StagingPool* staging, ServerMetrics* metrics,
+                       uint32_t quality_sample_every)
     : pool_(pool),
       backend_(backend),
+      staging_(staging),
       metrics_(metrics),
       quality_sample_every_(quality_sample_every) {}
 
@@ -78,17 +72,16 @@ absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
     // Decode from the reserved pages, before anyone else can see (or
     // replace) the block, into the dtype it was put with: the error a
     // reader asking for that dtype gets.
-    GrowableBuffer decoded;
-    std::byte* out = decoded.Reserve(data.size());
-    if (out != nullptr) {
+    absl::StatusOr<StagingBuffer> decoded = staging_->Acquire(data.size());
+    if (decoded.ok()) {
       DataPathTimings ignored;
       absl::Status s =
           backend_->DequantizeFrom(layout, reservation->pages(), header.dtype,
-                                   {out, data.size()}, &ignored);
+                                   decoded->bytes(), &ignored);
       if (!s.ok()) return s;  // a block that cannot be decoded is not stored
       if (metrics_ != nullptr) {
         metrics_->ObserveQuantError(
-            RelativeL2Error(header.dtype, data, {out, data.size()}));
+            RelativeL2Error(header.dtype, data, decoded->bytes()));
       }
     }
   }
@@ -104,8 +97,7 @@ absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
 
 absl::StatusOr<FetchedBlock> BlockStore::Fetch(std::string_view ns,
                                                std::string_view key,
-                                               std::optional<DType> dtype,
-                                               GrowableBuffer& buffer) {
+                                               std::optional<DType> dtype) {
   std::optional<PinnedBlock> pinned = pool_->Pin(ns, key);
   if (!pinned.has_value()) {
     return absl::NotFoundError(absl::StrCat("key ", DescribeKey(key),
@@ -118,19 +110,16 @@ absl::StatusOr<FetchedBlock> BlockStore::Fetch(std::string_view ns,
   fetched.layout = meta.layout;
   if (absl::Status s = CheckRange(meta, fetched.dtype); !s.ok()) return s;
 
-  const uint64_t bytes = meta.layout.logical_bytes(fetched.dtype);
-  std::byte* out = buffer.Reserve(bytes);
-  if (out == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "cannot allocate ", bytes, " bytes to answer with this block"));
-  }
+  absl::StatusOr<StagingBuffer> out =
+      staging_->Acquire(meta.layout.logical_bytes(fetched.dtype));
+  if (!out.ok()) return out.status();
   DataPathTimings timings;
   absl::Status s = backend_->DequantizeFrom(meta.layout, pinned->pages(),
-                                            fetched.dtype, {out, bytes},
+                                            fetched.dtype, out->bytes(),
                                             &timings);
   ObserveTimings(timings, /*put=*/false);
   if (!s.ok()) return s;
-  fetched.data = {out, bytes};
+  fetched.data = *std::move(out);
   return fetched;
 }
 

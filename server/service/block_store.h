@@ -6,9 +6,9 @@
 // old block in place). Every `quality_sample_every`-th stored block is also
 // decoded again and its relative L2 error against the input is recorded.
 //
-// Fetch: pool.Pin -> range check -> backend.DequantizeFrom into the caller's
-// buffer; the pin is released before Fetch returns, so a slow reader never
-// holds pool pages while its answer is being sent.
+// Fetch: pool.Pin -> range check -> backend.DequantizeFrom into a buffer of
+// the StagingPool; the pin is released before Fetch returns, so a slow reader
+// never holds pool pages while its answer is being sent (only the buffer).
 //
 // Records the data-path stage latencies (and the sampled quality) in
 // `metrics` when it is not null. Thread-safe.
@@ -30,34 +30,23 @@
 #include "server/metrics/server_metrics.h"
 #include "server/pool/block_pool.h"
 #include "server/service/header_validation.h"
+#include "server/service/staging_pool.h"
 
 namespace kvq {
 
-// A byte buffer that only grows and is never zero-filled: a Get reuses one
-// for every key it answers.
-class GrowableBuffer {
- public:
-  // At least `bytes` of writable space; nullptr if memory is exhausted.
-  std::byte* Reserve(uint64_t bytes);
-
- private:
-  std::unique_ptr<std::byte[]> data_;
-  uint64_t capacity_ = 0;
-};
-
-// A block read back: `data` points into the caller's GrowableBuffer.
+// A block read back. Dropping it gives its buffer back to the StagingPool.
 struct FetchedBlock {
   DType dtype = DType::kFp32;  // the dtype of `data`
   BlockLayout layout;
-  std::span<const std::byte> data;
+  StagingBuffer data;  // layout.logical_bytes(dtype) bytes
 };
 
 class BlockStore {
  public:
-  // `pool`, `backend` and `metrics` (may be null) must outlive the store.
-  // quality_sample_every = 0 disables quality sampling.
-  BlockStore(BlockPool* pool, Backend* backend, ServerMetrics* metrics,
-             uint32_t quality_sample_every);
+  // `pool`, `backend`, `staging` and `metrics` (may be null) must outlive
+  // the store. quality_sample_every = 0 disables quality sampling.
+  BlockStore(BlockPool* pool, Backend* backend, StagingPool* staging,
+             ServerMetrics* metrics, uint32_t quality_sample_every);
 
   // Stores `data` (header.logical_bytes() bytes) under (header.ns,
   // header.key); returns the stored (quantized payload) bytes.
@@ -69,8 +58,7 @@ class BlockStore {
   // Reads (ns, key) dequantized to `dtype` (nullopt: as put). NOT_FOUND on a
   // miss; OUT_OF_RANGE when the block holds values `dtype` cannot represent.
   absl::StatusOr<FetchedBlock> Fetch(std::string_view ns, std::string_view key,
-                                     std::optional<DType> dtype,
-                                     GrowableBuffer& buffer);
+                                     std::optional<DType> dtype);
 
  private:
   bool ShouldSampleQuality();
@@ -78,6 +66,7 @@ class BlockStore {
 
   BlockPool* const pool_;
   Backend* const backend_;
+  StagingPool* const staging_;
   ServerMetrics* const metrics_;
   const uint32_t quality_sample_every_;
   std::atomic<uint64_t> stores_{0};

@@ -46,11 +46,12 @@ uint64_t GetChunkBytes(uint32_t requested, uint64_t max_message_bytes) {
 }
 
 KVCacheService::KVCacheService(BlockPool* pool, Backend* backend,
-                               BlockStore* store, ServerMetrics* metrics,
-                               ServiceOptions options)
+                               BlockStore* store, StagingPool* staging,
+                               ServerMetrics* metrics, ServiceOptions options)
     : pool_(pool),
       backend_(backend),
       store_(store),
+      staging_(staging),
       metrics_(metrics),
       options_(std::move(options)) {}
 
@@ -58,8 +59,8 @@ grpc::Status KVCacheService::Put(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::PutResponse, v1::PutRequest>* stream) {
   RpcCall call(*metrics_, Rpc::kPut, context);
-  PutAssembler assembler(
-      PutLimits{pool_->page_bytes(), pool_->pages_total()});
+  PutAssembler assembler(PutLimits{pool_->page_bytes(), pool_->pages_total()},
+                         staging_);
   uint64_t stored = 0, refused = 0, bytes_in = 0;
   auto summary = [&] {
     return absl::StrCat("stored=", stored, " refused=", refused,
@@ -136,14 +137,13 @@ grpc::Status KVCacheService::Get(grpc::ServerContext* context,
   const uint64_t chunk_bytes =
       GetChunkBytes(request->chunk_bytes(), options_.max_message_bytes);
 
-  GrowableBuffer buffer;
   for (int i = 0; i < request->keys_size(); ++i) {
     const std::string& key = request->keys(i);
     const absl::Status key_status =
         ValidateKey(key, absl::StrCat("keys[", i, "]"));
     absl::StatusOr<FetchedBlock> block =
         key_status.ok()
-            ? store_->Fetch(request->namespace_(), key, *dtype, buffer)
+            ? store_->Fetch(request->namespace_(), key, *dtype)
             : absl::StatusOr<FetchedBlock>(key_status);
     if (!block.ok()) {
       if (absl::IsNotFound(block.status())) {
@@ -163,7 +163,7 @@ grpc::Status KVCacheService::Get(grpc::ServerContext* context,
     }
 
     const auto send_start = std::chrono::steady_clock::now();
-    const std::span<const std::byte> data = block->data;
+    const std::span<const std::byte> data = block->data.bytes();
     v1::GetResponse response;
     for (uint64_t offset = 0; offset < data.size();) {
       const uint64_t n = std::min<uint64_t>(chunk_bytes, data.size() - offset);

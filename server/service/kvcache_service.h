@@ -27,6 +27,7 @@
 #include "server/metrics/server_metrics.h"
 #include "server/pool/block_pool.h"
 #include "server/service/block_store.h"
+#include "server/service/staging_pool.h"
 
 namespace kvq {
 
@@ -45,7 +46,8 @@ class KVCacheService final : public v1::KVCache::Service {
  public:
   // Every pointer must outlive the service.
   KVCacheService(BlockPool* pool, Backend* backend, BlockStore* store,
-                 ServerMetrics* metrics, ServiceOptions options);
+                 StagingPool* staging, ServerMetrics* metrics,
+                 ServiceOptions options);
 
   grpc::Status Put(
       grpc::ServerContext* context,
@@ -67,6 +69,7 @@ class KVCacheService final : public v1::KVCache::Service {
   BlockPool* const pool_;
   Backend* const backend_;
   BlockStore* const store_;
+  StagingPool* const staging_;
   ServerMetrics* const metrics_;
   const ServiceOptions options_;
 };

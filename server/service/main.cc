@@ -77,6 +77,10 @@ ABSL_FLAG(std::string, ready_file, "",
           "(atomically: PATH.tmp, then rename)");
 ABSL_FLAG(double, shutdown_grace_seconds, 10,
           "On SIGINT/SIGTERM, how long in-flight RPCs may take to finish");
+ABSL_FLAG(uint64_t, staging_bytes, uint64_t{1} << 30,
+          "Host buffers kept for blocks in transit (page-locked with cuda, "
+          "for DMA straight to and from the GPU); traffic beyond it uses "
+          "plain memory, slower");
 ABSL_FLAG(uint32_t, quality_sample_every, 64,
           "Measure the quantization error of 1 in N stored blocks (0: never)");
 ABSL_FLAG(int32_t, max_threads, 256,
@@ -91,7 +95,7 @@ constexpr std::string_view kEnvFlags[] = {
     "gpu",            "pool_bytes",         "page_bytes",
     "eviction",       "max_message_bytes",  "log_level",
     "log_format",     "ready_file",         "shutdown_grace_seconds",
-    "quality_sample_every", "max_threads",
+    "staging_bytes",  "quality_sample_every", "max_threads",
 };
 
 #if defined(KVQ_WITH_CUDA)
@@ -211,9 +215,11 @@ int Run(const sigset_t& stop_signals) {
       MetricsHttpServer::Start(absl::GetFlag(FLAGS_metrics_listen), &metrics);
   if (!http.ok()) return Fail(http.status());
 
-  BlockStore store(pool_ptr, backend->get(), &metrics,
+  const uint64_t staging_bytes = absl::GetFlag(FLAGS_staging_bytes);
+  StagingPool staging(backend->get(), staging_bytes);
+  BlockStore store(pool_ptr, backend->get(), &staging, &metrics,
                    absl::GetFlag(FLAGS_quality_sample_every));
-  KVCacheService service(pool_ptr, backend->get(), &store, &metrics,
+  KVCacheService service(pool_ptr, backend->get(), &store, &staging, &metrics,
                          ServiceOptions{max_message_bytes, KVQ_VERSION});
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -249,12 +255,14 @@ int Run(const sigset_t& stop_signals) {
   spdlog::info(
       "kvq-server {} (git {}) serving kvq.v1.KVCache on {}:{}, metrics on "
       "http://{}:{}/metrics; backend={} device=\"{}\" pool={} bytes ({} pages "
-      "of {}) eviction={} max_message_bytes={} max_threads={}",
+      "of {}) eviction={} max_message_bytes={} max_threads={} "
+      "staging_bytes={}",
       KVQ_VERSION, KVQ_GIT_REVISION, HostOf(listen), grpc_port,
       HostOf(absl::GetFlag(FLAGS_metrics_listen)), (*http)->port(),
       (*backend)->name(), (*backend)->device_name(), arena.capacity_bytes,
       pool_ptr->pages_total(), arena.page_bytes,
-      EvictionPolicyName(*eviction), max_message_bytes, max_threads);
+      EvictionPolicyName(*eviction), max_message_bytes, max_threads,
+      staging_bytes);
 
   std::thread stopper([&] {
     int signal_number = 0;

@@ -1,11 +1,10 @@
 #include "server/service/put_assembler.h"
 #include "server/service/string_views.h"
 
-#include <cstring>
-#include <new>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/parallel.h"
 
 namespace kvq {
 namespace {
@@ -21,11 +20,12 @@ std::string DescribeSize(const PutHeader& header) {
 }  // namespace
 
 std::span<const std::byte> AssembledBlock::data() const {
-  if (staging_ != nullptr) return {staging_.get(), size_};
+  if (staging_.data() != nullptr) return staging_.bytes();
   return {reinterpret_cast<const std::byte*>(whole_.data()), whole_.size()};
 }
 
-PutAssembler::PutAssembler(PutLimits limits) : limits_(limits) {}
+PutAssembler::PutAssembler(PutLimits limits, StagingPool* staging)
+    : limits_(limits), staging_(staging) {}
 
 std::vector<PutEvent> PutAssembler::Feed(v1::PutRequest& chunk) {
   std::vector<PutEvent> events;
@@ -118,7 +118,6 @@ void PutAssembler::StartBlock(v1::PutRequest& chunk,
   block.sequence = chunk.sequence();
   block.header = *std::move(header);
   block.first_chunk_time = std::chrono::steady_clock::now();
-  block.size_ = total;
   if (chunk.last()) {
     // The whole block in one message: keep its bytes, no copy.
     block.whole_ = std::move(*chunk.mutable_data());
@@ -126,15 +125,14 @@ void PutAssembler::StartBlock(v1::PutRequest& chunk,
                               absl::OkStatus(), std::move(block)});
     return;
   }
-  block.staging_.reset(new (std::nothrow) std::byte[total]);
-  if (block.staging_ == nullptr) {
-    Refuse(chunk.sequence(), std::move(key),
-           absl::ResourceExhaustedError(absl::StrCat(
-               "cannot allocate ", total, " bytes to receive this block")),
+  absl::StatusOr<StagingBuffer> staging = staging_->Acquire(total);
+  if (!staging.ok()) {
+    Refuse(chunk.sequence(), std::move(key), staging.status(),
            /*chunk_was_last=*/false, events);
     return;
   }
-  std::memcpy(block.staging_.get(), chunk.data().data(), size);
+  block.staging_ = *std::move(staging);
+  ParallelCopy(block.staging_.data(), chunk.data().data(), size);
   received_ = size;
   current_ = std::move(block);
   state_ = State::kReceiving;
@@ -160,7 +158,8 @@ void PutAssembler::ContinueBlock(v1::PutRequest& chunk,
            chunk.last(), events);
     return;
   }
-  std::memcpy(current_->staging_.get() + received_, chunk.data().data(), size);
+  ParallelCopy(current_->staging_.data() + received_, chunk.data().data(),
+               size);
   received_ += size;
   if (!chunk.last()) return;
   if (received_ < total) {

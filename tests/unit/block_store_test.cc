@@ -26,6 +26,7 @@ using ::kvq::service_testing::SetElement;
 using ::testing::HasSubstr;
 
 constexpr uint64_t kPageBytes = 256;
+constexpr uint64_t kStagingBytes = uint64_t{16} << 20;
 
 std::span<const std::byte> AsBytes(const std::string& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
@@ -46,8 +47,10 @@ class BlockStoreTest : public SeededTest {
     metrics_ = std::make_unique<ServerMetrics>(
         BuildInfo{"test", "test", "cpu", "test"},
         [pool] { return pool->Stats(); });
+    staging_ = std::make_unique<StagingPool>(backend_.get(), kStagingBytes);
     store_ = std::make_unique<BlockStore>(pool_.get(), backend_.get(),
-                                          metrics_.get(), quality_sample_every);
+                                          staging_.get(), metrics_.get(),
+                                          quality_sample_every);
   }
 
   PutHeader Header(const std::string& key, DType dtype, BlockShape shape,
@@ -91,6 +94,7 @@ class BlockStoreTest : public SeededTest {
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<StagingPool> staging_;
   std::unique_ptr<BlockStore> store_;
 };
 
@@ -109,19 +113,18 @@ TEST_F(BlockStoreTest, StoredBlocksReadBackAsTheReferenceInEveryDtype) {
       ASSERT_TRUE(stored.ok()) << stored.status();
       EXPECT_EQ(*stored, header.layout.payload_bytes);
 
-      GrowableBuffer buffer;
       absl::StatusOr<FetchedBlock> as_put =
-          store_->Fetch("ns", "k", std::nullopt, buffer);
+          store_->Fetch("ns", "k", std::nullopt);
       ASSERT_TRUE(as_put.ok()) << as_put.status();
       EXPECT_EQ(as_put->dtype, dtype);
       EXPECT_EQ(as_put->layout.shape, shape);
-      EXPECT_TRUE(AsString(as_put->data) == Reference(header, data, dtype));
+      EXPECT_TRUE(AsString(as_put->data.bytes()) == Reference(header, data, dtype));
       for (DType out : kAllDTypes) {
         absl::StatusOr<FetchedBlock> fetched =
-            store_->Fetch("ns", "k", out, buffer);
+            store_->Fetch("ns", "k", out);
         ASSERT_TRUE(fetched.ok()) << fetched.status();
         EXPECT_EQ(fetched->dtype, out);
-        EXPECT_TRUE(AsString(fetched->data) == Reference(header, data, out))
+        EXPECT_TRUE(AsString(fetched->data.bytes()) == Reference(header, data, out))
             << DTypeName(dtype) << " -> " << DTypeName(out);
       }
     }
@@ -160,19 +163,17 @@ TEST_F(BlockStoreTest, RefusedOverwriteKeepsTheOldBlock) {
 
   EXPECT_FALSE(store_->Store(header, AsBytes(bad)).ok());
 
-  GrowableBuffer buffer;
   absl::StatusOr<FetchedBlock> fetched =
-      store_->Fetch("ns", "k", std::nullopt, buffer);
+      store_->Fetch("ns", "k", std::nullopt);
   ASSERT_TRUE(fetched.ok()) << fetched.status();
-  EXPECT_TRUE(AsString(fetched->data) == Reference(header, good, DType::kFp16));
+  EXPECT_TRUE(AsString(fetched->data.bytes()) == Reference(header, good, DType::kFp16));
   EXPECT_EQ(pool_->Stats().pages_used, pages_used);
 }
 
 TEST_F(BlockStoreTest, MissIsNotFoundNamingKeyAndNamespace) {
   MakeStore(16);
-  GrowableBuffer buffer;
   absl::StatusOr<FetchedBlock> miss =
-      store_->Fetch("ns", "absent-key", std::nullopt, buffer);
+      store_->Fetch("ns", "absent-key", std::nullopt);
   EXPECT_EQ(miss.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(miss.status().message(), HasSubstr("\"absent-key\""));
   EXPECT_THAT(miss.status().message(), HasSubstr("\"ns\""));
@@ -186,18 +187,17 @@ TEST_F(BlockStoreTest, ReadingAsADtypeTooNarrowForTheValuesIsOutOfRange) {
   SetElement(data, DType::kFp32, Uniform(0, header.layout.elements - 1),
              Uniform(0, 1) ? big : -big);
   ASSERT_TRUE(store_->Store(header, AsBytes(data)).ok());
-  GrowableBuffer buffer;
 
   absl::StatusOr<FetchedBlock> as_fp16 =
-      store_->Fetch("ns", "wide", DType::kFp16, buffer);
+      store_->Fetch("ns", "wide", DType::kFp16);
 
   EXPECT_EQ(as_fp16.status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_THAT(as_fp16.status().message(), HasSubstr("65504"));
   EXPECT_THAT(as_fp16.status().message(),
               HasSubstr("ask for DTYPE_BF16 or DTYPE_FP32"));
-  EXPECT_TRUE(store_->Fetch("ns", "wide", DType::kBf16, buffer).ok());
-  EXPECT_TRUE(store_->Fetch("ns", "wide", DType::kFp32, buffer).ok());
-  EXPECT_TRUE(store_->Fetch("ns", "wide", std::nullopt, buffer).ok());
+  EXPECT_TRUE(store_->Fetch("ns", "wide", DType::kBf16).ok());
+  EXPECT_TRUE(store_->Fetch("ns", "wide", DType::kFp32).ok());
+  EXPECT_TRUE(store_->Fetch("ns", "wide", std::nullopt).ok());
 }
 
 TEST_F(BlockStoreTest, FullPoolWithRejectPolicyIsResourceExhaustedNoLeak) {

@@ -78,5 +78,23 @@ TEST(ParallelFor, DefaultPoolCoversTheRange) {
   EXPECT_GE(WorkerPool::Default().concurrency(), 1);
 }
 
+class ParallelCopyTest : public SeededTest {};
+
+TEST_F(ParallelCopyTest, CopiesExactlyTheRangeForAnySizeAndAlignment) {
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{4095},
+                         (size_t{256} << 10) - 1, size_t{256} << 10,
+                         (size_t{3} << 20) + 7}) {
+    const size_t offset = rng_() % 16;  // unaligned starts too
+    std::vector<char> src(n + 16), dst(n + 32, '\x5a');
+    for (char& c : src) c = static_cast<char>(rng_());
+    ParallelCopy(dst.data() + offset, src.data() + offset, n);
+    for (size_t i = 0; i < dst.size(); ++i) {
+      const bool inside = i >= offset && i < offset + n;
+      ASSERT_EQ(dst[i], inside ? src[i] : '\x5a')
+          << "byte " << i << " of a " << n << "-byte copy at offset " << offset;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvq

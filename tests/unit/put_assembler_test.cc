@@ -5,12 +5,14 @@
 #include "server/service/put_assembler.h"
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/backend/backend.h"
 #include "tests/unit/service_test_util.h"
 
 namespace kvq {
@@ -28,6 +30,11 @@ constexpr PutLimits kRoomyPool{/*page_bytes=*/4096, /*pages_total=*/1 << 16};
 
 class PutAssemblerTest : public SeededTest {
  protected:
+  // Multi-chunk blocks are assembled in buffers of a real staging pool.
+  std::unique_ptr<Backend> backend_ =
+      *MakeCpuBackend(ArenaOptions{/*capacity_bytes=*/4096, /*page_bytes=*/4096});
+  StagingPool staging_{backend_.get(), /*budget_bytes=*/uint64_t{64} << 20};
+
   BlockShape RandomShape() {
     return BlockShape{static_cast<uint32_t>(Uniform(1, 4)),
                       static_cast<uint32_t>(Uniform(1, 20)),
@@ -94,7 +101,7 @@ TEST_F(PutAssemblerTest, OneChunkBlockComesOutWithItsBytesAndHeader) {
   const DType dtype = RandomDType();
   const BlockShape shape = RandomShape();
   const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
 
   std::vector<PutEvent> events = FeedAll(
       assembler, Chunks(WireHeader("model-a", "k1", dtype, shape), data, {}, 7));
@@ -121,7 +128,7 @@ TEST_F(PutAssemblerTest, ChunkedBlockIsReassembledInOrder) {
     const DType dtype = RandomDType();
     const BlockShape shape = RandomShape();
     const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
-    PutAssembler assembler(kRoomyPool);
+    PutAssembler assembler(kRoomyPool, &staging_);
     std::vector<v1::PutRequest> chunks =
         Chunks(WireHeader("", "key", dtype, shape), data,
                RandomCuts(data.size(), 8), trial);
@@ -144,6 +151,11 @@ TEST_F(PutAssemblerTest, ChunkedBlockIsReassembledInOrder) {
     EXPECT_FALSE(assembler.inside_block());
     EXPECT_TRUE(assembler.Finish().ok());
   }
+  // Every block was assembled in the same kept staging buffer, given back
+  // when its event was dropped.
+  EXPECT_EQ(staging_.usage().lent_bytes, 0u);
+  EXPECT_EQ(staging_.usage().kept_buffers, 1u);
+  EXPECT_EQ(staging_.usage().heap_buffers, 0u);
 }
 
 TEST_F(PutAssemblerTest, EmptyLastChunkAfterAllBytesCompletesTheBlock) {
@@ -156,7 +168,7 @@ TEST_F(PutAssemblerTest, EmptyLastChunkAfterAllBytesCompletesTheBlock) {
   tail.set_offset(data.size());
   tail.set_last(true);
   chunks.push_back(tail);
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
 
   std::vector<PutEvent> events = FeedAll(assembler, chunks);
 
@@ -166,7 +178,7 @@ TEST_F(PutAssemblerTest, EmptyLastChunkAfterAllBytesCompletesTheBlock) {
 }
 
 TEST_F(PutAssemblerTest, BlocksComeOutInStreamOrder) {
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   std::vector<v1::PutRequest> stream;
   for (uint64_t s = 0; s < 10; ++s) {
     const DType dtype = RandomDType();
@@ -190,7 +202,7 @@ TEST_F(PutAssemblerTest, BlocksComeOutInStreamOrder) {
 TEST_F(PutAssemblerTest, GroupGranularityWithDividingGroupSizeIsAccepted) {
   const BlockShape shape{2, 3, 2, 64};
   const std::string data = RandomBlockBytes(DType::kBf16, shape.elements(), rng_);
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   std::vector<PutEvent> events = FeedAll(
       assembler,
       Chunks(WireHeader("", "k", DType::kBf16, shape,
@@ -209,7 +221,7 @@ TEST_F(PutAssemblerTest, TooFewBytesForDtypeTimesShapeIsInvalidArgument) {
   const BlockShape shape = RandomShape();
   std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
   data.resize(data.size() - Uniform(1, data.size()));
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(
       FeedAll(assembler, Chunks(WireHeader("", "k", dtype, shape), data, {}, 1)),
       absl::StatusCode::kInvalidArgument, "dtype x shape");
@@ -221,7 +233,7 @@ TEST_F(PutAssemblerTest, TooManyBytesForDtypeTimesShapeIsInvalidArgument) {
   const BlockShape shape = RandomShape();
   std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
   data += std::string(Uniform(1, 64), 'x');
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(
       FeedAll(assembler, Chunks(WireHeader("", "k", dtype, shape), data, {}, 1)),
       absl::StatusCode::kInvalidArgument, "more than the header declares");
@@ -234,7 +246,7 @@ TEST_F(PutAssemblerTest, DataBeyondTheDeclaredSizeInALaterChunkIsRefused) {
   std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
   const uint64_t declared = data.size();
   data += std::string(Uniform(1, 64), 'x');
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(FeedAll(assembler,
                         Chunks(WireHeader("", "k", dtype, shape), data,
                                {declared / 2 + (declared == 1)}, 1)),
@@ -252,7 +264,7 @@ TEST_F(PutAssemblerTest, ZeroDimensionIsInvalidArgumentNamingIt) {
     uint32_t* dims[] = {&shape.planes, &shape.tokens, &shape.heads,
                         &shape.head_dim};
     *dims[dim] = 0;
-    PutAssembler assembler(kRoomyPool);
+    PutAssembler assembler(kRoomyPool, &staging_);
     ExpectRefused(FeedAll(assembler,
                           Chunks(WireHeader("", "k", DType::kFp16, shape),
                                  std::string(16, 'x'), {}, 1)),
@@ -270,7 +282,7 @@ TEST_F(PutAssemblerTest, AbsurdDimensionIsInvalidArgumentNamingIt) {
     uint32_t* dims[] = {&shape.planes, &shape.tokens, &shape.heads,
                         &shape.head_dim};
     *dims[dim] = limits[dim] + static_cast<uint32_t>(Uniform(1, 1000));
-    PutAssembler assembler(kRoomyPool);
+    PutAssembler assembler(kRoomyPool, &staging_);
     ExpectRefused(FeedAll(assembler,
                           Chunks(WireHeader("", "k", DType::kFp16, shape),
                                  std::string(16, 'x'), {}, 1)),
@@ -282,7 +294,7 @@ TEST_F(PutAssemblerTest, AbsurdDimensionIsInvalidArgumentNamingIt) {
 TEST_F(PutAssemblerTest, TooManyValuesInAllIsInvalidArgumentNamingShape) {
   // Each dimension is within its limit, the product is not.
   const BlockShape shape{kMaxPlanes, kMaxTokens, 1, 2};
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(FeedAll(assembler,
                         Chunks(WireHeader("", "k", DType::kFp16, shape),
                                std::string(16, 'x'), {}, 1)),
@@ -293,7 +305,7 @@ TEST_F(PutAssemblerTest, UnknownOrMissingDtypeIsInvalidArgument) {
   for (int wire : {0, 4, 77, -1}) {
     v1::BlockHeader header = WireHeader("", "k", DType::kFp16, {1, 1, 1, 8});
     header.set_dtype(static_cast<v1::DType>(wire));
-    PutAssembler assembler(kRoomyPool);
+    PutAssembler assembler(kRoomyPool, &staging_);
     ExpectRefused(FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
                   absl::StatusCode::kInvalidArgument, "header.dtype");
     ExpectStreamGoesOn(assembler);
@@ -304,7 +316,7 @@ TEST_F(PutAssemblerTest, UnknownGranularityIsInvalidArgument) {
   v1::BlockHeader header = WireHeader("", "k", DType::kFp16, {1, 1, 1, 8});
   header.mutable_quantization()->set_granularity(
       static_cast<v1::Granularity>(5 + Uniform(0, 100)));
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
                 absl::StatusCode::kInvalidArgument,
                 "header.quantization.granularity");
@@ -315,7 +327,7 @@ TEST_F(PutAssemblerTest, UnknownFormatIsInvalidArgument) {
   v1::BlockHeader header = WireHeader("", "k", DType::kFp16, {1, 1, 1, 8});
   header.mutable_quantization()->set_format(
       static_cast<v1::Format>(2 + Uniform(0, 100)));
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
                 absl::StatusCode::kInvalidArgument,
                 "header.quantization.format");
@@ -325,7 +337,7 @@ TEST_F(PutAssemblerTest, UnknownFormatIsInvalidArgument) {
 TEST_F(PutAssemblerTest, GroupSizeNotDividingHeadDimIsInvalidArgument) {
   const uint32_t head_dim = 48;
   for (uint32_t group : {0u, 5u, 7u, 96u}) {
-    PutAssembler assembler(kRoomyPool);
+    PutAssembler assembler(kRoomyPool, &staging_);
     ExpectRefused(
         FeedAll(assembler,
                 Chunks(WireHeader("", "k", DType::kFp16, {1, 1, 1, head_dim},
@@ -337,7 +349,7 @@ TEST_F(PutAssemblerTest, GroupSizeNotDividingHeadDimIsInvalidArgument) {
 }
 
 TEST_F(PutAssemblerTest, GroupSizeWithoutGroupGranularityIsInvalidArgument) {
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(
       FeedAll(assembler,
               Chunks(WireHeader("", "k", DType::kFp16, {1, 1, 1, 8},
@@ -349,7 +361,7 @@ TEST_F(PutAssemblerTest, GroupSizeWithoutGroupGranularityIsInvalidArgument) {
 // --- Bad input: key and namespace ---
 
 TEST_F(PutAssemblerTest, EmptyKeyIsInvalidArgument) {
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   std::vector<PutEvent> events = FeedAll(
       assembler, Chunks(WireHeader("", "", DType::kFp16, {1, 1, 1, 8}),
                         std::string(16, 'x'), {}, 5));
@@ -359,7 +371,7 @@ TEST_F(PutAssemblerTest, EmptyKeyIsInvalidArgument) {
 }
 
 TEST_F(PutAssemblerTest, OverLongKeyIsInvalidArgumentAndNotEchoed) {
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   const std::string key(kMaxKeyBytes + Uniform(1, 4096), 'k');
   std::vector<PutEvent> events = FeedAll(
       assembler, Chunks(WireHeader("", key, DType::kFp16, {1, 1, 1, 8}),
@@ -372,7 +384,7 @@ TEST_F(PutAssemblerTest, OverLongKeyIsInvalidArgumentAndNotEchoed) {
 TEST_F(PutAssemblerTest, KeyOfExactlyTheLimitIsAccepted) {
   std::string key(kMaxKeyBytes, '\0');
   for (char& c : key) c = static_cast<char>(Uniform(0, 255));  // binary is fine
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   std::vector<PutEvent> events = FeedAll(
       assembler, Chunks(WireHeader("", key, DType::kFp16, {1, 1, 1, 8}),
                         RandomBlockBytes(DType::kFp16, 8, rng_), {}, 1));
@@ -386,7 +398,7 @@ TEST_F(PutAssemblerTest, BadNamespaceIsInvalidArgumentAndEchoesTheKey) {
   const std::string control = std::string("model") + char(Uniform(0, 0x1f));
   const std::string high = std::string("mod") + char(0x80 + Uniform(0, 0x7f));
   for (const std::string& ns : {too_long, control, high}) {
-    PutAssembler assembler(kRoomyPool);
+    PutAssembler assembler(kRoomyPool, &staging_);
     std::vector<PutEvent> events = FeedAll(
         assembler, Chunks(WireHeader(ns, "the-key", DType::kFp16, {1, 1, 1, 8}),
                           std::string(16, 'x'), {}, 1));
@@ -407,7 +419,7 @@ TEST_F(PutAssemblerTest, ChunkAtTheWrongOffsetIsRefusedAndTheRestSkipped) {
       Chunks(WireHeader("", "k", dtype, shape), data,
              {data.size() / 4, data.size() / 2, 3 * data.size() / 4}, 3);
   std::swap(chunks[1], chunks[2]);  // out of order
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
 
   std::vector<PutEvent> events = FeedAll(assembler, chunks);
 
@@ -415,6 +427,7 @@ TEST_F(PutAssemblerTest, ChunkAtTheWrongOffsetIsRefusedAndTheRestSkipped) {
   EXPECT_EQ(events[0].sequence, 3u);
   EXPECT_EQ(events[0].key, "k");
   EXPECT_FALSE(assembler.inside_block());
+  EXPECT_EQ(staging_.usage().lent_bytes, 0u) << "the refused block's buffer";
   ExpectStreamGoesOn(assembler);
 }
 
@@ -423,7 +436,7 @@ TEST_F(PutAssemblerTest, FirstChunkWithNonZeroOffsetIsRefused) {
       Chunks(WireHeader("", "k", DType::kFp16, {1, 1, 1, 8}),
              RandomBlockBytes(DType::kFp16, 8, rng_), {}, 1);
   chunks[0].set_offset(Uniform(1, 100));
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(FeedAll(assembler, chunks), absl::StatusCode::kInvalidArgument,
                 "offset");
   ExpectStreamGoesOn(assembler);
@@ -436,7 +449,7 @@ TEST_F(PutAssemblerTest, MissingMiddleChunkIsRefused) {
       Chunks(WireHeader("", "k", DType::kFp32, shape), data,
              {data.size() / 3, 2 * data.size() / 3}, 1);
   chunks.erase(chunks.begin() + 1);
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(FeedAll(assembler, chunks), absl::StatusCode::kInvalidArgument,
                 "offset");
   ExpectStreamGoesOn(assembler);
@@ -450,7 +463,7 @@ TEST_F(PutAssemblerTest, LastSetBeforeAllBytesArrivedIsRefused) {
              {data.size() / 3, 2 * data.size() / 3}, 1);
   chunks.pop_back();
   chunks.back().set_last(true);
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   ExpectRefused(FeedAll(assembler, chunks), absl::StatusCode::kInvalidArgument,
                 "last is set after");
   EXPECT_FALSE(assembler.inside_block());
@@ -464,7 +477,7 @@ TEST_F(PutAssemblerTest, NewHeaderBeforeTheLastChunkRefusesTheOpenBlock) {
       Chunks(WireHeader("", "open", DType::kFp16, shape), data,
              {data.size() / 2}, 1);
   first.pop_back();  // its last chunk never comes
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   EXPECT_THAT(FeedAll(assembler, first), SizeIs(0));
 
   std::vector<PutEvent> events = FeedAll(assembler, GoodBlock("second", 2));
@@ -483,7 +496,7 @@ TEST_F(PutAssemblerTest, ChunkWithoutAnyHeaderIsRefused) {
   orphan.set_offset(0);
   orphan.set_data("abcd");
   orphan.set_sequence(12);
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   std::vector<PutEvent> events = assembler.Feed(orphan);
   ExpectRefused(events, absl::StatusCode::kInvalidArgument, "header");
   EXPECT_EQ(events[0].key, "");
@@ -503,7 +516,7 @@ TEST_F(PutAssemblerTest, RefusedBlockSkipsItsRemainingChunksUntilTheNextHeader) 
   bad.set_dtype(static_cast<v1::DType>(9));
   std::vector<v1::PutRequest> chunks =
       Chunks(bad, data, {data.size() / 4, data.size() / 2}, 1);
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
 
   std::vector<PutEvent> events = FeedAll(assembler, chunks);
 
@@ -518,7 +531,7 @@ TEST_F(PutAssemblerTest, StreamEndingInsideABlockFailsAndDropsIt) {
       Chunks(WireHeader("", "cut", DType::kFp16, shape), data,
              {data.size() / 3, 2 * data.size() / 3}, 4);
   chunks.resize(Uniform(1, 2));
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   EXPECT_THAT(FeedAll(assembler, chunks), SizeIs(0));
   EXPECT_TRUE(assembler.inside_block());
 
@@ -529,10 +542,11 @@ TEST_F(PutAssemblerTest, StreamEndingInsideABlockFailsAndDropsIt) {
   EXPECT_THAT(status.message(), HasSubstr("sequence 4"));
   EXPECT_THAT(status.message(), HasSubstr("nothing was stored"));
   EXPECT_FALSE(assembler.inside_block());
+  EXPECT_EQ(staging_.usage().lent_bytes, 0u) << "the dropped block's buffer";
 }
 
 TEST_F(PutAssemblerTest, StreamEndingBetweenBlocksIsFine) {
-  PutAssembler assembler(kRoomyPool);
+  PutAssembler assembler(kRoomyPool, &staging_);
   EXPECT_TRUE(assembler.Finish().ok());
   FeedAll(assembler, GoodBlock("a", 1));
   EXPECT_TRUE(assembler.Finish().ok());
@@ -544,7 +558,7 @@ TEST_F(PutAssemblerTest, BlockLargerThanThePoolIsResourceExhausted) {
   // A 1 Gi-value block against a 64-page pool: refused from the header
   // alone, before a byte of staging is allocated.
   const BlockShape shape{2, 1 << 14, 8, 4096};
-  PutAssembler assembler(PutLimits{4096, 64});
+  PutAssembler assembler(PutLimits{4096, 64}, &staging_);
   std::vector<v1::PutRequest> chunks =
       Chunks(WireHeader("", "huge", DType::kFp32, shape), std::string(1024, 'x'),
              {512}, 1);
@@ -558,7 +572,7 @@ TEST_F(PutAssemblerTest, BlockLargerThanThePoolIsResourceExhausted) {
 TEST_F(PutAssemblerTest, BlockFillingThePoolExactlyIsAccepted) {
   // payload = 16 values rounded to 16 + one 4-byte scale = 20 bytes.
   const BlockShape shape{1, 1, 1, 16};
-  PutAssembler assembler(PutLimits{256, 1});
+  PutAssembler assembler(PutLimits{256, 1}, &staging_);
   std::vector<PutEvent> events = FeedAll(
       assembler, Chunks(WireHeader("", "fits", DType::kFp16, shape),
                         RandomBlockBytes(DType::kFp16, 16, rng_), {}, 1));

@@ -1,0 +1,93 @@
+// StagingPool: reusable host buffers for blocks passing through the service.
+// A Put's chunks are assembled in one; a Get's answer is dequantized into one
+// and sent from it.
+//
+// Buffers come from the backend (Backend::AllocateHostBuffer: page-locked on
+// CUDA, so the copies to and from the GPU run by DMA straight from and to
+// them) and are kept for the next block when given back, up to
+// `budget_bytes` lent and kept together. Reuse matters twice: page-locked
+// memory takes milliseconds to allocate, and fresh memory of any kind costs a
+// page fault per 4 KiB on first touch, which at tens of MiB per block was
+// most of the server's time on the data path (bench/results/README.md).
+//
+// Past the budget a request is served from plain heap memory, freed when
+// given back: slower for CUDA, but never a wait, and an error only when the
+// heap itself is exhausted (RESOURCE_EXHAUSTED).
+//
+// Thread-safe. The pool must outlive every buffer it lent.
+
+#ifndef KVQ_SERVER_SERVICE_STAGING_POOL_H_
+#define KVQ_SERVER_SERVICE_STAGING_POOL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <span>
+
+#include "absl/status/statusor.h"
+#include "server/backend/backend.h"
+#include "server/backend/host_buffer.h"
+
+namespace kvq {
+
+class StagingPool;
+
+// A buffer lent by a StagingPool: `size()` usable bytes, given back when
+// destroyed. Move-only.
+class StagingBuffer {
+ public:
+  StagingBuffer() = default;
+  StagingBuffer(StagingBuffer&& other) noexcept;
+  StagingBuffer& operator=(StagingBuffer&& other) noexcept;
+  StagingBuffer(const StagingBuffer&) = delete;
+  StagingBuffer& operator=(const StagingBuffer&) = delete;
+  ~StagingBuffer();
+
+  std::byte* data() const { return buffer_.data(); }
+  uint64_t size() const { return size_; }
+  std::span<std::byte> bytes() const { return {buffer_.data(), size_}; }
+
+ private:
+  friend class StagingPool;
+  StagingBuffer(StagingPool* pool, HostBuffer buffer, uint64_t size)
+      : pool_(pool), buffer_(std::move(buffer)), size_(size) {}
+  void GiveBack();
+
+  StagingPool* pool_ = nullptr;  // null: heap memory, freed with buffer_
+  HostBuffer buffer_;
+  uint64_t size_ = 0;
+};
+
+class StagingPool {
+ public:
+  // `backend` must outlive the pool.
+  StagingPool(Backend* backend, uint64_t budget_bytes);
+  StagingPool(const StagingPool&) = delete;
+  StagingPool& operator=(const StagingPool&) = delete;
+
+  // A buffer of at least `bytes` (its size() is `bytes`).
+  absl::StatusOr<StagingBuffer> Acquire(uint64_t bytes);
+
+  struct Usage {
+    uint64_t lent_bytes = 0;  // backend buffers out with callers
+    uint64_t kept_bytes = 0;  // backend buffers waiting for reuse
+    uint64_t kept_buffers = 0;
+    uint64_t heap_buffers = 0;  // requests served past the budget, ever
+  };
+  Usage usage() const;
+
+ private:
+  friend class StagingBuffer;
+  void GiveBack(HostBuffer buffer);
+
+  Backend* const backend_;
+  const uint64_t budget_bytes_;
+  mutable std::mutex mu_;
+  std::multimap<uint64_t, HostBuffer> kept_;  // by capacity
+  Usage usage_;
+};
+
+}  // namespace kvq
+
+#endif  // KVQ_SERVER_SERVICE_STAGING_POOL_H_

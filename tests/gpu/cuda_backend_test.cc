@@ -1,0 +1,115 @@
+// CudaBackend's host side of the data path: a block moves the same whether
+// the caller's memory is page-locked (AllocateHostBuffer's, which the server
+// receives puts into and answers gets from: DMA straight from and to it) or
+// plain (copied through the backend's own staging), and either way equals
+// the CPU backend byte for byte.
+
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/backend/backend.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace kvq {
+namespace {
+
+using ::kvq::gpu_testing::RandomBlock;
+
+constexpr uint64_t kPageBytes = 4096;
+constexpr uint64_t kPages = 1024;
+
+class CudaBackendHostMemoryTest : public gpu_testing::DtypeGranularityTest {
+ protected:
+  void SetUp() override {
+    DtypeGranularityTest::SetUp();
+    if (IsSkipped()) return;
+    const ArenaOptions arena{kPages * kPageBytes, kPageBytes};
+    absl::StatusOr<std::unique_ptr<Backend>> cuda = MakeCudaBackend(arena, 0);
+    ASSERT_TRUE(cuda.ok()) << cuda.status();
+    cuda_ = *std::move(cuda);
+    cpu_ = *MakeCpuBackend(arena);
+  }
+
+  // `count` distinct page ids in random order, so that no block's pages are
+  // consecutive by luck.
+  std::vector<uint32_t> ScatteredPages(uint64_t count) {
+    std::vector<uint32_t> all(kPages);
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng_);
+    all.resize(count);
+    return all;
+  }
+
+  std::unique_ptr<Backend> cuda_;
+  std::unique_ptr<Backend> cpu_;
+};
+
+TEST_P(CudaBackendHostMemoryTest, HostBuffersArePageLocked) {
+  absl::StatusOr<HostBuffer> buffer = cuda_->AllocateHostBuffer(3 << 20);
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  EXPECT_EQ(buffer->size(), uint64_t{3} << 20);
+  cudaPointerAttributes attributes{};
+  ASSERT_CUDA_OK(cudaPointerGetAttributes(&attributes, buffer->data()));
+  EXPECT_EQ(attributes.type, cudaMemoryTypeHost);
+}
+
+TEST_P(CudaBackendHostMemoryTest,
+       PageLockedAndPlainMemoryMoveTheSameBytesAsTheCpuBackend) {
+  for (int trial = 0; trial < 4; ++trial) {
+    const BlockShape shape{2, static_cast<uint32_t>(1 + rng_() % 64),
+                           static_cast<uint32_t>(1 + rng_() % 8),
+                           static_cast<uint32_t>(8 * (1 + rng_() % 32))};
+    const BlockLayout layout = Layout(shape);
+    const std::string name = gpu_testing::CaseName(layout, dtype());
+    const auto block = RandomBlock(shape, dtype(), rng_);
+    const uint64_t bytes = layout.logical_bytes(dtype());
+    const uint64_t pages = (layout.payload_bytes + kPageBytes - 1) / kPageBytes;
+    const std::vector<uint32_t> page_ids = ScatteredPages(pages);
+    const std::span<const std::byte> plain_src(
+        reinterpret_cast<const std::byte*>(block.data()), bytes);
+
+    // The reference: the CPU backend, same pages, read back into plain memory.
+    ASSERT_TRUE(cpu_->QuantizeInto(layout, dtype(), plain_src, page_ids).ok());
+    std::vector<std::byte> expected(bytes);
+    ASSERT_TRUE(cpu_->DequantizeFrom(layout, page_ids, dtype(), expected).ok());
+
+    absl::StatusOr<HostBuffer> locked = cuda_->AllocateHostBuffer(bytes);
+    ASSERT_TRUE(locked.ok()) << locked.status();
+    std::memcpy(locked->data(), block.data(), bytes);
+    for (const bool locked_src : {false, true}) {
+      const std::span<const std::byte> src =
+          locked_src ? std::span<const std::byte>(locked->data(), bytes)
+                     : plain_src;
+      absl::StatusOr<float> absmax =
+          cuda_->QuantizeInto(layout, dtype(), src, page_ids);
+      ASSERT_TRUE(absmax.ok()) << absmax.status() << " " << name;
+
+      std::vector<std::byte> plain_dst(bytes, std::byte{0x7f});
+      ASSERT_TRUE(
+          cuda_->DequantizeFrom(layout, page_ids, dtype(), plain_dst).ok());
+      absl::StatusOr<HostBuffer> locked_dst = cuda_->AllocateHostBuffer(bytes);
+      ASSERT_TRUE(locked_dst.ok()) << locked_dst.status();
+      std::memset(locked_dst->data(), 0x7f, bytes);
+      ASSERT_TRUE(
+          cuda_->DequantizeFrom(layout, page_ids, dtype(), locked_dst->bytes())
+              .ok());
+
+      EXPECT_TRUE(std::memcmp(plain_dst.data(), expected.data(), bytes) == 0)
+          << name << (locked_src ? ", page-locked" : ", plain")
+          << " source, plain destination";
+      EXPECT_TRUE(std::memcmp(locked_dst->data(), expected.data(), bytes) == 0)
+          << name << (locked_src ? ", page-locked" : ", plain")
+          << " source, page-locked destination";
+    }
+  }
+}
+
+KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(CudaBackendHostMemoryTest);
+
+}  // namespace
+}  // namespace kvq
