@@ -15,6 +15,8 @@ namespace kvq {
 namespace {
 
 constexpr uint64_t kDefaultChunkBytes = uint64_t{1} << 20;
+// Put's index among the service's methods (the order of kvcache.proto).
+constexpr int kPutMethodIndex = 0;
 // Room left in a Get response for everything but the data: the header
 // (key <= 1 KiB, namespace <= 128 bytes, shape) and protobuf framing.
 constexpr uint64_t kResponseEnvelopeBytes = 16 << 10;
@@ -53,11 +55,23 @@ KVCacheService::KVCacheService(BlockPool* pool, Backend* backend,
       store_(store),
       staging_(staging),
       metrics_(metrics),
-      options_(std::move(options)) {}
+      options_(std::move(options)) {
+  // The generated service registers its methods in the proto's order: Put
+  // is method 0. Its handler is replaced by one that reads PutChunks.
+  MarkMethodStreamed(
+      kPutMethodIndex,
+      new grpc::internal::BidiStreamingHandler<KVCacheService, PutChunk,
+                                               v1::PutResponse>(
+          [](KVCacheService* service, grpc::ServerContext* context,
+             grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
+            return service->HandlePut(context, stream);
+          },
+          this));
+}
 
-grpc::Status KVCacheService::Put(
+grpc::Status KVCacheService::HandlePut(
     grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::PutResponse, v1::PutRequest>* stream) {
+    grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
   RpcCall call(*metrics_, Rpc::kPut, context);
   PutAssembler assembler(PutLimits{pool_->page_bytes(), pool_->pages_total()},
                          staging_);
@@ -67,7 +81,7 @@ grpc::Status KVCacheService::Put(
                         " bytes_in=", bytes_in);
   };
 
-  v1::PutRequest request;
+  PutChunk request;
   while (stream->Read(&request)) {
     for (PutEvent& event : assembler.Feed(request)) {
       v1::PutResponse response;
@@ -102,6 +116,11 @@ grpc::Status KVCacheService::Put(
       response.set_key(std::move(event.key));
       if (!stream->Write(response)) return call.Finish(ClientGone(), summary());
     }
+  }
+  if (!request.parse_status().ok()) {
+    // A message that is not a PutRequest ends the stream (gRPC reads no
+    // further); an incomplete block dies with the assembler.
+    return call.Finish(request.parse_status(), summary());
   }
   if (context->IsCancelled()) {
     // Cancel, disconnect, deadline, shutdown or a message over the size

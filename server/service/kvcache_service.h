@@ -27,6 +27,7 @@
 #include "server/metrics/server_metrics.h"
 #include "server/pool/block_pool.h"
 #include "server/service/block_store.h"
+#include "server/service/put_chunk.h"
 #include "server/service/staging_pool.h"
 
 namespace kvq {
@@ -49,10 +50,12 @@ class KVCacheService final : public v1::KVCache::Service {
                  StagingPool* staging, ServerMetrics* metrics,
                  ServiceOptions options);
 
-  grpc::Status Put(
+  // The Put RPC. It reads PutChunks rather than PutRequests (the
+  // constructor registers it so), leaving each chunk's data in gRPC's
+  // buffers until it is copied into the block (put_chunk.h).
+  grpc::Status HandlePut(
       grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::PutResponse, v1::PutRequest>* stream)
-      override;
+      grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream);
   grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
                    grpc::ServerWriter<v1::GetResponse>* writer) override;
   grpc::Status Lookup(grpc::ServerContext* context,

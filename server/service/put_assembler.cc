@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/parallel.h"
 
 namespace kvq {
 namespace {
@@ -20,14 +19,14 @@ std::string DescribeSize(const PutHeader& header) {
 }  // namespace
 
 std::span<const std::byte> AssembledBlock::data() const {
-  if (staging_.data() != nullptr) return staging_.bytes();
-  return {reinterpret_cast<const std::byte*>(whole_.data()), whole_.size()};
+  return staging_.bytes();
 }
 
 PutAssembler::PutAssembler(PutLimits limits, StagingPool* staging)
     : limits_(limits), staging_(staging) {}
 
-std::vector<PutEvent> PutAssembler::Feed(v1::PutRequest& chunk) {
+std::vector<PutEvent> PutAssembler::Feed(const PutChunk& data) {
+  const v1::PutRequest& chunk = data.fields();
   std::vector<PutEvent> events;
   if (chunk.has_header()) {
     if (state_ == State::kReceiving) {
@@ -39,7 +38,7 @@ std::vector<PutEvent> PutAssembler::Feed(v1::PutRequest& chunk) {
              /*chunk_was_last=*/true, events);
     }
     state_ = State::kIdle;
-    StartBlock(chunk, events);
+    StartBlock(data, events);
     return events;
   }
   switch (state_) {
@@ -54,14 +53,15 @@ std::vector<PutEvent> PutAssembler::Feed(v1::PutRequest& chunk) {
       if (chunk.last()) state_ = State::kIdle;
       break;
     case State::kReceiving:
-      ContinueBlock(chunk, events);
+      ContinueBlock(data, events);
       break;
   }
   return events;
 }
 
-void PutAssembler::StartBlock(v1::PutRequest& chunk,
+void PutAssembler::StartBlock(const PutChunk& data,
                               std::vector<PutEvent>& events) {
+  const v1::PutRequest& chunk = data.fields();
   const v1::BlockHeader& wire = chunk.header();
   // Echo the key in the result whenever it is a valid key, even if another
   // field of the header is wrong.
@@ -95,7 +95,7 @@ void PutAssembler::StartBlock(v1::PutRequest& chunk,
     return;
   }
   const uint64_t total = header->logical_bytes();
-  const uint64_t size = chunk.data().size();
+  const uint64_t size = data.data_size();
   if (size > total) {
     Refuse(chunk.sequence(), std::move(key),
            absl::InvalidArgumentError(absl::StrCat(
@@ -118,30 +118,29 @@ void PutAssembler::StartBlock(v1::PutRequest& chunk,
   block.sequence = chunk.sequence();
   block.header = *std::move(header);
   block.first_chunk_time = std::chrono::steady_clock::now();
-  if (chunk.last()) {
-    // The whole block in one message: keep its bytes, no copy.
-    block.whole_ = std::move(*chunk.mutable_data());
+  absl::StatusOr<StagingBuffer> staging = staging_->Acquire(total);
+  if (!staging.ok()) {
+    Refuse(chunk.sequence(), std::move(key), staging.status(),
+           /*chunk_was_last=*/chunk.last(), events);
+    return;
+  }
+  block.staging_ = *std::move(staging);
+  data.CopyDataTo(block.staging_.data());
+  if (chunk.last()) {  // the whole block in one message
     events.push_back(PutEvent{block.sequence, block.header.key,
                               absl::OkStatus(), std::move(block)});
     return;
   }
-  absl::StatusOr<StagingBuffer> staging = staging_->Acquire(total);
-  if (!staging.ok()) {
-    Refuse(chunk.sequence(), std::move(key), staging.status(),
-           /*chunk_was_last=*/false, events);
-    return;
-  }
-  block.staging_ = *std::move(staging);
-  ParallelCopy(block.staging_.data(), chunk.data().data(), size);
   received_ = size;
   current_ = std::move(block);
   state_ = State::kReceiving;
 }
 
-void PutAssembler::ContinueBlock(v1::PutRequest& chunk,
+void PutAssembler::ContinueBlock(const PutChunk& data,
                                  std::vector<PutEvent>& events) {
+  const v1::PutRequest& chunk = data.fields();
   const uint64_t total = current_->header.logical_bytes();
-  const uint64_t size = chunk.data().size();
+  const uint64_t size = data.data_size();
   if (chunk.offset() != received_) {
     Refuse(absl::InvalidArgumentError(absl::StrCat(
                "offset must equal the bytes of the block sent so far (",
@@ -158,8 +157,7 @@ void PutAssembler::ContinueBlock(v1::PutRequest& chunk,
            chunk.last(), events);
     return;
   }
-  ParallelCopy(current_->staging_.data() + received_, chunk.data().data(),
-               size);
+  data.CopyDataTo(current_->staging_.data() + received_);
   received_ += size;
   if (!chunk.last()) return;
   if (received_ < total) {

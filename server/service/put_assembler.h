@@ -14,11 +14,11 @@
 // quantized payload could never fit the pool is refused with
 // RESOURCE_EXHAUSTED before any staging memory is allocated.
 //
-// A block of one chunk keeps the request's own bytes. A block of several is
-// assembled in a StagingPool buffer, which the backend reads by DMA when it
-// is page-locked. Chunks are copied in on several cores (ParallelCopy): the
-// copy runs on the thread that reads the stream, and every microsecond it
-// takes delays the next read (measured: one core's memcpy made a 32 MiB put
+// A block is assembled in a StagingPool buffer, which the backend reads by
+// DMA when it is page-locked. Each chunk's data goes there straight from the
+// buffers gRPC received it in (PutChunk), on several cores: the copy runs on
+// the thread that reads the stream, and every microsecond it takes delays the
+// next read (measured: a parse copy plus one core's memcpy made a 32 MiB put
 // take 5 ms longer to receive than a bare gRPC stream).
 //
 // A header arriving while a block is still incomplete refuses that block
@@ -42,6 +42,7 @@
 #include "absl/status/status.h"
 #include "kvq/v1/kvcache.pb.h"
 #include "server/service/header_validation.h"
+#include "server/service/put_chunk.h"
 #include "server/service/staging_pool.h"
 
 namespace kvq {
@@ -70,8 +71,7 @@ class AssembledBlock {
   friend class PutAssembler;
   AssembledBlock() = default;
 
-  std::string whole_;      // a one-chunk block: its own bytes
-  StagingBuffer staging_;  // a multi-chunk block
+  StagingBuffer staging_;
 };
 
 // The outcome of one block of the stream.
@@ -87,12 +87,10 @@ class PutAssembler {
   // `staging` must outlive the assembler and the blocks it returns.
   PutAssembler(PutLimits limits, StagingPool* staging);
 
-  // Consumes the next message of the stream; may take its data (a one-chunk
-  // block keeps the request's bytes instead of copying them). Returns the
-  // blocks this message completed or refused: usually none or one, two when
-  // a header cuts short an incomplete block and the new block is complete at
-  // once.
-  std::vector<PutEvent> Feed(v1::PutRequest& chunk);
+  // Consumes the next message of the stream. Returns the blocks it
+  // completed or refused: usually none or one, two when a header cuts short
+  // an incomplete block and the new block is complete at once.
+  std::vector<PutEvent> Feed(const PutChunk& chunk);
 
   // The client finished sending. INVALID_ARGUMENT (naming the block) if a
   // block is incomplete; that block is dropped.
@@ -108,8 +106,8 @@ class PutAssembler {
     kSkipping,   // dropping the chunks of a refused block
   };
 
-  void StartBlock(v1::PutRequest& chunk, std::vector<PutEvent>& events);
-  void ContinueBlock(v1::PutRequest& chunk, std::vector<PutEvent>& events);
+  void StartBlock(const PutChunk& chunk, std::vector<PutEvent>& events);
+  void ContinueBlock(const PutChunk& chunk, std::vector<PutEvent>& events);
   // Refuses the current block. `chunk_was_last`: the failing chunk ended the
   // block, so nothing is left to skip.
   void Refuse(absl::Status status, bool chunk_was_last,

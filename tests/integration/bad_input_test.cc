@@ -300,6 +300,24 @@ TEST_F(BadInputTest, StreamEndingInsideABlockFailsTheRpcAndStoresNothing) {
                                  block.key);
 }
 
+TEST_F(BadInputTest, MessageThatIsNotAPutRequestEndsTheStreamStoringNothing) {
+  // A namespace that is not UTF-8 makes the whole message unparseable as a
+  // proto3 PutRequest (the C++ client only logs it when sending), here in
+  // the middle of a block.
+  const TestBlock block = Valid("interrupted");
+  const v1::BlockHeader header = HeaderOf(block);
+  v1::BlockHeader not_utf8 = HeaderOf(Valid("not-utf8"));
+  not_utf8.set_namespace_(std::string("ns\xff", 3));
+  const RawPutOutcome outcome = RawPut(
+      client_->channel(),
+      {Chunk(&header, 0, block.data.substr(0, 1024), false),
+       Chunk(&not_utf8, 0, block.data, true)});
+  EXPECT_TRUE(outcome.responses.empty());
+  ExpectRefusedAndNothingChanged(FromGrpcStatus(outcome.status),
+                                 absl::StatusCode::kInvalidArgument,
+                                 "not a valid kvq.v1.PutRequest", block.key);
+}
+
 TEST_F(BadInputTest, RefusedBlockDoesNotEndTheStream) {
   TestBlock bad = Valid("bad-first");
   bad.shape.set_heads(0);

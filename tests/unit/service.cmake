@@ -25,3 +25,6 @@ target_compile_definitions(cpu_backend_test PRIVATE
 kvq_add_test(staging_pool_test
   SOURCES staging_pool_test.cc
   LIBS kvq_service GTest::gmock)
+kvq_add_test(put_chunk_test
+  SOURCES put_chunk_test.cc
+  LIBS kvq_service GTest::gmock)

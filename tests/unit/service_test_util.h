@@ -4,6 +4,7 @@
 #ifndef KVQ_TESTS_UNIT_SERVICE_TEST_UTIL_H_
 #define KVQ_TESTS_UNIT_SERVICE_TEST_UTIL_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "kernels/float_convert.h"
 #include "kernels/format.h"
 #include "kvq/v1/kvcache.pb.h"
+#include "server/service/put_chunk.h"
 
 namespace kvq::service_testing {
 
@@ -126,6 +128,36 @@ inline std::vector<v1::PutRequest> Chunks(const v1::BlockHeader& header,
   }
   chunks.back().set_last(true);
   return chunks;
+}
+
+// Serialized bytes cut into gRPC slices at up to `max_cuts` random places
+// (as a message arrives: in pieces of whatever size the transport read).
+inline std::vector<grpc::Slice> RandomSlices(const std::string& bytes,
+                                             std::mt19937_64& rng,
+                                             int max_cuts = 6) {
+  std::vector<size_t> cuts;
+  for (int i = 0; i < max_cuts && !bytes.empty(); ++i) {
+    cuts.push_back(rng() % bytes.size());
+  }
+  cuts.push_back(0);
+  cuts.push_back(bytes.size());
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  std::vector<grpc::Slice> slices;
+  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+    slices.emplace_back(bytes.data() + cuts[i], cuts[i + 1] - cuts[i]);
+  }
+  return slices;
+}
+
+// `request` as the server's Put reads it off the wire.
+inline PutChunk ReceivedChunk(const v1::PutRequest& request,
+                              std::mt19937_64& rng) {
+  PutChunk chunk;
+  const absl::Status parsed =
+      chunk.Parse(RandomSlices(request.SerializeAsString(), rng));
+  EXPECT_TRUE(parsed.ok()) << parsed;
+  return chunk;
 }
 
 }  // namespace kvq::service_testing

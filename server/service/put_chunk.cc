@@ -1,0 +1,162 @@
+#include "server/service/put_chunk.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/parallel.h"
+
+namespace kvq {
+namespace {
+
+using google::protobuf::internal::WireFormatLite;
+
+constexpr uint32_t kDataTag =
+    WireFormatLite::MakeTag(v1::PutRequest::kDataFieldNumber,
+                            WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+
+// Bytes one task of CopyDataTo copies: enough that handing it to a worker
+// costs far less than the copy.
+constexpr uint64_t kCopyTaskBytes = uint64_t{256} << 10;
+
+absl::Status NotAPutRequest(std::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("a Put message is not a valid kvq.v1.PutRequest: ",
+                   absl::string_view(what.data(), what.size())));
+}
+
+}  // namespace
+
+PutChunk::PutChunk(const v1::PutRequest& request)
+    : fields_(request), owned_data_(request.data()) {
+  fields_.clear_data();
+  data_size_ = owned_data_.size();
+}
+
+absl::Status PutChunk::Parse(std::vector<grpc::Slice> slices) {
+  parse_status_ = ParseFields(std::move(slices));
+  return parse_status_;
+}
+
+absl::Status PutChunk::ParseFields(std::vector<grpc::Slice> slices) {
+  fields_.Clear();
+  owned_data_.clear();
+  slices_ = std::move(slices);
+  data_offset_ = 0;
+  data_size_ = 0;
+
+  // Every field but `data` is copied, tag and all, into `rest` and parsed
+  // there; `data` is only located and skipped.
+  std::string rest;
+  {
+    grpc::ByteBuffer buffer(slices_.data(), slices_.size());  // refs, no copy
+    grpc::ProtoBufferReader reader(&buffer);
+    google::protobuf::io::CodedInputStream input(&reader);
+    google::protobuf::io::StringOutputStream rest_stream(&rest);
+    google::protobuf::io::CodedOutputStream rest_output(&rest_stream);
+    for (uint32_t tag = input.ReadTag(); tag != 0; tag = input.ReadTag()) {
+      if (tag == kDataTag) {
+        uint32_t size = 0;
+        if (!input.ReadVarint32(&size)) return NotAPutRequest("bad data size");
+        data_offset_ = static_cast<uint64_t>(input.CurrentPosition());
+        data_size_ = size;
+        if (!input.Skip(static_cast<int>(size))) {
+          return NotAPutRequest("data is cut short");
+        }
+      } else if (!WireFormatLite::SkipField(&input, tag, &rest_output)) {
+        return NotAPutRequest("a field is cut short or malformed");
+      }
+    }
+    // ReadTag() also answers 0 for a malformed tag; only the end is fine.
+    if (!input.ConsumedEntireMessage()) {
+      return NotAPutRequest("malformed field tag");
+    }
+  }
+  if (!fields_.ParseFromString(rest)) {
+    return NotAPutRequest(
+        "a field other than data does not parse (string fields such as "
+        "header.namespace must be valid UTF-8)");
+  }
+  return absl::OkStatus();
+}
+
+void PutChunk::CopyDataTo(std::byte* dst) const {
+  if (slices_.empty()) {
+    ParallelCopy(dst, owned_data_.data(), owned_data_.size());
+    return;
+  }
+  // The data's pieces in the slices, cut so that no piece is larger than a
+  // task, then grouped into tasks of about kCopyTaskBytes.
+  struct Piece {
+    const uint8_t* src;
+    uint64_t dst_offset;
+    uint64_t size;
+  };
+  std::vector<Piece> pieces;
+  uint64_t skip = data_offset_, left = data_size_, done = 0;
+  for (const grpc::Slice& slice : slices_) {
+    if (left == 0) break;
+    if (skip >= slice.size()) {
+      skip -= slice.size();
+      continue;
+    }
+    const uint8_t* from = slice.begin() + skip;
+    uint64_t n = std::min<uint64_t>(slice.size() - skip, left);
+    skip = 0;
+    left -= n;
+    while (n > 0) {
+      const uint64_t piece = std::min(n, kCopyTaskBytes);
+      pieces.push_back(Piece{from, done, piece});
+      from += piece;
+      done += piece;
+      n -= piece;
+    }
+  }
+  std::vector<size_t> task_starts;  // first piece of each task
+  uint64_t task_bytes = kCopyTaskBytes;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    if (task_bytes + pieces[i].size > kCopyTaskBytes) {
+      task_starts.push_back(i);
+      task_bytes = 0;
+    }
+    task_bytes += pieces[i].size;
+  }
+  task_starts.push_back(pieces.size());
+  ParallelFor(task_starts.size() - 1, 1, [&](size_t begin, size_t end) {
+    for (size_t i = task_starts[begin]; i < task_starts[end]; ++i) {
+      std::memcpy(dst + pieces[i].dst_offset, pieces[i].src, pieces[i].size);
+    }
+  });
+}
+
+}  // namespace kvq
+
+namespace grpc {
+
+Status SerializationTraits<kvq::PutChunk, void>::Deserialize(
+    ByteBuffer* buffer, kvq::PutChunk* chunk) {
+  std::vector<Slice> slices;
+  Status dumped = buffer->Dump(&slices);
+  buffer->Clear();
+  if (!dumped.ok()) return dumped;
+  const absl::Status parsed = chunk->Parse(std::move(slices));
+  if (!parsed.ok()) {
+    return Status(StatusCode::INTERNAL, std::string(parsed.message()));
+  }
+  return Status::OK;
+}
+
+Status SerializationTraits<kvq::PutChunk, void>::Serialize(
+    const kvq::PutChunk& /*chunk*/, ByteBuffer* /*buffer*/,
+    bool* /*own_buffer*/) {
+  return Status(StatusCode::UNIMPLEMENTED,
+                "kvq::PutChunk is only ever received, never sent");
+}
+
+}  // namespace grpc
