@@ -164,9 +164,11 @@ MemoryFigures ComputeMemoryFigures(const PoolStats& pool) {
 }
 
 struct ServerMetrics::Impl {
-  Impl(BuildInfo build_info, std::function<PoolStats()> snapshot)
+  Impl(BuildInfo build_info, std::function<PoolStats()> pool,
+       std::function<StagingStats()> staging)
       : build(std::move(build_info)),
-        pool_snapshot(std::move(snapshot)),
+        pool_snapshot(std::move(pool)),
+        staging_snapshot(std::move(staging)),
         start_steady(std::chrono::steady_clock::now()),
         start_unix_seconds(
             std::chrono::duration<double>(
@@ -188,11 +190,13 @@ struct ServerMetrics::Impl {
 
   void RenderProcess(ExpositionWriter& w) const;
   void RenderMemory(ExpositionWriter& w, const PoolStats& pool) const;
+  void RenderStaging(ExpositionWriter& w, const StagingStats& staging) const;
   void RenderTraffic(ExpositionWriter& w, const PoolStats& pool) const;
   void RenderLatency(ExpositionWriter& w) const;
 
   const BuildInfo build;
   const std::function<PoolStats()> pool_snapshot;
+  const std::function<StagingStats()> staging_snapshot;
   const std::chrono::steady_clock::time_point start_steady;
   const double start_unix_seconds;
 
@@ -209,9 +213,10 @@ struct ServerMetrics::Impl {
 };
 
 ServerMetrics::ServerMetrics(BuildInfo build,
-                             std::function<PoolStats()> pool_snapshot)
-    : impl_(
-          std::make_unique<Impl>(std::move(build), std::move(pool_snapshot))) {}
+                             std::function<PoolStats()> pool_snapshot,
+                             std::function<StagingStats()> staging_snapshot)
+    : impl_(std::make_unique<Impl>(std::move(build), std::move(pool_snapshot),
+                                   std::move(staging_snapshot))) {}
 
 ServerMetrics::~ServerMetrics() = default;
 
@@ -423,6 +428,22 @@ void ServerMetrics::Impl::RenderTraffic(ExpositionWriter& w,
   w.Sample("kvq_sent_bytes_total", {}, sent_bytes.Value());
 }
 
+void ServerMetrics::Impl::RenderStaging(ExpositionWriter& w,
+                                        const StagingStats& staging) const {
+  w.Family("kvq_staging_bytes",
+           "Host buffers for blocks in transit (page-locked with the cuda "
+           "backend), by state: lent to a put or get now, or kept for the "
+           "next block. At most --staging_bytes together.",
+           MetricType::kGauge);
+  w.Sample("kvq_staging_bytes", {{"state", "lent"}}, staging.lent_bytes);
+  w.Sample("kvq_staging_bytes", {{"state", "kept"}}, staging.kept_bytes);
+  w.Family("kvq_staging_heap_fallbacks_total",
+           "Blocks staged in plain heap memory because --staging_bytes was "
+           "all in use (slower with the cuda backend: raise it).",
+           MetricType::kCounter);
+  w.Sample("kvq_staging_heap_fallbacks_total", {}, staging.heap_buffers);
+}
+
 void ServerMetrics::Impl::RenderLatency(ExpositionWriter& w) const {
   w.Family("kvq_rpc_duration_seconds",
            "Time from the start of an RPC to its status, by method.",
@@ -456,6 +477,8 @@ std::string ServerMetrics::Render() const {
   ExpositionWriter w;
   impl_->RenderProcess(w);
   impl_->RenderMemory(w, pool);
+  impl_->RenderStaging(w, impl_->staging_snapshot ? impl_->staging_snapshot()
+                                                  : StagingStats{});
   impl_->RenderTraffic(w, pool);
   impl_->RenderLatency(w);
   return w.Take();

@@ -19,7 +19,8 @@
 //   memory   logical_bytes, stored_bytes, pool_used_bytes, bytes_saved,
 //            compression_ratio, pool_capacity_bytes, pool_page_bytes,
 //            pool_pages{state="used|free"}, pool_fragmentation_ratio, blocks,
-//            namespace_{logical_bytes,stored_bytes,blocks}{namespace}
+//            namespace_{logical_bytes,stored_bytes,blocks}{namespace},
+//            staging_bytes{state="lent|kept"}, staging_heap_fallbacks_total
 //   traffic  rpcs_total{rpc,code}, puts_total{dtype}, put_errors_total{code},
 //            get_keys_total{result="hit|miss"},
 //            lookup_keys_total{result="present|absent"}, deletes_total,
@@ -88,10 +89,20 @@ struct MemoryFigures {
 };
 MemoryFigures ComputeMemoryFigures(const PoolStats& pool);
 
+// Host buffers for blocks in transit (server/service/staging_pool.h):
+// page-locked memory on CUDA, so worth watching next to the pool.
+struct StagingStats {
+  uint64_t lent_bytes = 0;    // with a put or get now
+  uint64_t kept_bytes = 0;    // waiting for the next block
+  uint64_t heap_buffers = 0;  // blocks staged in plain memory past the budget
+};
+
 class ServerMetrics {
  public:
-  // `pool_snapshot` is called once per Render() (may be empty: zero gauges).
-  ServerMetrics(BuildInfo build, std::function<PoolStats()> pool_snapshot);
+  // The snapshots are taken once per Render() (either may be empty: zero
+  // gauges).
+  ServerMetrics(BuildInfo build, std::function<PoolStats()> pool_snapshot,
+                std::function<StagingStats()> staging_snapshot = {});
   ~ServerMetrics();
 
   ServerMetrics(const ServerMetrics&) = delete;

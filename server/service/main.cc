@@ -207,16 +207,21 @@ int Run(const sigset_t& stop_signals) {
   if (!backend.ok()) return Fail(backend.status());
 
   BlockPool* const pool_ptr = pool->get();
+  const uint64_t staging_bytes = absl::GetFlag(FLAGS_staging_bytes);
+  StagingPool staging(backend->get(), staging_bytes);
   ServerMetrics metrics(
       BuildInfo{KVQ_VERSION, KVQ_GIT_REVISION, std::string((*backend)->name()),
                 (*backend)->device_name()},
-      [pool_ptr] { return pool_ptr->Stats(); });
+      [pool_ptr] { return pool_ptr->Stats(); },
+      [&staging] {
+        const StagingPool::Usage usage = staging.usage();
+        return StagingStats{usage.lent_bytes, usage.kept_bytes,
+                            usage.heap_buffers};
+      });
   absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
       MetricsHttpServer::Start(absl::GetFlag(FLAGS_metrics_listen), &metrics);
   if (!http.ok()) return Fail(http.status());
 
-  const uint64_t staging_bytes = absl::GetFlag(FLAGS_staging_bytes);
-  StagingPool staging(backend->get(), staging_bytes);
   BlockStore store(pool_ptr, backend->get(), &staging, &metrics,
                    absl::GetFlag(FLAGS_quality_sample_every));
   KVCacheService service(pool_ptr, backend->get(), &store, &staging, &metrics,

@@ -92,6 +92,8 @@ TEST_F(ServerMetricsTest, EveryFamilyHasHelpTypeAndItsPrometheusName) {
       {"kvq_namespace_logical_bytes", "gauge"},
       {"kvq_namespace_stored_bytes", "gauge"},
       {"kvq_namespace_blocks", "gauge"},
+      {"kvq_staging_bytes", "gauge"},
+      {"kvq_staging_heap_fallbacks_total", "counter"},
       {"kvq_rpcs_total", "counter"},
       {"kvq_puts_total", "counter"},
       {"kvq_put_errors_total", "counter"},
@@ -149,6 +151,22 @@ TEST_F(ServerMetricsTest, PoolGaugesAreReadFromTheSnapshotAtEachScrape) {
               static_cast<double>(pool.logical_bytes) / used);
     EXPECT_EQ(e.Value("kvq_pool_fragmentation_ratio"),
               (used - static_cast<double>(pool.stored_bytes)) / used);
+  }
+}
+
+TEST_F(ServerMetricsTest, StagingFiguresAreReadFromTheirSnapshotAtEachScrape) {
+  StagingStats staging;
+  ServerMetrics metrics(TestBuild(), {}, [&] { return staging; });
+  for (int scrape = 0; scrape < 3; ++scrape) {
+    staging = StagingStats{Uniform(0, 1 << 30), Uniform(0, 1 << 30),
+                           Uniform(0, 1000)};
+    const Exposition e = Parse(metrics);
+    EXPECT_EQ(e.Value("kvq_staging_bytes", {{"state", "lent"}}),
+              staging.lent_bytes);
+    EXPECT_EQ(e.Value("kvq_staging_bytes", {{"state", "kept"}}),
+              staging.kept_bytes);
+    EXPECT_EQ(e.Value("kvq_staging_heap_fallbacks_total"),
+              staging.heap_buffers);
   }
 }
 
