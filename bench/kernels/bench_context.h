@@ -10,8 +10,10 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "bench/common/report.h"
 #include "bench/kernels/device_util.h"
 #include "kernels/format.h"
@@ -109,6 +111,21 @@ std::string Ms(double ms);             // 3 significant digits
 void RunPaperSection(BenchContext& ctx);
 void RunProductionSection(BenchContext& ctx);
 void RunBatchSection(BenchContext& ctx);
+
+// One case of section 2 (--case), e.g. "fp16:per_token_head:1x131072x8x128"
+// or "bf16:group32:2x4096x8x128": the dtype, the granularity as section 2's
+// tables name it, and the shape planes x tokens x heads x head_dim.
+struct ProductionCase {
+  DType dtype;
+  BlockLayout layout;
+};
+// INVALID_ARGUMENT naming the part that is wrong.
+absl::StatusOr<ProductionCase> ParseProductionCase(std::string_view text);
+// Measures that case alone as section 2 measures each of its rows (quantize
+// and dequantize timed, bytes checked against the CPU), on the input section
+// 2's size sweep uses for that many elements, and appends the one-row table.
+// Returns whether the GPU's bytes equal the CPU's.
+bool RunProductionCase(BenchContext& ctx, const ProductionCase& c);
 
 }  // namespace kvq::bench
 

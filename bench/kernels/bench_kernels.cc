@@ -11,11 +11,22 @@
 // a paged pool). --max_elements caps every case; the serial CPU loop runs
 // only up to 131072 x 1024 elements unless --full. See bench/results/README.md
 // for how the tables are measured and read.
+//
+// --case=DTYPE:GRANULARITY:PxTxHxD runs one case of section 2 alone (and no
+// other section), named as its tables name it, e.g. to profile one kernel:
+//
+//   ncu --kernel-name regex:QuantizeGroups --launch-count 1
+//       kvq-bench-kernels --case=fp16:per_token_head:1x131072x8x128
+//       --repeats=1
+//
+// A --case that does not parse exits with 2; GPU bytes that differ from the
+// CPU's with 1.
 
 #include <cuda_runtime_api.h>
 
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -37,6 +48,11 @@ ABSL_FLAG(uint64_t, max_elements, uint64_t{1} << 30,
 ABSL_FLAG(bool, full, false,
           "run the serial CPU loop on every paper shape (slow: minutes)");
 ABSL_FLAG(uint64_t, seed, 20261125, "seed of the random inputs");
+ABSL_FLAG(std::string, case, "",
+          "run only this production case (section 2), e.g. "
+          "fp16:per_token_head:1x131072x8x128 or bf16:group32:1x4096x8x128: "
+          "DTYPE:GRANULARITY:PxTxHxD (planes x tokens x heads x head_dim); "
+          "--shapes and --max_elements do not apply");
 
 namespace kvq::bench {
 namespace {
@@ -44,13 +60,23 @@ namespace {
 int Main(int argc, char** argv) {
   const std::string command = CommandLine(argc, argv);
   absl::SetProgramUsageMessage(
-      "kvq-bench-kernels [--shapes=paper|all] [--markdown=PATH] [--csv=PATH] "
-      "[--repeats=N] [--max_elements=N] [--full]");
+      "kvq-bench-kernels [--shapes=paper|all | --case=DTYPE:GRANULARITY:"
+      "PxTxHxD] [--markdown=PATH] [--csv=PATH] [--repeats=N] "
+      "[--max_elements=N] [--full]");
   absl::ParseCommandLine(argc, argv);
   const std::string shapes = absl::GetFlag(FLAGS_shapes);
   if (shapes != "paper" && shapes != "all") {
     std::cerr << "--shapes must be paper or all, got \"" << shapes << "\"\n";
     return 2;
+  }
+  std::optional<ProductionCase> one_case;
+  if (const std::string text = absl::GetFlag(FLAGS_case); !text.empty()) {
+    absl::StatusOr<ProductionCase> parsed = ParseProductionCase(text);
+    if (!parsed.ok()) {
+      std::cerr << "--case: " << parsed.status().message() << "\n";
+      return 2;
+    }
+    one_case = *parsed;
   }
   Options opt;
   opt.all_shapes = shapes == "all";
@@ -73,9 +99,10 @@ int Main(int argc, char** argv) {
   BenchContext ctx(opt, gpu, stream);
   const auto start = std::chrono::steady_clock::now();
 
-  // The ceiling every table compares with: a big device-to-device copy.
+  // The ceiling every table compares with: a big device-to-device copy (not
+  // for a single case, whose row has its own copy).
   const uint64_t big_copy = uint64_t{2} << 30;  // 1 GiB copied = 2 GiB moved
-  const double big_copy_ms = ctx.CopyMs(big_copy);
+  const double big_copy_ms = one_case ? -1 : ctx.CopyMs(big_copy);
 
   // The report so far, rewritten after every section: a run cut short (the
   // GPU machine's command limit) still leaves the sections it finished.
@@ -99,11 +126,14 @@ int Main(int argc, char** argv) {
        << " CUDA-event-timed repetitions after 3 warm-ups, queued behind a "
           "spin kernel (no host launch gaps), inputs rotated through buffer "
           "sets spanning 4x L2 when a set is smaller than 2x L2; GB/s = bytes "
-          "read + written / time (10^9 B/s)\n"
-       << "- device-to-device copy, 1 GiB: " << Ms(big_copy_ms) << " ms = "
-       << Sig(GBps(big_copy, big_copy_ms), 4)
-       << " GB/s read + write (the ceiling; each row compares with a copy of "
-          "its own bytes)\n\n";
+          "read + written / time (10^9 B/s)\n";
+    if (big_copy_ms >= 0) {
+      md << "- device-to-device copy, 1 GiB: " << Ms(big_copy_ms)
+         << " ms = " << Sig(GBps(big_copy, big_copy_ms), 4)
+         << " GB/s read + write (the ceiling; each row compares with a copy "
+            "of its own bytes)\n";
+    }
+    md << "\n";
     if (!ctx.targets().empty()) {
       md << "## Issue 3's targets, this run\n\n";
       Table t({"target", "measured", "met"});
@@ -119,6 +149,17 @@ int Main(int argc, char** argv) {
     if (finished) std::cout << md.str();
     return ok;
   };
+
+  if (one_case) {
+    const bool equal = RunProductionCase(ctx, *one_case);
+    const bool ok = report(true);
+    cudaStreamDestroy(stream);
+    if (!equal) {
+      std::cerr << "kvq-bench-kernels: the GPU's bytes differ from the CPU's\n";
+      return 1;
+    }
+    return ok ? 0 : 1;
+  }
 
   RunPaperSection(ctx);
   report(false);

@@ -5,6 +5,7 @@
 // the same input, with the bytes checked against the CPU's.
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <iostream>
 #include <limits>
@@ -214,10 +215,44 @@ class ProductionRunner {
   bool all_equal_ = true;
 };
 
+// What a row of ProductionRunner's table measures, for the text above it.
+std::string RowNotes() {
+  std::ostringstream md;
+  md << "`quantize` computes the scales on the GPU (kvq::cuda::Quantize). "
+        "GB/s count the bytes each kernel must move, read + write: the input "
+        "once, or twice when its groups cannot stay on chip (`passes` = 2: "
+        "per-channel over more than 256 tokens, per-tensor over a large "
+        "plane), plus the payload; `of copy` = same-run device-to-device copy "
+        "time of the same bytes / kernel time. CPU: kvq's fast path "
+        "(kvq::Quantize / Dequantize), "
+     << WorkerPool::Default().concurrency()
+     << " threads, same input. `bytes equal`: GPU payload and dequantized "
+        "output equal the CPU's.\n\n";
+  return md.str();
+}
+
 uint64_t MaxPayload(const std::vector<BlockLayout>& layouts) {
   uint64_t m = 0;
   for (const auto& l : layouts) m = std::max(m, l.payload_bytes);
   return m;
+}
+
+// text cut at every `sep`.
+std::vector<std::string_view> Split(std::string_view text, char sep) {
+  std::vector<std::string_view> parts;
+  for (size_t start = 0;;) {
+    const size_t end = text.find(sep, start);
+    parts.push_back(text.substr(start, end - start));
+    if (end == std::string_view::npos) return parts;
+    start = end + 1;
+  }
+}
+
+// A whole decimal uint32_t, nothing else.
+bool ParseUint32(std::string_view text, uint32_t* value) {
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, *value);
+  return ec == std::errc() && ptr == end && !text.empty();
 }
 
 }  // namespace
@@ -228,16 +263,8 @@ void RunProductionSection(BenchContext& ctx) {
   std::ostringstream md;
   md << "## 2. kvq's production kernels: sizes x dtypes x granularities\n\n"
      << "Inputs uniform in [-1, 1], head_dim 128, 8 heads (more when tokens "
-        "would pass 2^20), one plane. `quantize` computes the scales on the "
-        "GPU (kvq::cuda::Quantize). GB/s count the bytes each kernel must "
-        "move, read + write: the input once, or twice when its groups cannot "
-        "stay on chip (`passes` = 2: per-channel over more than 256 tokens, "
-        "per-tensor over a large plane), plus the payload; `of copy` = "
-        "same-run device-to-device copy time of the same bytes / kernel time. "
-        "CPU: kvq's fast path (kvq::Quantize / Dequantize), "
-     << WorkerPool::Default().concurrency()
-     << " threads, same input. `bytes equal`: GPU payload and dequantized "
-        "output equal the CPU's.\n\n";
+        "would pass 2^20), one plane. "
+     << RowNotes();
 
   const std::vector<uint64_t> sizes = {uint64_t{1} << 20, uint64_t{1} << 24,
                                        uint64_t{1} << 27, uint64_t{1} << 30};
@@ -282,6 +309,79 @@ void RunProductionSection(BenchContext& ctx) {
   md << "\nAll GPU results byte-identical to the CPU fast path: "
      << (runner.all_equal() ? "**yes**" : "**NO**") << ".\n\n";
   ctx.markdown() += md.str();
+}
+
+absl::StatusOr<ProductionCase> ParseProductionCase(std::string_view text) {
+  const std::vector<std::string_view> parts = Split(text, ':');
+  if (parts.size() != 3) {
+    return absl::InvalidArgumentError(
+        "expected DTYPE:GRANULARITY:PxTxHxD (e.g. "
+        "fp16:per_token_head:1x131072x8x128), got \"" +
+        std::string(text) + "\"");
+  }
+  absl::StatusOr<DType> dtype = ParseDType(parts[0]);
+  if (!dtype.ok()) return dtype.status();
+
+  // Granularities as SpecName prints them: a group's size follows "group".
+  QuantSpec spec;
+  constexpr std::string_view kGroupPrefix = "group";
+  if (parts[1].size() > kGroupPrefix.size() &&
+      parts[1].substr(0, kGroupPrefix.size()) == kGroupPrefix) {
+    spec.granularity = Granularity::kGroup;
+    if (!ParseUint32(parts[1].substr(kGroupPrefix.size()), &spec.group_size)) {
+      return absl::InvalidArgumentError(
+          "a group granularity is \"group\" and its size, e.g. group" +
+          std::to_string(kGroupSize) + ", got \"" + std::string(parts[1]) +
+          "\"");
+    }
+  } else {
+    absl::StatusOr<Granularity> g = ParseGranularity(parts[1]);
+    if (!g.ok()) return g.status();
+    if (*g == Granularity::kGroup) {
+      return absl::InvalidArgumentError("group needs its size, e.g. group" +
+                                        std::to_string(kGroupSize));
+    }
+    spec.granularity = *g;
+  }
+
+  const std::vector<std::string_view> dims = Split(parts[2], 'x');
+  uint32_t d[4] = {};
+  bool shape_ok = dims.size() == 4;
+  for (size_t i = 0; shape_ok && i < 4; ++i) {
+    shape_ok = ParseUint32(dims[i], &d[i]);
+  }
+  if (!shape_ok) {
+    return absl::InvalidArgumentError(
+        "shape must be PxTxHxD (planes x tokens x heads x head_dim, e.g. "
+        "1x131072x8x128), got \"" +
+        std::string(parts[2]) + "\"");
+  }
+  absl::StatusOr<BlockLayout> layout =
+      MakeLayout(BlockShape{d[0], d[1], d[2], d[3]}, spec);
+  if (!layout.ok()) return layout.status();
+  return ProductionCase{*dtype, *layout};
+}
+
+bool RunProductionCase(BenchContext& ctx, const ProductionCase& c) {
+  const uint64_t n = c.layout.elements;
+  std::cerr << "production case " << DTypeName(c.dtype) << " "
+            << SpecName(c.layout.spec) << " " << ShapeName(c.layout.shape)
+            << " ..." << std::flush;
+  const std::vector<uint8_t> host =
+      HostInput(n, c.dtype, ctx.options().seed ^ n);
+  const DeviceSet dev = Upload(host, c.layout.payload_bytes, ctx.gpu());
+  ProductionRunner runner(ctx);
+  runner.Run("case", c.layout, c.dtype, host, dev);
+  std::cerr << " done\n";
+
+  std::ostringstream md;
+  md << "## 2. kvq's production kernels: one case (--case)\n\n"
+     << "Input uniform in [-1, 1] (the size sweep's input for " << n
+     << " elements). " << RowNotes();
+  runner.Flush(md);
+  md << "\n";
+  ctx.markdown() += md.str();
+  return runner.all_equal();
 }
 
 }  // namespace kvq::bench

@@ -82,8 +82,7 @@ struct PagedAddr {
     uint32_t shift;
     __device__ __forceinline__ uint8_t* At(uint64_t offset) const {
       const uint32_t unit = static_cast<uint32_t>(offset >> 8);
-      const uint32_t page = static_cast<uint32_t>(
-          (uint64_t{__umulhi(unit, multiplier)} + unit) >> shift);
+      const uint32_t page = FastDivmod::Quotient(unit, multiplier, shift);
       return arena + uint64_t{__ldg(pages + page)} * page_bytes +
              (offset - uint64_t{page} * page_bytes);
     }

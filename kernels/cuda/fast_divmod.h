@@ -40,13 +40,30 @@ struct FastDivmod {
   }
 
   KVQ_DIVMOD_FN uint32_t Div(uint32_t n) const {
+    return Quotient(n, multiplier, shift);
+  }
+
+  // Div with the constants unpacked (PagedAddr keeps them apart to save
+  // registers).
+  KVQ_DIVMOD_FN static uint32_t Quotient(uint32_t n, uint32_t multiplier,
+                                         uint32_t shift) {
 #if defined(__CUDA_ARCH__)
     const uint32_t high = __umulhi(n, multiplier);
 #else
     const uint32_t high =
         static_cast<uint32_t>((uint64_t{n} * multiplier) >> 32);
 #endif
-    return static_cast<uint32_t>((uint64_t{high} + n) >> shift);
+    // (high + n) >> shift with the 33-bit sum as carry:sum. Shifting the sum
+    // widened to 64 bits is the same value, but the device compiler then
+    // keeps the quotient in 64-bit registers and narrows it with masks at
+    // every use (about 6 more instructions per index in the kernels).
+    const uint32_t sum = high + n;
+    const uint32_t carry = sum < n ? 1u : 0u;
+#if defined(__CUDA_ARCH__)
+    return __funnelshift_rc(sum, carry, shift);  // shift <= 32
+#else
+    return static_cast<uint32_t>((uint64_t{carry} << 32 | sum) >> shift);
+#endif
   }
 
   // Quotient and remainder.

@@ -1,6 +1,8 @@
 // Device helpers shared by the production kernels: magnitudes as integer
-// bits, team / CTA max reductions, quantizing a vector with quant_math.h, and
-// the per-block outputs (absmax, non-finite flag, payload padding).
+// bits, team / CTA max reductions, quantizing a vector with quant_math.h
+// (QuantizeVec, whose bytes equal QuantizeValue's, packed for StoreQuantized)
+// and back (DequantizeVec, DequantizeValue's floats), and the per-block
+// outputs (absmax, non-finite flag, payload padding).
 //
 // Magnitudes are reduced as the bit patterns of |x| (sign cleared): for
 // non-negative floats integer order is float order, so the max is exact and
@@ -161,30 +163,115 @@ struct Magnitudes {
   }
 };
 
-// Quantizes kN values that share one scale.
-template <typename T, int kN>
-__device__ __forceinline__ Vec<int8_t, kN> QuantizeVec(const Vec<T, kN>& x,
-                                                       float scale,
-                                                       float inv_scale) {
-  Vec<int8_t, kN> q;
-#pragma unroll
-  for (int e = 0; e < kN; ++e) {
-    q.v[e] = QuantizeValue(Get(x, e), scale, inv_scale);
+// kN int8 results in their stored form. A multiple of 4 is kept as 32-bit
+// words (element 4i + k in byte k of word i: memory order), so that the
+// results stay packed from the PRMTs that build them to the store; held as
+// Vec<int8_t, kN> instead, they are split into bytes and repacked.
+template <int kN>
+struct QuantizedVec {
+  Vec<int8_t, kN> bytes;
+};
+template <int kN>
+  requires(kN % 4 == 0)
+struct QuantizedVec<kN> {
+  Vec<uint32_t, kN / 4> words;
+};
+
+// Stores q at p, which is aligned to kN bytes (as for Vec<int8_t, kN>).
+template <int kN>
+__device__ __forceinline__ void StoreQuantized(int8_t* p,
+                                               const QuantizedVec<kN>& q) {
+  if constexpr (kN % 4 == 0) {
+    StoreVec<uint32_t, kN / 4>(reinterpret_cast<uint32_t*>(p), q.words);
+  } else {
+    StoreVec<int8_t, kN>(p, q.bytes);
+  }
+}
+
+// Loads what StoreQuantized stores.
+template <int kN>
+__device__ __forceinline__ QuantizedVec<kN> LoadQuantized(const int8_t* p) {
+  QuantizedVec<kN> q;
+  if constexpr (kN % 4 == 0) {
+    q.words = LoadVec<uint32_t, kN / 4>(reinterpret_cast<const uint32_t*>(p));
+  } else {
+    q.bytes = LoadVec<int8_t, kN>(p);
   }
   return q;
 }
 
-// Quantizes kN values with one scale each.
-template <typename T, int kN>
-__device__ __forceinline__ Vec<int8_t, kN> QuantizeVec(const Vec<T, kN>& x,
-                                                       const float* scale,
-                                                       const float* inv_scale) {
-  Vec<int8_t, kN> q;
+// DequantizeValue of each element of q, scale[e] for element e, through
+// Int8ToFloat: a word's sign bits flip in one operation, then each element
+// takes one PRMT and one addition where I2F would take a quarter-rate slot.
+template <int kN>
+__device__ __forceinline__ void DequantizeVec(const QuantizedVec<kN>& q,
+                                              const float* scale, float* y) {
+  if constexpr (kN % 4 == 0) {
 #pragma unroll
-  for (int e = 0; e < kN; ++e) {
-    q.v[e] = QuantizeValue(Get(x, e), scale[e], inv_scale[e]);
+    for (int i = 0; i < kN / 4; ++i) {
+      const uint32_t biased = BiasInt8x4(q.words.v[i]);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        y[4 * i + k] = BiasedInt8ToFloat(biased, k) * scale[4 * i + k];
+      }
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < kN; ++e) y[e] = Int8ToFloat(q.bytes.v[e]) * scale[e];
+  }
+}
+
+// The kN results whose bits (ClampRoundBits: the int8 in the low byte) are
+// bits_of(e), packed as they are computed, four at a time, so that a
+// vector's results never all wait in registers at once.
+template <int kN, class BitsOf>
+__device__ __forceinline__ QuantizedVec<kN> PackQuantized(BitsOf bits_of) {
+  QuantizedVec<kN> q;
+  if constexpr (kN % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < kN / 4; ++i) {
+      q.words.v[i] = PackLowBytes(bits_of(4 * i), bits_of(4 * i + 1),
+                                  bits_of(4 * i + 2), bits_of(4 * i + 3));
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < kN; ++e) q.bytes.v[e] = static_cast<int8_t>(bits_of(e));
   }
   return q;
+}
+
+// Quantizes kN values that share one scale: QuantizeValue's bytes, with its
+// branch on the kind of scale taken once for the vector.
+template <typename T, int kN>
+__device__ __forceinline__ QuantizedVec<kN> QuantizeVec(const Vec<T, kN>& x,
+                                                        float scale,
+                                                        float inv_scale) {
+  if (inv_scale != 0.0f) {  // normal scale: the common case
+    return PackQuantized<kN>(
+        [&](int e) { return ClampRoundBits(Get(x, e) * inv_scale); });
+  }
+  if (scale != 0.0f) {  // subnormal scale: the reciprocal would overflow
+    return PackQuantized<kN>(
+        [&](int e) { return ClampRoundBits(Get(x, e) / scale); });
+  }
+  return PackQuantized<kN>([](int) { return 0u; });  // zero scale: zeros
+}
+
+// Quantizes kN values with one scale each. When every scale is normal (all
+// but the rarest blocks), one test covers the vector and each value takes
+// the multiplication; otherwise each value takes QuantizeValue's branches.
+template <typename T, int kN>
+__device__ __forceinline__ QuantizedVec<kN> QuantizeVec(
+    const Vec<T, kN>& x, const float* scale, const float* inv_scale) {
+  bool all_normal = true;
+#pragma unroll
+  for (int e = 0; e < kN; ++e) all_normal &= inv_scale[e] != 0.0f;
+  if (all_normal) {
+    return PackQuantized<kN>(
+        [&](int e) { return ClampRoundBits(Get(x, e) * inv_scale[e]); });
+  }
+  return PackQuantized<kN>(
+      [&](int e) { return QuantizeBits(Get(x, e), scale[e], inv_scale[e]); });
 }
 
 // kN consecutive scales starting at scale index g (g a multiple of kN when

@@ -1,6 +1,7 @@
 // Host helpers for launching the production kernels: persistent grid sizes,
-// splitting huge batches so kernels index work in 32 bits, and preparing the
-// absmax output for atomic accumulation.
+// splitting huge batches so kernels index work in 32 bits (LaunchPersistent
+// does both for the usual kernel), and preparing the absmax output for
+// atomic accumulation.
 
 #ifndef KVQ_KERNELS_CUDA_LAUNCH_UTIL_CUH_
 #define KVQ_KERNELS_CUDA_LAUNCH_UTIL_CUH_
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -67,6 +69,36 @@ absl::Status ForEachSubBatch(const BlockList& blocks, uint64_t work_per_block,
     done += sub.count;
   }
   return absl::OkStatus();
+}
+
+// Launches kKernel(plan, sub, args...) on `stream` for each part `sub` of
+// `blocks` that ForEachSubBatch makes, with plan.*kTotal (a uint32_t member
+// of Plan: the count the kernel's CTAs stride over) set to the part's work,
+// sub.count * work_per_block, and a PersistentGrid of `threads`-thread CTAs
+// over it. For kernels that take one work item per CTA at a time, whose
+// first two parameters are the plan and the BlockList.
+template <auto kKernel, auto kTotal, class Plan, class... Args>
+absl::Status LaunchPersistent(const char* name, uint32_t threads,
+                              const BlockList& blocks, uint64_t work_per_block,
+                              Plan plan, cudaStream_t stream,
+                              const Args&... args) {
+  return ForEachSubBatch(
+      blocks, work_per_block, [&](const BlockList& sub) -> absl::Status {
+        plan.*kTotal = static_cast<uint32_t>(sub.count * work_per_block);
+        absl::StatusOr<uint32_t> grid =
+            PersistentGrid<kKernel>(static_cast<int>(threads), plan.*kTotal);
+        if (!grid.ok()) return grid.status();
+        return Launch(name, kKernel, dim3(*grid), dim3(threads), stream, plan,
+                      sub, args...);
+      });
+}
+
+// fn(std::true_type{}) or fn(std::false_type{}) as `value` says: a run-time
+// flag made a compile-time one, to pick a kernel instantiation
+// (decltype(flag)::value) with a single call site.
+template <class Fn>
+decltype(auto) DispatchBool(bool value, Fn&& fn) {
+  return value ? fn(std::true_type{}) : fn(std::false_type{});
 }
 
 // Sets up `out` for kernels in which several CTAs contribute to one block's

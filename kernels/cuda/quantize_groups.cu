@@ -8,10 +8,16 @@
 // bytes are in flight, in one of two arrangements:
 //   big groups (over 16 vectors): the team owns one group, and vector j of
 //     it goes to lane j % team, so each load step reads consecutive pieces;
-//   small groups (16 vectors or fewer, e.g. a 128-value FP16 head): a team
-//     of CeilPow2(vectors) lanes takes one vector of each of kGroupItems
-//     groups, so that every load of a warp reads one contiguous run of
-//     whole groups, and reduces each item's group on its own.
+//   small groups (16 vectors or fewer, e.g. a 128-value FP16 head): each
+//     lane holds kLaneVecs vectors of each of kGroupItems / kLaneVecs
+//     groups, and a team of CeilPow2(vectors) / kLaneVecs lanes (at least
+//     one) covers a group: lane l holds vectors l, l + team, l + 2 * team,
+//     ..., so that one load of a team reads `team` consecutive vectors, and
+//     consecutive teams take consecutive groups, so that a warp's loads
+//     cover whole runs of groups. The per-group work (the reduction, the
+//     scale and its reciprocal, the scale store) is done once per kLaneVecs
+//     vectors: 4 for groups of 9 to 32 16-byte vectors (teams of 4 or 8
+//     lanes), else 1 (one vector per lane, teams of CeilPow2(vectors)).
 // Work is split into chunks of consecutive groups of one block (~32 Ki
 // values); CTAs stride over chunks, so one launch covers one huge block or
 // thousands of tiny ones, and each chunk reports its block's max magnitude
@@ -29,6 +35,16 @@ namespace {
 // Values per chunk a CTA handles before it reports the block's absmax.
 constexpr uint64_t kChunkValues = 32768;
 
+// Groups of at most this many vectors take the one-vector-per-lane
+// small-group arrangement.
+constexpr uint32_t kSmallGroupVecs = 16;
+
+// Vectors of one group a lane holds in the wide small-group arrangement,
+// which groups of 9 to 32 16-byte vectors take: teams of 4 or 8 lanes, so
+// that each load of a team still reads 64 bytes or more in a row.
+constexpr int kWideLaneVecs = 4;
+constexpr uint32_t kWideMinVecs = 9, kWideMaxVecs = 32;
+
 struct GroupPlan {
   uint64_t group_values;      // G
   uint64_t groups_per_block;
@@ -41,34 +57,34 @@ struct GroupPlan {
   FastDivmod chunks_per_block;
 };
 
-// Quantizes group g's vectors that this lane holds in `x` (big groups: all
-// items; small groups: one) with the team's reduced maximum `bits`, and
+// Quantizes group g's vectors that this lane holds in `x`: item k is vector
+// first_vec + k * vec_step of the group, at element first_offset +
+// k * vec_step * kVec of the block. The team's reduced maximum is `bits`;
 // lane 0 writes the scale.
-template <typename T, int kVec, int kItems, class Payload>
-__device__ __forceinline__ void StoreGroup(const GroupPlan& plan,
-                                           const Payload& payload, uint64_t g,
-                                           uint32_t first_vec,
-                                           uint32_t vec_step, bool active,
-                                           bool lane0, uint32_t bits,
-                                           const Vec<T, kVec>* x) {
+template <typename T, int kVec, int kItems, bool kAllActive = false,
+          class Payload>
+__device__ __forceinline__ void StoreGroup(
+    const GroupPlan& plan, const Payload& payload, uint64_t g,
+    uint64_t first_offset, uint32_t first_vec, uint32_t vec_step, bool active,
+    bool lane0, uint32_t bits, const Vec<T, kVec>* x) {
   const float scale = ScaleFromAbsmax(__uint_as_float(bits));
   const float inv_scale = InverseScale(scale);
-  const uint64_t group_offset = g * plan.group_values;
 #pragma unroll
   for (int k = 0; k < kItems; ++k) {
     const uint32_t j = first_vec + k * vec_step;
-    if (active && j < plan.vecs_per_group) {
-      StoreVec<int8_t, kVec>(
-          reinterpret_cast<int8_t*>(payload.At(group_offset + j * kVec)),
-          QuantizeVec(x[k], scale, inv_scale));
+    if (kAllActive || (active && j < plan.vecs_per_group)) {
+      StoreQuantized(reinterpret_cast<int8_t*>(
+                         payload.At(first_offset + k * vec_step * kVec)),
+                     QuantizeVec(x[k], scale, inv_scale));
     }
   }
-  if (active && lane0) {
+  if ((kAllActive || active) && lane0) {
     *reinterpret_cast<float*>(payload.At(plan.scales_offset + 4 * g)) = scale;
   }
 }
 
-template <typename T, int kVec, class Addr, bool kSmallGroups>
+// kLaneVecs: vectors of one group each lane holds (small groups only).
+template <typename T, int kVec, class Addr, bool kSmallGroups, int kLaneVecs>
 __global__ void __launch_bounds__(kGroupThreads, 4)
     QuantizeGroupsKernel(GroupPlan plan, BlockList blocks, Addr addr,
                          QuantizeOutputs out) {
@@ -93,30 +109,70 @@ __global__ void __launch_bounds__(kGroupThreads, 4)
 
     uint32_t chunk_bits = 0;
     if constexpr (kSmallGroups) {
-      // Item k of team t is group base + k * teams + t; lane = its vector.
-      const uint32_t step_groups = teams * kGroupItems;
-      for (uint64_t base = g_begin; base < g_end; base += step_groups) {
-        Vec<T, kVec> x[kGroupItems];
+      // Group item k of team t is group base + k * teams + t; slot s of
+      // lane l holds vector l + s * team of it, so that one load of a team
+      // reads `team` consecutive vectors and one load of a warp reads whole
+      // runs of consecutive groups.
+      static_assert(kGroupItems % kLaneVecs == 0);
+      constexpr int kGroupsPerLane = kGroupItems / kLaneVecs;
+      const uint32_t step_groups = teams * kGroupsPerLane;
+      const uint32_t slot_stride = team * kVec;
+      const uint32_t group_stride =
+          teams * static_cast<uint32_t>(plan.group_values);  // < 2^16
+      // kFull: every group of the step is in the chunk and every slot holds
+      // a vector, so no load or store needs a bounds check.
+      auto step = [&](uint64_t base, auto full) {
+        constexpr bool kFull = decltype(full)::value;
+        // Element offset of item (k, s) of this lane: with several vectors
+        // per lane, a 32-bit offset from the lane's first (a step spans
+        // < 2^16 values), so each address is one multiply-add; with one,
+        // from each group's own offset, as holding the 8 groups' offsets
+        // would spill.
+        [[maybe_unused]] const uint64_t first =
+            (base + team_id) * plan.group_values + lane * kVec;
+        auto offset = [&](int k, int s) -> uint64_t {
+          if constexpr (kLaneVecs > 1) {
+            return first + (k * group_stride + s * slot_stride);
+          } else {
+            return (base + k * teams + team_id) * plan.group_values +
+                   lane * kVec;
+          }
+        };
+        Vec<T, kVec> x[kGroupsPerLane][kLaneVecs];
 #pragma unroll
-        for (int k = 0; k < kGroupItems; ++k) {
+        for (int k = 0; k < kGroupsPerLane; ++k) {
           const uint64_t g = base + k * teams + team_id;
-          x[k] = (g < g_end && lane < vecs)
-                     ? LoadVec<T, kVec>(src + g * plan.group_values +
-                                        lane * kVec)
-                     : ZeroVec<T, kVec>();
-        }
 #pragma unroll
-        for (int k = 0; k < kGroupItems; ++k) {
-          if (base + k * teams < g_end) {  // uniform
-            const uint64_t g = base + k * teams + team_id;
-            Magnitudes<T, kVec> magnitudes;
-            magnitudes.Add(x[k]);
-            const uint32_t bits = SubWarpMax(magnitudes.Max(), team);
-            chunk_bits = max(chunk_bits, bits);
-            StoreGroup<T, kVec, 1>(plan, ref.payload, g, lane, 0, g < g_end,
-                                   lane == 0, bits, &x[k]);
+          for (int s = 0; s < kLaneVecs; ++s) {
+            x[k][s] = (kFull || (g < g_end && lane + s * team < vecs))
+                          ? LoadVec<T, kVec>(src + offset(k, s))
+                          : ZeroVec<T, kVec>();
           }
         }
+#pragma unroll
+        for (int k = 0; k < kGroupsPerLane; ++k) {
+          if (kFull || base + k * teams < g_end) {  // uniform
+            const uint64_t g = base + k * teams + team_id;
+            Magnitudes<T, kVec> magnitudes;
+#pragma unroll
+            for (int s = 0; s < kLaneVecs; ++s) magnitudes.Add(x[k][s]);
+            const uint32_t bits = SubWarpMax(magnitudes.Max(), team);
+            chunk_bits = max(chunk_bits, bits);
+            StoreGroup<T, kVec, kLaneVecs, kFull>(
+                plan, ref.payload, g, offset(k, 0), lane, team, g < g_end,
+                lane == 0, bits, x[k]);
+          }
+        }
+      };
+      const bool full_slots = vecs == team * kLaneVecs;  // uniform
+      for (uint64_t base = g_begin; base < g_end; base += step_groups) {
+        if constexpr (kLaneVecs > 1) {
+          if (full_slots && base + step_groups <= g_end) {  // uniform
+            step(base, std::true_type{});
+            continue;
+          }
+        }
+        step(base, std::false_type{});
       }
     } else {
       // Uniform over the CTA: every team runs every step, inactive ones
@@ -144,8 +200,9 @@ __global__ void __launch_bounds__(kGroupThreads, 4)
         }
         const uint32_t bits = TeamMax(magnitudes.Max(), team, scratch);
         chunk_bits = max(chunk_bits, bits);
-        StoreGroup<T, kVec, kGroupItems>(plan, ref.payload, g, lane, team,
-                                         active, lane == 0, bits, x);
+        StoreGroup<T, kVec, kGroupItems>(
+            plan, ref.payload, g, g * plan.group_values + lane * kVec, lane,
+            team, active, lane == 0, bits, x);
       }
     }
     if (out.absmax != nullptr || out.nonfinite != nullptr) {
@@ -166,25 +223,41 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   if (group_values % kVec != 0 || vecs > kGroupCapacityVecs) {
     return absl::InternalError("kvq cuda: group does not fit GroupQuantize");
   }
-  // Small groups: a team of CeilPow2(vecs) lanes, one vector each, holding
-  // kGroupItems groups. Big groups: enough threads that kGroupItems vectors
-  // each cover the group, and at least 128 bytes per step for vectors, a
-  // whole warp for scalars, so each load step is coalesced.
+  // Small groups: teams of CeilPow2(vecs) / lane_vecs lanes (at least one),
+  // each lane holding lane_vecs vectors of each of kGroupItems / lane_vecs
+  // groups. Big groups: enough threads that kGroupItems vectors each cover
+  // the group, and at least 128 bytes per step for vectors, a whole warp for
+  // scalars, so each load step is coalesced.
   // Measured on an H200 (bench/results/kernels-h200.md and its notes):
   // at 16 vectors or fewer the small-group arrangement wins (FP16 head_dim
-  // 128: 58% of copy vs 52% with teams of 8); at 32 teams of 8 do (FP32
-  // head_dim 128: 77% vs 70%; FP16 head_dim 256: 65% vs 56%).
-  const bool small_groups = vecs <= 16;
+  // 128: 58% of copy vs 52% with teams of 8, both one vector per lane); at
+  // 32 teams of 8 do (FP32 head_dim 128: 77% vs 70%; FP16 head_dim 256: 65%
+  // vs 56%). With one vector per lane the small-group kernel was issue-bound
+  // (FP16 head_dim 128: 76% of copy, ~190 instructions per warp and item,
+  // most of them each lane's scale, reciprocal, shuffles and addresses for
+  // every 8 values), so lanes now hold kWideLaneVecs vectors of a group and
+  // do that work once per 4 vectors. Measured (H200, 1 Gi values): FP16
+  // head_dim 128 (16 vectors, teams of 4) 76% -> 95%, a batch of 4096
+  // 16x8x128 blocks 58% -> 87%; but teams of 1 or 2 lanes lost: group32
+  // (4 vectors) 83% -> 53%, FP16 head_dim 64 (8 vectors) 79% -> 70%, as each
+  // warp load then touches 16 cache lines. So groups of up to 8 vectors keep
+  // one vector per lane, and the wide arrangement takes 9 to 32 vectors
+  // (FP32 head_dim 128 and FP16 head_dim 256 left the big-group one, whose
+  // 32-vector groups kept 4 loads in flight a thread, for 8).
+  const bool wide =
+      kVec > 1 && vecs >= kWideMinVecs && vecs <= kWideMaxVecs;
+  const bool small_groups = wide || vecs <= kSmallGroupVecs;
+  const uint32_t lane_vecs = wide ? kWideLaneVecs : 1;
   // A big group's power of two (32+ vectors) is never narrower than the
   // minimum team, and vecs <= kGroupCapacityVecs keeps the team in the CTA.
   const uint32_t team =
-      small_groups ? CeilPow2(vecs)
-                   : std::max<uint32_t>(
-                         CeilPow2((vecs + kGroupItems - 1) / kGroupItems),
-                         kVec > 1 ? 8 : 32);
+      small_groups
+          ? std::max<uint32_t>(1, CeilPow2(vecs) / lane_vecs)
+          : std::max<uint32_t>(CeilPow2((vecs + kGroupItems - 1) / kGroupItems),
+                               kVec > 1 ? 8 : 32);
   const uint32_t teams = kGroupThreads / team;
   const uint64_t step_groups =
-      uint64_t{teams} * (small_groups ? kGroupItems : 1);
+      uint64_t{teams} * (small_groups ? kGroupItems / lane_vecs : 1);
   const uint64_t iters =
       std::max<uint64_t>(1, kChunkValues / (step_groups * group_values));
 
@@ -203,27 +276,22 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
     KVQ_RETURN_IF_ERROR(PrepareAtomicAbsmax(blocks, &out, stream));
   }
 
-  auto launch = [&](auto kernel_tag) -> absl::Status {
-    constexpr auto kKernel = decltype(kernel_tag)::value;
-    return ForEachSubBatch(
-        blocks, chunks_per_block, [&](const BlockList& sub) -> absl::Status {
-          GroupPlan p = plan;
-          p.total_chunks = static_cast<uint32_t>(sub.count * chunks_per_block);
-          absl::StatusOr<uint32_t> grid =
-              PersistentGrid<kKernel>(kGroupThreads, p.total_chunks);
-          if (!grid.ok()) return grid.status();
-          return Launch("QuantizeGroupsKernel", kKernel, dim3(*grid),
-                        dim3(kGroupThreads), stream, p, sub, addr, out);
-        });
+  auto launch = [&](auto small, auto lane_vecs_tag) {
+    return LaunchPersistent<
+        &QuantizeGroupsKernel<T, kVec, Addr, decltype(small)::value,
+                              decltype(lane_vecs_tag)::value>,
+        &GroupPlan::total_chunks>("QuantizeGroupsKernel", kGroupThreads, blocks,
+                                  chunks_per_block, plan, stream, addr, out);
   };
-  if (small_groups) {
-    return launch(std::integral_constant<
-                  decltype(&QuantizeGroupsKernel<T, kVec, Addr, true>),
-                  &QuantizeGroupsKernel<T, kVec, Addr, true>>{});
+  using One = std::integral_constant<int, 1>;
+  if (!small_groups) return launch(std::false_type{}, One{});
+  if constexpr (kVec > 1) {
+    if (lane_vecs == kWideLaneVecs) {
+      return launch(std::true_type{},
+                    std::integral_constant<int, kWideLaneVecs>{});
+    }
   }
-  return launch(std::integral_constant<
-                decltype(&QuantizeGroupsKernel<T, kVec, Addr, false>),
-                &QuantizeGroupsKernel<T, kVec, Addr, false>>{});
+  return launch(std::true_type{}, One{});
 }
 
 #define KVQ_INSTANTIATE(T, V, A)                                          \

@@ -15,7 +15,6 @@
 //          the first stage of the two-pass scheme (launchers.cuh).
 
 #include <algorithm>
-#include <type_traits>
 
 #include "kernels/cuda/launch_util.cuh"
 #include "kernels/cuda/launchers.cuh"
@@ -150,10 +149,9 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
         const uint32_t t = t_begin + row + k * plan.rows;
         if (t_begin + k * plan.rows < plan.tokens && col_ok &&
             t < plan.tokens) {
-          StoreVec<int8_t, kVec>(
-              reinterpret_cast<int8_t*>(ref.payload.At(
-                  dst_base + uint64_t{t} * plan.row_values)),
-              QuantizeVec(x[k], scale, inv_scale));
+          StoreQuantized(reinterpret_cast<int8_t*>(ref.payload.At(
+                             dst_base + uint64_t{t} * plan.row_values)),
+                         QuantizeVec(x[k], scale, inv_scale));
         }
       }
       if (row == 0 && col_ok) {
@@ -231,28 +229,13 @@ absl::Status LaunchColumnQuantize(const BlockLayout& layout, bool fused,
     KVQ_RETURN_IF_ERROR(PrepareAtomicAbsmax(blocks, &out, stream));
   }
 
-  auto launch = [&](auto kernel_tag) -> absl::Status {
-    constexpr auto kKernel = decltype(kernel_tag)::value;
-    return ForEachSubBatch(
-        blocks, items_per_block, [&](const BlockList& sub) -> absl::Status {
-          ColumnPlan p = plan;
-          p.total_items = static_cast<uint32_t>(sub.count * items_per_block);
-          absl::StatusOr<uint32_t> grid =
-              PersistentGrid<kKernel>(threads, p.total_items);
-          if (!grid.ok()) return grid.status();
-          return Launch(fused ? "ColumnKernel(fused)" : "ColumnKernel(reduce)",
-                        kKernel, dim3(*grid), dim3(threads), stream, p, sub,
-                        addr, out);
-        });
-  };
-  if (fused) {
-    return launch(
-        std::integral_constant<decltype(&ColumnKernel<T, kVec, Addr, true>),
-                               &ColumnKernel<T, kVec, Addr, true>>{});
-  }
-  return launch(
-      std::integral_constant<decltype(&ColumnKernel<T, kVec, Addr, false>),
-                             &ColumnKernel<T, kVec, Addr, false>>{});
+  return DispatchBool(fused, [&](auto is_fused) {
+    return LaunchPersistent<
+        &ColumnKernel<T, kVec, Addr, decltype(is_fused)::value>,
+        &ColumnPlan::total_items>(
+        fused ? "ColumnKernel(fused)" : "ColumnKernel(reduce)", threads, blocks,
+        items_per_block, plan, stream, addr, out);
+  });
 }
 
 #define KVQ_INSTANTIATE(T, V, A)                                            \

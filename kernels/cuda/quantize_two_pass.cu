@@ -114,17 +114,10 @@ absl::Status LaunchSegmentReduce(const BlockLayout& layout,
   KVQ_RETURN_IF_ERROR(PrepareAtomicAbsmax(blocks, &out, stream));
 
   const uint64_t items_per_block = chunks_per_group * layout.groups;
-  constexpr auto kKernel = &SegmentReduceKernel<T, kVec, Addr>;
-  return ForEachSubBatch(
-      blocks, items_per_block, [&](const BlockList& sub) -> absl::Status {
-        SegmentPlan p = plan;
-        p.total_items = static_cast<uint32_t>(sub.count * items_per_block);
-        absl::StatusOr<uint32_t> grid =
-            PersistentGrid<kKernel>(kSegmentThreads, p.total_items);
-        if (!grid.ok()) return grid.status();
-        return Launch("SegmentReduceKernel", kKernel, dim3(*grid),
-                      dim3(kSegmentThreads), stream, p, sub, addr, out);
-      });
+  return LaunchPersistent<&SegmentReduceKernel<T, kVec, Addr>,
+                          &SegmentPlan::total_items>(
+      "SegmentReduceKernel", kSegmentThreads, blocks, items_per_block, plan,
+      stream, addr, out);
 }
 
 template <class Addr>

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -328,6 +329,43 @@ TEST_P(PagedKernelsTest, NanOrInfInOneBlockOfABatchSetsTheFlag) {
 }
 
 KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(PagedKernelsTest);
+
+// GroupQuantize's small-group arrangements (see quantize_cuda_test.cc's
+// SmallGroupsTest) on scattered pages: groups of 1 to 16 vectors, some of
+// whose lanes hold empty slots, in a batch whose blocks end mid-step, on
+// pages that some groups straddle (40- and 24-byte groups of int8 on pages
+// of 256 .. 4 KiB).
+class SmallGroupPagesTest : public GpuTest {};
+
+TEST_F(SmallGroupPagesTest, EveryArrangementScattersAndGathersTheReference) {
+  const struct {
+    uint32_t head_dim;
+    uint32_t group_size;  // 0: per-token-head
+  } kCases[] = {{8, 0},  {24, 0},  {32, 0},  {40, 0},   {64, 0},
+                {72, 0}, {128, 0}, {96, 24}, {120, 40}, {128, 32}};
+  for (const DType dtype : kvq::testing::kAllDTypes) {
+    for (const auto& c : kCases) {
+      QuantSpec spec;
+      spec.granularity =
+          c.group_size == 0 ? Granularity::kPerTokenHead : Granularity::kGroup;
+      spec.group_size = c.group_size;
+      absl::StatusOr<BlockLayout> layout =
+          MakeLayout(BlockShape{2, 37, 3, c.head_dim}, spec);
+      ASSERT_TRUE(layout.ok()) << layout.status();
+      const uint32_t count = 2 + static_cast<uint32_t>(rng_() % 5);
+      const PageTables tables(count, layout->payload_bytes,
+                              RandomPageBytes(rng_), rng_);
+      SCOPED_TRACE(CaseName(*layout, dtype) + " x" + std::to_string(count) +
+                   ", pages of " + std::to_string(tables.page_bytes));
+      std::vector<HostBlock> blocks;
+      for (uint32_t i = 0; i < count; ++i) {
+        blocks.push_back(RandomBlock(layout->shape, dtype, rng_));
+      }
+      CheckBatchRoundTrip(*layout, dtype, blocks, tables, dtype,
+                          /*expect_nonfinite=*/false);
+    }
+  }
+}
 
 class LargePagedBatchTest : public GpuTest {};
 

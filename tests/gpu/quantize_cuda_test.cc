@@ -14,7 +14,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -232,6 +234,62 @@ TEST_P(QuantizeCudaTest, BatchesOfBlocksBackToBackMatchTheReferencePerBlock) {
   }
 }
 
+// Channel c of every row in magnitude class c % 3: zeros, values whose
+// per-channel scale is subnormal (fp32, bf16; fp16: its own subnormals), and
+// normal values, so that one vector of channels mixes every kind of scale.
+void FillMixedChannels(HostBlock& block, const BlockShape& shape,
+                       std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  const float tiny = block.dtype() == DType::kFp16 ? 6e-5f : 1e-37f;
+  for (uint64_t i = 0; i < block.size(); ++i) {
+    const uint32_t c = static_cast<uint32_t>(i % shape.head_dim);
+    block.Set(i, c % 3 == 0 ? 0.0f : unit(rng) * (c % 3 == 1 ? tiny : 1.0f));
+  }
+}
+
+// RandomBlock draws one distribution per block; this takes every one of
+// them, halfway values and mixed channels, on shapes that reach every
+// quantize kernel (one-read groups, fused per-channel, two-pass with the
+// elementwise pass, element-sized accesses), so that each kind of scale
+// (zero, subnormal: divided by, normal: multiplied by the reciprocal) meets
+// each kernel on every run.
+TEST_P(QuantizeCudaTest, EveryDistributionGivesTheReferencePayload) {
+  constexpr size_t kDistributions = std::size(kvq::testing::kAllDistributions);
+  for (const BlockShape& shape :
+       {BlockShape{2, 16, 8, 128}, BlockShape{1, 3, 2, 100},
+        BlockShape{2, 300, 2, 64}, BlockShape{1, 1, 1, 40000}}) {
+    const BlockLayout layout = Layout(shape);
+    for (size_t d = 0; d < kDistributions + 2; ++d) {
+      SCOPED_TRACE(CaseName(layout, dtype()) + ", distribution " +
+                   std::to_string(d));
+      HostBlock block(dtype(), shape.elements());
+      if (d < kDistributions) {
+        kvq::testing::FillBlock(block, shape,
+                                kvq::testing::kAllDistributions[d], rng_);
+      } else if (d == kDistributions) {
+        gpu_testing::FillHalfwayValues(block, shape, rng_);
+      } else {
+        FillMixedChannels(block, shape, rng_);
+      }
+      if (block.size() > shape.head_dim) {  // an all-zero run, not block
+        for (uint32_t c = 0; c < shape.head_dim; ++c) block.Set(c, 0.0f);
+      }
+      const std::vector<uint8_t> expected = ReferencePayload(layout, block);
+
+      DeviceBuffer src(block.bytes().size());
+      DeviceBuffer payload(layout.payload_bytes);
+      src.Upload(block.data(), block.bytes().size());
+      payload.Fill(0xAB);
+      const absl::Status status = Quantize(
+          layout, dtype(), src.get(), payload.get(), nullptr, nullptr, nullptr);
+      ASSERT_TRUE(status.ok()) << status;
+      ASSERT_CUDA_OK(cudaDeviceSynchronize());
+      ASSERT_EQ(PayloadDiff(layout, expected.data(), payload.Download().data()),
+                "");
+    }
+  }
+}
+
 TEST_P(QuantizeCudaTest, NanOrInfSetsTheNonFiniteFlagWithoutFailing) {
   const float kBad[] = {std::numeric_limits<float>::quiet_NaN(),
                         std::numeric_limits<float>::infinity(),
@@ -260,6 +318,68 @@ TEST_P(QuantizeCudaTest, NanOrInfSetsTheNonFiniteFlagWithoutFailing) {
 }
 
 KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(QuantizeCudaTest);
+
+// Groups of 1 to 16 vectors (8 FP16 / BF16 or 4 FP32 values each) take
+// GroupQuantize's small-group arrangements: lanes holding one vector of a
+// group or four, teams of 1, 2 or 4 lanes. These head_dims and group sizes
+// take each of them, with lanes whose slots are partly empty (3, 5, 6, 9,
+// 10 or 15 vectors), and token counts that end a block's last chunk in the
+// middle of a step (37) or after several chunks (700).
+struct SmallGroupCase {
+  uint32_t head_dim;
+  uint32_t group_size;  // 0: per-token-head
+};
+constexpr SmallGroupCase kSmallGroupCases[] = {
+    {8, 0},   {24, 0},  {32, 0},  {40, 0},   {64, 0},   {72, 0},
+    {120, 0}, {128, 0}, {96, 24}, {120, 40}, {128, 32},
+};
+
+class SmallGroupsTest : public GpuTest {};
+
+TEST_F(SmallGroupsTest, EveryArrangementQuantizesAndDequantizesAsTheReference) {
+  for (const DType dtype : kvq::testing::kAllDTypes) {
+    for (const SmallGroupCase& c : kSmallGroupCases) {
+      for (const uint32_t tokens : {37u, 700u}) {
+        QuantSpec spec;
+        spec.granularity = c.group_size == 0 ? Granularity::kPerTokenHead
+                                             : Granularity::kGroup;
+        spec.group_size = c.group_size;
+        const BlockShape shape{2, tokens, 3, c.head_dim};
+        absl::StatusOr<BlockLayout> layout = MakeLayout(shape, spec);
+        ASSERT_TRUE(layout.ok()) << layout.status();
+        SCOPED_TRACE(CaseName(*layout, dtype));
+        const HostBlock block = RandomBlock(shape, dtype, rng_);
+        const std::vector<uint8_t> expected = ReferencePayload(*layout, block);
+
+        DeviceBuffer src(block.bytes().size());
+        DeviceBuffer payload(layout->payload_bytes);
+        DeviceBuffer absmax(4);
+        src.Upload(block.data(), block.bytes().size());
+        payload.Fill(0xAB);
+        absmax.Fill(0xFF);
+        absl::Status status = Quantize(*layout, dtype, src.get(), payload.get(),
+                                       absmax.get<float>(), nullptr, nullptr);
+        ASSERT_TRUE(status.ok()) << status;
+        ASSERT_CUDA_OK(cudaDeviceSynchronize());
+        ASSERT_EQ(
+            PayloadDiff(*layout, expected.data(), payload.Download().data()),
+            "");
+        float m;
+        std::memcpy(&m, absmax.Download().data(), 4);
+        EXPECT_EQ(m, HostAbsmax(block));
+
+        const std::vector<uint8_t> values =
+            ReferenceValues(*layout, expected.data(), dtype);
+        DeviceBuffer dst(values.size());
+        dst.Fill(0x54);
+        status = Dequantize(*layout, payload.get(), dtype, dst.get(), nullptr);
+        ASSERT_TRUE(status.ok()) << status;
+        ASSERT_CUDA_OK(cudaDeviceSynchronize());
+        ASSERT_EQ(ValuesDiff(values, dst.Download().data(), dtype), "");
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace kvq::cuda
