@@ -174,15 +174,7 @@ class CpuBackend final : public Backend {
   }
 
   absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) override {
-    const uint64_t aligned =
-        (std::max<uint64_t>(bytes, 1) + kArenaAlignment - 1) /
-        kArenaAlignment * kArenaAlignment;
-    void* data = std::aligned_alloc(kArenaAlignment, aligned);
-    if (data == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "cannot allocate ", bytes, " bytes of host memory for a block"));
-    }
-    return HostBuffer(data, bytes, &std::free);
+    return AllocatePlainHostBuffer(bytes);
   }
 
  private:

@@ -16,8 +16,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <span>
 #include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 
 namespace kvq {
 
@@ -61,6 +66,20 @@ class HostBuffer {
   uint64_t size_ = 0;
   FreeFunction free_ = nullptr;
 };
+
+// `bytes` of plain (pageable) host memory, page-aligned. RESOURCE_EXHAUSTED
+// when the heap has none left.
+inline absl::StatusOr<HostBuffer> AllocatePlainHostBuffer(uint64_t bytes) {
+  constexpr uint64_t kAlignment = 4096;
+  const uint64_t rounded =
+      (bytes == 0 ? 1 : bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* data = std::aligned_alloc(kAlignment, rounded);
+  if (data == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot allocate ", bytes, " bytes of host memory for a block"));
+  }
+  return HostBuffer(data, bytes, &std::free);
+}
 
 }  // namespace kvq
 

@@ -41,8 +41,15 @@ void StagingBuffer::GiveBack() {
   size_ = 0;
 }
 
+StagingPool::StagingPool(Allocator allocate, uint64_t budget_bytes)
+    : allocate_(std::move(allocate)), budget_bytes_(budget_bytes) {}
+
 StagingPool::StagingPool(Backend* backend, uint64_t budget_bytes)
-    : backend_(backend), budget_bytes_(budget_bytes) {}
+    : StagingPool(
+          [backend](uint64_t bytes) {
+            return backend->AllocateHostBuffer(bytes);
+          },
+          budget_bytes) {}
 
 absl::StatusOr<StagingBuffer> StagingPool::Acquire(uint64_t bytes) {
   const uint64_t capacity = (std::max<uint64_t>(bytes, 1) + kGranuleBytes - 1) /
@@ -82,7 +89,7 @@ absl::StatusOr<StagingBuffer> StagingPool::Acquire(uint64_t bytes) {
   dropped.clear();
 
   if (within_budget) {
-    absl::StatusOr<HostBuffer> buffer = backend_->AllocateHostBuffer(capacity);
+    absl::StatusOr<HostBuffer> buffer = allocate_(capacity);
     if (buffer.ok()) return StagingBuffer(this, *std::move(buffer), bytes);
     std::lock_guard<std::mutex> lock(mu_);
     usage_.lent_bytes -= capacity;

@@ -2,10 +2,11 @@
 // A Put's chunks are assembled in one; a Get's answer is dequantized into one
 // and sent from it.
 //
-// Buffers come from the backend (Backend::AllocateHostBuffer: page-locked on
-// CUDA, so the copies to and from the GPU run by DMA straight from and to
-// them) and are kept for the next block when given back, up to
-// `budget_bytes` lent and kept together. Reuse matters twice: page-locked
+// Buffers come from an allocator, e.g. the backend's
+// (Backend::AllocateHostBuffer: page-locked on CUDA, so the copies to and
+// from the GPU run by DMA straight from and to them) or plain memory, and
+// are kept for the next block when given back, up to `budget_bytes` lent and
+// kept together. Reuse matters twice: page-locked
 // memory takes milliseconds to allocate, and fresh memory of any kind costs a
 // page fault per 4 KiB on first touch, which at tens of MiB per block was
 // most of the server's time on the data path (bench/results/README.md).
@@ -21,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <span>
@@ -61,7 +63,11 @@ class StagingBuffer {
 
 class StagingPool {
  public:
-  // `backend` must outlive the pool.
+  using Allocator = std::function<absl::StatusOr<HostBuffer>(uint64_t bytes)>;
+
+  StagingPool(Allocator allocate, uint64_t budget_bytes);
+  // Buffers from backend->AllocateHostBuffer; `backend` must outlive the
+  // pool.
   StagingPool(Backend* backend, uint64_t budget_bytes);
   StagingPool(const StagingPool&) = delete;
   StagingPool& operator=(const StagingPool&) = delete;
@@ -81,7 +87,7 @@ class StagingPool {
   friend class StagingBuffer;
   void GiveBack(HostBuffer buffer);
 
-  Backend* const backend_;
+  const Allocator allocate_;
   const uint64_t budget_bytes_;
   mutable std::mutex mu_;
   std::multimap<uint64_t, HostBuffer> kept_;  // by capacity

@@ -78,6 +78,18 @@ TEST(StagingPoolTest, GivenBackBufferServesTheNextBlockThatFits) {
   EXPECT_EQ(pool.usage().kept_buffers, 0u);
 }
 
+TEST(StagingPoolTest, AnyAllocatorCanBackThePool) {
+  StagingPool pool(&AllocatePlainHostBuffer, 64 * kMiB);
+  std::byte* first = nullptr;
+  {
+    StagingBuffer buffer = *pool.Acquire(5 * kMiB);
+    std::memset(buffer.data(), 1, buffer.size());
+    first = buffer.data();
+  }
+  EXPECT_EQ(pool.Acquire(4 * kMiB)->data(), first);
+  EXPECT_EQ(pool.usage().heap_buffers, 0u);
+}
+
 TEST(StagingPoolTest, SmallestKeptBufferThatFitsIsLent) {
   HostMemoryBackend backend;
   StagingPool pool(&backend, 64 * kMiB);
