@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/quantize.h"
@@ -225,7 +226,7 @@ TEST_F(BlockStoreTest, QualityIsSampledOnceEveryNStores) {
   MakeStore(256, EvictionPolicy::kLru, /*quality_sample_every=*/2);
   for (int i = 0; i < 5; ++i) {
     const PutHeader header =
-        Header("k" + std::to_string(i), DType::kBf16, {2, 4, 2, 32});
+        Header(absl::StrCat("k", i), DType::kBf16, {2, 4, 2, 32});
     ASSERT_TRUE(store_->Store(header, AsBytes(RandomBlockBytes(
                                           DType::kBf16, header.layout.elements,
                                           rng_)))
