@@ -9,7 +9,9 @@
 #     GPU machine lacks, into BUNDLE_DIR (git-ignored) via
 #     ../shared/tools/bundle-device, and writes BUNDLE_DIR/gpu-tests.txt: one
 #     line per test binary, "NAME [VAR=VALUE...]" (the environment ctest
-#     gives it, e.g. KVQ_TEST_DEVICE=cuda for the integration suite).
+#     gives it, e.g. KVQ_TEST_DEVICE=cuda for the integration suite), and
+#     BUNDLE_DIR.tar.xz: carry that (the bundle itself is over the device
+#     tool's 64 MiB) and unpack it there first (tar -xJf .device.tar.xz).
 # There (GPU machine, device tool, repository root; carry BUNDLE_DIR):
 #   bench/run-device.sh run [--bundle=DIR] PHASE...
 #     PHASE: tests | kernels | service | profile. Writes into $OUT (or
@@ -32,7 +34,7 @@
 # none); they run against the CPU backend in CI.
 set -uo pipefail
 
-usage() { sed -n '2,32p' "$0"; exit 2; }
+usage() { sed -n '2,34p' "$0"; exit 2; }
 [ $# -ge 1 ] || usage
 mode=$1; shift
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,6 +72,9 @@ for path, env in seen:
     > "$bundle/gpu-tests.txt"
   strip "$bundle"/bin/* 2>/dev/null || true
   du -sh "$bundle"
+  # The bundle is larger than what the device tool carries (64 MiB); its
+  # xz archive is about a quarter of it.
+  tar -cJf "$bundle.tar.xz" "$bundle" && du -sh "$bundle.tar.xz"
 }
 
 run_mode() {
