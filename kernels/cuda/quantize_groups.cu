@@ -243,7 +243,8 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   // warp load then touches 16 cache lines. So groups of up to 8 vectors keep
   // one vector per lane, and the wide arrangement takes 9 to 32 vectors
   // (FP32 head_dim 128 and FP16 head_dim 256 left the big-group one, whose
-  // 32-vector groups kept 4 loads in flight a thread, for 8).
+  // 32-vector groups kept 4 loads in flight a thread, for 8: FP32 head_dim
+  // 128 89% -> 98%, FP16 head_dim 256 87% -> 89%, FP32 batch 61% -> 94%).
   const bool wide =
       kVec > 1 && vecs >= kWideMinVecs && vecs <= kWideMaxVecs;
   const bool small_groups = wide || vecs <= kSmallGroupVecs;
