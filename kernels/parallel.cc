@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <vector>
 
 namespace kvq {
 
@@ -112,14 +113,33 @@ void ParallelFor(size_t n, size_t grain,
   WorkerPool::Default().ParallelFor(n, grain, fn);
 }
 
-void ParallelCopy(void* dst, const void* src, size_t n) {
-  // Pieces big enough that handing one to a worker costs far less than
+void ParallelCopy(std::span<const CopyPiece> pieces) {
+  // Tasks big enough that handing one to a worker costs far less than
   // copying it.
-  constexpr size_t kPieceBytes = size_t{256} << 10;
-  ParallelFor(n, kPieceBytes, [&](size_t begin, size_t end) {
-    std::memcpy(static_cast<char*>(dst) + begin,
-                static_cast<const char*>(src) + begin, end - begin);
+  constexpr size_t kTaskBytes = size_t{256} << 10;
+  // The pieces laid end to end: piece i covers [starts[i], starts[i + 1]).
+  // A task copies one range of that concatenation.
+  std::vector<size_t> starts(pieces.size() + 1, 0);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    starts[i + 1] = starts[i] + pieces[i].size;
+  }
+  ParallelFor(starts.back(), kTaskBytes, [&](size_t begin, size_t end) {
+    size_t i = static_cast<size_t>(
+        std::upper_bound(starts.begin(), starts.end(), begin) -
+        starts.begin() - 1);
+    for (; begin < end; ++i) {
+      const size_t from = begin - starts[i];
+      const size_t n = std::min(end, starts[i + 1]) - begin;
+      std::memcpy(static_cast<char*>(pieces[i].dst) + from,
+                  static_cast<const char*>(pieces[i].src) + from, n);
+      begin += n;
+    }
   });
+}
+
+void ParallelCopy(void* dst, const void* src, size_t n) {
+  const CopyPiece piece{dst, src, n};
+  ParallelCopy(std::span<const CopyPiece>(&piece, 1));
 }
 
 }  // namespace kvq

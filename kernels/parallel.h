@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <deque>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -59,10 +60,22 @@ class WorkerPool {
 void ParallelFor(size_t n, size_t grain,
                  absl::FunctionRef<void(size_t, size_t)> fn);
 
-// memcpy(dst, src, n) in pieces on the default pool. One core copies at a
-// fraction of what the memory system can take (~6 GB/s on the servers kvq
-// was measured on), and the server copies every chunk of a block it
-// receives on the thread that reads the stream. The ranges must not overlap.
+// One memcpy of a gathered copy.
+struct CopyPiece {
+  void* dst;
+  const void* src;
+  size_t size;
+};
+
+// Every piece's memcpy, on the default pool in tasks of about 256 KiB (long
+// pieces cut, short ones grouped). One core copies at a fraction of what the
+// memory system can take (~6 GB/s on the servers kvq was measured on), and
+// the server copies every chunk of a block it receives, from the pieces gRPC
+// received it in, on the thread that reads the stream. No two ranges may
+// overlap.
+void ParallelCopy(std::span<const CopyPiece> pieces);
+
+// ParallelCopy of the one piece {dst, src, n}.
 void ParallelCopy(void* dst, const void* src, size_t n);
 
 }  // namespace kvq

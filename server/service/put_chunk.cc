@@ -6,7 +6,6 @@
 #include <grpcpp/support/proto_buffer_reader.h>
 
 #include <algorithm>
-#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -20,10 +19,6 @@ using google::protobuf::internal::WireFormatLite;
 constexpr uint32_t kDataTag =
     WireFormatLite::MakeTag(v1::PutRequest::kDataFieldNumber,
                             WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
-
-// Bytes one task of CopyDataTo copies: enough that handing it to a worker
-// costs far less than the copy.
-constexpr uint64_t kCopyTaskBytes = uint64_t{256} << 10;
 
 absl::Status NotAPutRequest(std::string_view what) {
   return absl::InvalidArgumentError(
@@ -91,48 +86,22 @@ void PutChunk::CopyDataTo(std::byte* dst) const {
     ParallelCopy(dst, owned_data_.data(), owned_data_.size());
     return;
   }
-  // The data's pieces in the slices, cut so that no piece is larger than a
-  // task, then grouped into tasks of about kCopyTaskBytes.
-  struct Piece {
-    const uint8_t* src;
-    uint64_t dst_offset;
-    uint64_t size;
-  };
-  std::vector<Piece> pieces;
-  uint64_t skip = data_offset_, left = data_size_, done = 0;
+  // The part of each slice that holds data, in order.
+  std::vector<CopyPiece> pieces;
+  uint64_t skip = data_offset_, left = data_size_;
   for (const grpc::Slice& slice : slices_) {
     if (left == 0) break;
     if (skip >= slice.size()) {
       skip -= slice.size();
       continue;
     }
-    const uint8_t* from = slice.begin() + skip;
-    uint64_t n = std::min<uint64_t>(slice.size() - skip, left);
+    const uint64_t n = std::min<uint64_t>(slice.size() - skip, left);
+    pieces.push_back(CopyPiece{dst + (data_size_ - left), slice.begin() + skip,
+                               static_cast<size_t>(n)});
     skip = 0;
     left -= n;
-    while (n > 0) {
-      const uint64_t piece = std::min(n, kCopyTaskBytes);
-      pieces.push_back(Piece{from, done, piece});
-      from += piece;
-      done += piece;
-      n -= piece;
-    }
   }
-  std::vector<size_t> task_starts;  // first piece of each task
-  uint64_t task_bytes = kCopyTaskBytes;
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    if (task_bytes + pieces[i].size > kCopyTaskBytes) {
-      task_starts.push_back(i);
-      task_bytes = 0;
-    }
-    task_bytes += pieces[i].size;
-  }
-  task_starts.push_back(pieces.size());
-  ParallelFor(task_starts.size() - 1, 1, [&](size_t begin, size_t end) {
-    for (size_t i = task_starts[begin]; i < task_starts[end]; ++i) {
-      std::memcpy(dst + pieces[i].dst_offset, pieces[i].src, pieces[i].size);
-    }
-  });
+  ParallelCopy(pieces);
 }
 
 }  // namespace kvq

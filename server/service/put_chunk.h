@@ -49,7 +49,7 @@ class PutChunk {
 
   uint64_t data_size() const { return data_size_; }
   // Copies the data_size() bytes of `data` to `dst`, on several cores when
-  // there are many (ParallelFor).
+  // there are many (ParallelCopy).
   void CopyDataTo(std::byte* dst) const;
 
  private:

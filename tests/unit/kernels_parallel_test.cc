@@ -1,6 +1,7 @@
 // Specification of kernels/parallel.h: every index exactly once, from any
 // number of concurrent callers, nested calls included.
 
+#include <algorithm>
 #include <atomic>
 #include <random>
 #include <thread>
@@ -93,6 +94,36 @@ TEST_F(ParallelCopyTest, CopiesExactlyTheRangeForAnySizeAndAlignment) {
       ASSERT_EQ(dst[i], inside ? src[i] : '\x5a')
           << "byte " << i << " of a " << n << "-byte copy at offset " << offset;
     }
+  }
+}
+
+TEST_F(ParallelCopyTest, GatheredPiecesLandWhereTheySayAndNowhereElse) {
+  // Pieces of every size class (empty, a few bytes, across task bounds)
+  // gathered from scattered sources into one destination, in order.
+  const size_t kSizes[] = {0, 1, 7, 4096, (size_t{256} << 10) + 3, 0, 100,
+                           (size_t{600} << 10)};
+  std::vector<std::vector<char>> sources;
+  size_t total = 0;
+  for (const size_t n : kSizes) {
+    sources.emplace_back(n);
+    for (char& c : sources.back()) c = static_cast<char>(rng_());
+    total += n;
+  }
+  std::vector<char> dst(total + 2, '\x5a');
+  std::vector<CopyPiece> pieces;
+  size_t at = 1;
+  for (const std::vector<char>& src : sources) {
+    pieces.push_back(CopyPiece{dst.data() + at, src.data(), src.size()});
+    at += src.size();
+  }
+  ParallelCopy(pieces);
+  EXPECT_EQ(dst.front(), '\x5a');
+  EXPECT_EQ(dst.back(), '\x5a');
+  at = 1;
+  for (const std::vector<char>& src : sources) {
+    ASSERT_TRUE(std::equal(src.begin(), src.end(), dst.begin() + at))
+        << "piece of " << src.size() << " bytes at " << at;
+    at += src.size();
   }
 }
 
