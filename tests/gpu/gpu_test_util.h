@@ -268,6 +268,33 @@ class DtypeGranularityTest
   }
 };
 
+// Shapes for GroupQuantize's small-group arrangements (quantize_groups.cu),
+// one head_dim and group size each, run for every dtype (16-byte vectors:
+// 8 FP16 / BF16 or 4 FP32 values). Between them they take
+//   one vector per lane, groups of 1-8 vectors: teams of 1 to 8 lanes, some
+//     with idle lanes (3, 5, 6 vectors);
+//   four vectors of each of two groups per lane, groups of 9-32 vectors:
+//     teams of 4 and 8 lanes, full (16, 32 vectors) or with empty slots (9,
+//     10, 15, 18, 30 vectors).
+struct SmallGroupCase {
+  uint32_t head_dim;
+  uint32_t group_size;  // 0: per-token-head
+
+  // The layout of planes x tokens x heads x head_dim.
+  absl::StatusOr<BlockLayout> Layout(uint32_t planes, uint32_t tokens,
+                                     uint32_t heads) const {
+    QuantSpec spec;
+    spec.granularity =
+        group_size == 0 ? Granularity::kPerTokenHead : Granularity::kGroup;
+    spec.group_size = group_size;
+    return MakeLayout(BlockShape{planes, tokens, heads, head_dim}, spec);
+  }
+};
+inline constexpr SmallGroupCase kSmallGroupCases[] = {
+    {8, 0},   {24, 0},  {32, 0},  {40, 0},   {64, 0},   {72, 0},
+    {120, 0}, {128, 0}, {96, 24}, {120, 40}, {128, 32},
+};
+
 // Test names like "fp16_per_token_head".
 inline std::string DtypeGranularityName(
     const ::testing::TestParamInfo<std::tuple<DType, Granularity>>& info) {

@@ -40,6 +40,8 @@ using gpu_testing::PayloadDiff;
 using gpu_testing::RandomBlock;
 using gpu_testing::ReferencePayload;
 using gpu_testing::ReferenceValues;
+using gpu_testing::kSmallGroupCases;
+using gpu_testing::SmallGroupCase;
 using gpu_testing::SpecFor;
 using gpu_testing::ValuesDiff;
 using kvq::testing::HostBlock;
@@ -330,27 +332,16 @@ TEST_P(PagedKernelsTest, NanOrInfInOneBlockOfABatchSetsTheFlag) {
 
 KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(PagedKernelsTest);
 
-// GroupQuantize's small-group arrangements (see quantize_cuda_test.cc's
-// SmallGroupsTest) on scattered pages: groups of 1 to 16 vectors, some of
-// whose lanes hold empty slots, in a batch whose blocks end mid-step, on
-// pages that some groups straddle (40- and 24-byte groups of int8 on pages
-// of 256 .. 4 KiB).
+// GroupQuantize's small-group arrangements (gpu_test_util.h's
+// kSmallGroupCases) on scattered pages, in a batch whose blocks end
+// mid-step, on pages that some groups straddle (40- and 24-byte groups of
+// int8 on pages of 256 .. 4 KiB).
 class SmallGroupPagesTest : public GpuTest {};
 
 TEST_F(SmallGroupPagesTest, EveryArrangementScattersAndGathersTheReference) {
-  const struct {
-    uint32_t head_dim;
-    uint32_t group_size;  // 0: per-token-head
-  } kCases[] = {{8, 0},  {24, 0},  {32, 0},  {40, 0},   {64, 0},
-                {72, 0}, {128, 0}, {96, 24}, {120, 40}, {128, 32}};
   for (const DType dtype : kvq::testing::kAllDTypes) {
-    for (const auto& c : kCases) {
-      QuantSpec spec;
-      spec.granularity =
-          c.group_size == 0 ? Granularity::kPerTokenHead : Granularity::kGroup;
-      spec.group_size = c.group_size;
-      absl::StatusOr<BlockLayout> layout =
-          MakeLayout(BlockShape{2, 37, 3, c.head_dim}, spec);
+    for (const SmallGroupCase& c : kSmallGroupCases) {
+      const absl::StatusOr<BlockLayout> layout = c.Layout(2, 37, 3);
       ASSERT_TRUE(layout.ok()) << layout.status();
       const uint32_t count = 2 + static_cast<uint32_t>(rng_() % 5);
       const PageTables tables(count, layout->payload_bytes,

@@ -36,6 +36,8 @@ using gpu_testing::PayloadDiff;
 using gpu_testing::RandomBlock;
 using gpu_testing::ReferencePayload;
 using gpu_testing::ReferenceValues;
+using gpu_testing::kSmallGroupCases;
+using gpu_testing::SmallGroupCase;
 using gpu_testing::SpecFor;
 using gpu_testing::ValuesDiff;
 using kvq::testing::HostBlock;
@@ -319,33 +321,17 @@ TEST_P(QuantizeCudaTest, NanOrInfSetsTheNonFiniteFlagWithoutFailing) {
 
 KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(QuantizeCudaTest);
 
-// Groups of 1 to 16 vectors (8 FP16 / BF16 or 4 FP32 values each) take
-// GroupQuantize's small-group arrangements: lanes holding one vector of a
-// group or four, teams of 1, 2 or 4 lanes. These head_dims and group sizes
-// take each of them, with lanes whose slots are partly empty (3, 5, 6, 9,
-// 10 or 15 vectors), and token counts that end a block's last chunk in the
+// GroupQuantize's small-group arrangements (gpu_test_util.h's
+// kSmallGroupCases), with token counts that end a block's last chunk in the
 // middle of a step (37) or after several chunks (700).
-struct SmallGroupCase {
-  uint32_t head_dim;
-  uint32_t group_size;  // 0: per-token-head
-};
-constexpr SmallGroupCase kSmallGroupCases[] = {
-    {8, 0},   {24, 0},  {32, 0},  {40, 0},   {64, 0},   {72, 0},
-    {120, 0}, {128, 0}, {96, 24}, {120, 40}, {128, 32},
-};
-
 class SmallGroupsTest : public GpuTest {};
 
 TEST_F(SmallGroupsTest, EveryArrangementQuantizesAndDequantizesAsTheReference) {
   for (const DType dtype : kvq::testing::kAllDTypes) {
     for (const SmallGroupCase& c : kSmallGroupCases) {
       for (const uint32_t tokens : {37u, 700u}) {
-        QuantSpec spec;
-        spec.granularity = c.group_size == 0 ? Granularity::kPerTokenHead
-                                             : Granularity::kGroup;
-        spec.group_size = c.group_size;
         const BlockShape shape{2, tokens, 3, c.head_dim};
-        absl::StatusOr<BlockLayout> layout = MakeLayout(shape, spec);
+        const absl::StatusOr<BlockLayout> layout = c.Layout(2, tokens, 3);
         ASSERT_TRUE(layout.ok()) << layout.status();
         SCOPED_TRACE(CaseName(*layout, dtype));
         const HostBlock block = RandomBlock(shape, dtype, rng_);
