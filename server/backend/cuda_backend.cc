@@ -11,8 +11,8 @@
 // for one, which bounds pinned memory under any number of RPC threads.
 //
 // A block in page-locked memory (AllocateHostBuffer's, which the service
-// receives puts into and answers gets from) moves by DMA straight from or to
-// the caller's memory. Any other memory goes through the context's pinned
+// dequantizes gets into) moves by DMA straight from or to the caller's
+// memory. Any other memory goes through the context's pinned
 // staging buffer: one more copy, spread over the CPU worker pool.
 //
 // Timings: host_to_device covers the copy of the block into pinned staging
