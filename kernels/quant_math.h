@@ -74,6 +74,20 @@ KVQ_HOST_DEVICE uint32_t ClampRoundBits(float v) {
   return FloatBits(ClampPlusOffset(v));
 }
 
+// ClampRoundBits(v) without the clamp: the same bits for |v| < 127.5, which
+// every value of a group meets against the group's own normal scale. With
+// a = the group's absmax, s = ScaleFromAbsmax(a) normal and
+// inv = InverseScale(s), each rounding is within a factor (1 + 2^-24), so
+//   |x| * inv <= a * inv <= 127 * (1 + 2^-24)^2 / (1 - 2^-24) < 127.0001
+// for every |x| <= a; multiplication is monotone, so x = a is the worst case
+// (the unit tests check it for every mantissa of a and every exponent).
+// Kernels that quantize a group with the scale they derived from it use it
+// (their fast path is issue-bound: the clamp was 2 of its ~6 operations per
+// value); where scales come from elsewhere, only ClampRoundBits is right.
+KVQ_HOST_DEVICE uint32_t RoundBits(float v) {
+  return FloatBits(v + kRoundingOffset);
+}
+
 // x / scale rounded half-to-even and clamped to [-127, 127], as a float.
 // Fast paths may hoist the branch out of a group's loop: for a zero scale
 // (inv_scale == 0) ClampRound(x * inv_scale) is also 0 for finite x, so only a

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "bench/common/random_fill.h"
+#include "kernels/cuda/quantize_cuda.h"
 #include "kernels/float_convert.h"
 
 namespace kvq::bench {
@@ -79,13 +80,7 @@ double TimeCpuMs(const std::function<void()>& fn) {
 }
 
 int QuantizePasses(const BlockLayout& layout, DType dtype) {
-  constexpr uint32_t kOnePassMaxTokens = 512;
-  constexpr uint64_t kOnePassMaxGroupBytes = 32 * 1024;
-  if (layout.spec.granularity == Granularity::kPerChannel) {
-    return layout.shape.tokens > kOnePassMaxTokens ? 2 : 1;
-  }
-  return layout.group_values * DTypeBytes(dtype) > kOnePassMaxGroupBytes ? 2
-                                                                          : 1;
+  return kvq::cuda::QuantizeInputReads(layout, dtype);
 }
 
 uint64_t QuantizeTraffic(const BlockLayout& layout, DType dtype) {

@@ -91,9 +91,9 @@ class BenchContext {
 double TimeCpuMs(const std::function<void()>& fn);
 
 // Bytes a quantize of `layout` must move: its input once or twice (groups too
-// big to hold on chip are read twice: once for absmax, once to quantize;
-// kernels/cuda/quantize_cuda.h: per-channel over more than 512 tokens, other
-// granularities with groups over 32 KiB) plus the payload written.
+// big to hold on chip are read twice: once for their scales, once to
+// quantize; kvq::cuda::QuantizeInputReads says which) plus the payload
+// written.
 uint64_t QuantizeTraffic(const BlockLayout& layout, DType dtype);
 int QuantizePasses(const BlockLayout& layout, DType dtype);
 // Bytes a dequantize moves: the payload read and the values written.

@@ -9,8 +9,11 @@
 //         otherwise                       -> two-pass with SegmentReduce
 //       per-channel:
 //         tokens <= kColumnMaxTokens      -> ColumnQuantize fused (one read)
-//         otherwise                       -> two-pass with ColumnQuantize's
-//                                            reduce stage
+//         otherwise                       -> two-pass: ColumnQuantize's
+//                                            reduce, then apply stage
+//   - for a quantize with the scales given (QuantizeWithScales), the pass
+//     that follows a reduce: ColumnQuantize's apply stage or the
+//     elementwise kernel;
 //   - for dequantize, the elementwise kernel for every granularity.
 
 #include "kernels/cuda/dispatch.cuh"
@@ -66,45 +69,46 @@ absl::Status WithTypeAndWidth(const BlockLayout& layout, DType dtype,
   });
 }
 
-// The two-pass sequence; `reduce` launches the middle stage.
-template <class Addr, class Reduce>
+// Whether quantizing with kVec-element vectors reads the input twice: the
+// runs that share a scale do not fit on chip.
+bool TwoPass(const BlockLayout& layout, int vec) {
+  if (layout.spec.granularity == Granularity::kPerChannel) {
+    return layout.shape.tokens > kColumnMaxTokens;
+  }
+  return layout.group_values / vec > kGroupCapacityVecs;
+}
+
+// The two-pass sequence: zeroed scale slots, `reduce` (which combines the
+// scales into them), then `quantize` with them.
+template <class Addr, class Reduce, class Quantize>
 absl::Status TwoPassQuantize(const BlockLayout& layout,
                              const BlockList& blocks, const Addr& addr,
                              cudaStream_t stream, Reduce&& reduce,
-                             absl::Status (*quantize)(const BlockLayout&,
-                                                      const BlockList&,
-                                                      const Addr&,
-                                                      cudaStream_t)) {
-  KVQ_RETURN_IF_ERROR(
-      LaunchScaleSlots(layout, SlotOp::kZero, blocks, addr, stream));
+                             Quantize&& quantize) {
+  KVQ_RETURN_IF_ERROR(LaunchZeroScaleSlots(layout, blocks, addr, stream));
   KVQ_RETURN_IF_ERROR(reduce());
-  KVQ_RETURN_IF_ERROR(
-      LaunchScaleSlots(layout, SlotOp::kFinalize, blocks, addr, stream));
-  return quantize(layout, blocks, addr, stream);
+  return quantize();
 }
 
 template <typename T, int kVec, class Addr>
 absl::Status QuantizeAs(const BlockLayout& layout, const BlockList& blocks,
                         const Addr& addr, QuantizeOutputs out,
                         cudaStream_t stream) {
-  constexpr auto kElementwise = &LaunchElementwiseQuantize<T, kVec, Addr>;
+  auto column = [&](ColumnStage stage) {
+    return LaunchColumnQuantize<T, kVec, Addr>(layout, stage, blocks, addr,
+                                               out, stream);
+  };
   switch (layout.spec.granularity) {
     case Granularity::kPerChannel:
-      if (layout.shape.tokens <= kColumnMaxTokens) {
-        return LaunchColumnQuantize<T, kVec, Addr>(layout, /*fused=*/true,
-                                                   blocks, addr, out, stream);
-      }
+      if (!TwoPass(layout, kVec)) return column(ColumnStage::kFused);
       return TwoPassQuantize(
           layout, blocks, addr, stream,
-          [&] {
-            return LaunchColumnQuantize<T, kVec, Addr>(
-                layout, /*fused=*/false, blocks, addr, out, stream);
-          },
-          kElementwise);
+          [&] { return column(ColumnStage::kReduce); },
+          [&] { return column(ColumnStage::kApply); });
     case Granularity::kPerTokenHead:
     case Granularity::kPerTensor:
     case Granularity::kGroup:
-      if (layout.group_values / kVec <= kGroupCapacityVecs) {
+      if (!TwoPass(layout, kVec)) {
         return LaunchGroupQuantize<T, kVec, Addr>(layout, blocks, addr, out,
                                                   stream);
       }
@@ -114,7 +118,10 @@ absl::Status QuantizeAs(const BlockLayout& layout, const BlockList& blocks,
             return LaunchSegmentReduce<T, kVec, Addr>(layout, blocks, addr,
                                                       out, stream);
           },
-          kElementwise);
+          [&] {
+            return LaunchElementwiseQuantize<T, kVec, Addr>(layout, blocks,
+                                                            addr, stream);
+          });
   }
   return absl::InvalidArgumentError(
       absl::StrCat("spec.granularity must be 1..4, got ",
@@ -157,6 +164,17 @@ absl::Status ValidatePages(const uint8_t* arena, uint64_t page_bytes) {
   return absl::OkStatus();
 }
 
+int QuantizeInputReads(const BlockLayout& layout, DType dtype,
+                       bool vector_aligned) {
+  int reads = 1;
+  const absl::Status known = WithTypeAndWidth(
+      layout, dtype, vector_aligned, [&](auto, auto width) {
+        reads = TwoPass(layout, decltype(width)::value) ? 2 : 1;
+        return absl::OkStatus();
+      });
+  return known.ok() ? reads : 0;
+}
+
 template <class Addr>
 absl::Status DispatchQuantize(const BlockLayout& layout, DType dtype,
                               const BlockList& blocks, bool vector_aligned,
@@ -177,10 +195,17 @@ absl::Status DispatchQuantizeWithScales(const BlockLayout& layout, DType dtype,
                                         cudaStream_t stream) {
   if (blocks.count == 0) return absl::OkStatus();
   return WithTypeAndWidth(
-      layout, dtype, vector_aligned, [&](auto zero, auto width) {
-        return LaunchElementwiseQuantize<decltype(zero),
-                                         decltype(width)::value, Addr>(
-            layout, blocks, addr, stream);
+      layout, dtype, vector_aligned,
+      [&](auto zero, auto width) -> absl::Status {
+        using T = decltype(zero);
+        constexpr int kVec = decltype(width)::value;
+        if (layout.spec.granularity == Granularity::kPerChannel) {
+          return LaunchColumnQuantize<T, kVec, Addr>(
+              layout, ColumnStage::kApply, blocks, addr, QuantizeOutputs{},
+              stream);
+        }
+        return LaunchElementwiseQuantize<T, kVec, Addr>(layout, blocks, addr,
+                                                        stream);
       });
 }
 

@@ -25,6 +25,12 @@ absl::Status ValidateLayout(const BlockLayout& layout, DType dtype);
 // 2^31 and the arena is 16-byte aligned.
 absl::Status ValidatePages(const uint8_t* arena, uint64_t page_bytes);
 
+// How many times quantizing `layout` reads its input: 1, or 2 when the
+// values sharing a scale do not fit on chip (0 for an unknown dtype).
+// `vector_aligned` as for DispatchQuantize.
+int QuantizeInputReads(const BlockLayout& layout, DType dtype,
+                       bool vector_aligned);
+
 // True if p is 16-byte aligned.
 inline bool Aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0;

@@ -1,5 +1,6 @@
 // The elementwise pass shared by dequantize and by the second pass of
-// two-pass quantize: every element's scale is already in the payload, so each
+// two-pass quantize of contiguous groups (per-channel's is ColumnQuantize's
+// apply stage): every element's scale is already in the payload, so each
 // thread maps a vector of kVec elements to its scale(s) and converts it.
 //
 // Work is split into chunks of kElementwiseChunkVecs vectors of one block;
@@ -8,6 +9,12 @@
 // groups), then converts and stores them, so enough bytes are in flight to
 // reach the memory limit. Dequantize reads a quarter (FP32) or half (FP16 /
 // BF16) of the bytes it writes, so it issues twice as many loads per step.
+// It runs at the limit of its traffic mix: on an H200 the simplest kernel
+// that reads 1 byte per 4 (or 2) it writes reaches 84% (90%) of the copy's
+// bandwidth (kvq-bench-kernels' traffic-mix ceilings), as dequantize does.
+// Loading 16 bytes of int8 per thread instead (two or four vectors) halved
+// its speed: each thread's outputs were then 32 or 64 bytes apart, so no
+// store was coalesced.
 //
 // Scale of element i (i < 2^32: a block holds at most 2^32 values):
 //   contiguous groups:  g = i / group_values         (one scale per vector)
@@ -75,15 +82,10 @@ __device__ __forceinline__ void ScalesOf(const ElementwisePlan& plan,
     for (int e = 0; e < kVec; ++e) scale[e] = group_scale;
   }
   if constexpr (kQuantize) {
-    // One division per scale actually distinct: contiguous groups share one.
-    if constexpr (kPerChannel) {
+    static_assert(!kPerChannel, "per-channel quantize is ColumnQuantize's");
+    const float inv = InverseScale(scale[0]);  // the vector's one scale
 #pragma unroll
-      for (int e = 0; e < kVec; ++e) inv_scale[e] = InverseScale(scale[e]);
-    } else {
-      const float inv = InverseScale(scale[0]);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) inv_scale[e] = inv;
-    }
+    for (int e = 0; e < kVec; ++e) inv_scale[e] = inv;
   }
 }
 
@@ -144,8 +146,9 @@ __global__ void __launch_bounds__(kElementwiseThreads, 4)
               plan, ref.payload, static_cast<uint32_t>(i), group_scale[u],
               scale, inv_scale);
           if constexpr (kQuantize) {
-            StoreQuantized(reinterpret_cast<int8_t*>(ref.payload.At(i)),
-                           QuantizeVec(x[u], scale, inv_scale));
+            StoreQuantized(
+                reinterpret_cast<int8_t*>(ref.payload.At(i)),
+                QuantizeVec<ScaleSource::kGiven>(x[u], scale, inv_scale));
           } else {
             float y[kVec];
             DequantizeVec(x[u], scale, y);
@@ -192,14 +195,25 @@ absl::Status LaunchElementwise(const BlockLayout& layout,
       (plan.vecs_per_block + kElementwiseChunkVecs - 1) / kElementwiseChunkVecs;
   plan.chunks_per_block = FastDivmod(chunks_per_block);
 
-  return DispatchBool(per_channel, [&](auto channels) {
+  auto launch = [&](auto channels) {
     return LaunchPersistent<
         &ElementwiseKernel<T, kVec, Addr, kQuantize, decltype(channels)::value>,
         &ElementwisePlan::total_chunks>(
         kQuantize ? "ElementwiseKernel(quantize)"
                   : "ElementwiseKernel(dequantize)",
         kElementwiseThreads, blocks, chunks_per_block, plan, stream, addr);
-  });
+  };
+  if constexpr (kQuantize) {
+    // Per-channel quantize is ColumnQuantize's apply stage (dispatch.cu):
+    // this pass quantizes contiguous groups only.
+    if (per_channel) {
+      return absl::InternalError(
+          "kvq cuda: the elementwise pass does not quantize per channel");
+    }
+    return launch(std::false_type{});
+  } else {
+    return DispatchBool(per_channel, launch);
+  }
 }
 
 }  // namespace kvq::cuda::internal

@@ -1,6 +1,7 @@
 // Device helpers shared by the production kernels: magnitudes as integer
 // bits, team / CTA max reductions, quantizing a vector with quant_math.h
-// (QuantizeVec, whose bytes equal QuantizeValue's, packed for StoreQuantized)
+// (QuantizeVec, whose bytes equal QuantizeValue's, packed for StoreQuantized;
+// it skips the clamp where the scales are the values' own: RoundBits)
 // and back (DequantizeVec, DequantizeValue's floats), and the per-block
 // outputs (absmax, non-finite flag, payload padding).
 //
@@ -240,15 +241,33 @@ __device__ __forceinline__ QuantizedVec<kN> PackQuantized(BitsOf bits_of) {
   return q;
 }
 
+// Which values a quantize sees against its scales.
+enum class ScaleSource {
+  kOwn,    // the scales were derived from these very values (their absmax):
+           // no quotient reaches the clamp (RoundBits), which is skipped
+  kGiven,  // scales from the payload: the clamp decides quotients past 127
+};
+
+// ClampRoundBits(v), or RoundBits(v) where that is the same (kOwn).
+template <ScaleSource kSource>
+__device__ __forceinline__ uint32_t RoundedBits(float v) {
+  if constexpr (kSource == ScaleSource::kOwn) {
+    return RoundBits(v);
+  } else {
+    return ClampRoundBits(v);
+  }
+}
+
 // Quantizes kN values that share one scale: QuantizeValue's bytes, with its
 // branch on the kind of scale taken once for the vector.
-template <typename T, int kN>
+template <ScaleSource kSource, typename T, int kN>
 __device__ __forceinline__ QuantizedVec<kN> QuantizeVec(const Vec<T, kN>& x,
                                                         float scale,
                                                         float inv_scale) {
   if (inv_scale != 0.0f) {  // normal scale: the common case
-    return PackQuantized<kN>(
-        [&](int e) { return ClampRoundBits(Get(x, e) * inv_scale); });
+    return PackQuantized<kN>([&](int e) {
+      return RoundedBits<kSource>(Get(x, e) * inv_scale);
+    });
   }
   if (scale != 0.0f) {  // subnormal scale: the reciprocal would overflow
     return PackQuantized<kN>(
@@ -260,15 +279,16 @@ __device__ __forceinline__ QuantizedVec<kN> QuantizeVec(const Vec<T, kN>& x,
 // Quantizes kN values with one scale each. When every scale is normal (all
 // but the rarest blocks), one test covers the vector and each value takes
 // the multiplication; otherwise each value takes QuantizeValue's branches.
-template <typename T, int kN>
+template <ScaleSource kSource, typename T, int kN>
 __device__ __forceinline__ QuantizedVec<kN> QuantizeVec(
     const Vec<T, kN>& x, const float* scale, const float* inv_scale) {
   bool all_normal = true;
 #pragma unroll
   for (int e = 0; e < kN; ++e) all_normal &= inv_scale[e] != 0.0f;
   if (all_normal) {
-    return PackQuantized<kN>(
-        [&](int e) { return ClampRoundBits(Get(x, e) * inv_scale[e]); });
+    return PackQuantized<kN>([&](int e) {
+      return RoundedBits<kSource>(Get(x, e) * inv_scale[e]);
+    });
   }
   return PackQuantized<kN>(
       [&](int e) { return QuantizeBits(Get(x, e), scale[e], inv_scale[e]); });

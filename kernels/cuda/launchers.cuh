@@ -12,17 +12,21 @@
 //                        per-tensor when a plane fits): one team of threads
 //                        per group holds it in registers, reads it once.
 //   ColumnQuantize       per-channel: a CTA holds a strip of columns over the
-//                        block's tokens (fused, one read) or reduces a chunk
-//                        of rows into the scale slots (two-pass).
+//                        block's tokens (fused, one read), or, two-pass,
+//                        reduces a chunk of rows into the scale slots and
+//                        then quantizes it with them (reduce, apply).
 //   SegmentReduce        groups too big for one CTA's registers: grid
-//                        reduction of each group's max into its scale slot.
-//   ScaleSlots           zeroes scale slots, or turns max bits into scales.
+//                        reduction of each group's scale into its slot.
+//   ZeroScaleSlots       zeroes the scale slots a reduce combines into.
 //   ElementwiseQuantize  quantizes with the scales already in the payload.
 //   ElementwiseDequantize
 //
-// Two-pass quantize: memset(absmax) -> ScaleSlots(zero) -> reduce ->
-// ScaleSlots(finalize) -> ElementwiseQuantize. While a two-pass sequence
-// runs, the scale slots hold max-magnitude bits, not scales.
+// Two-pass quantize: memset(absmax) -> ZeroScaleSlots -> reduce -> the
+// quantize pass (ColumnQuantize's apply stage for per-channel, else
+// ElementwiseQuantize). A reduce combines scales, not magnitudes, with
+// atomicMax on their bits: ScaleFromAbsmax is a correctly rounded division
+// by 127, monotone in absmax, so the max of partial scales is the scale of
+// the max, and the slots are final when the reduce ends.
 
 #ifndef KVQ_KERNELS_CUDA_LAUNCHERS_CUH_
 #define KVQ_KERNELS_CUDA_LAUNCHERS_CUH_
@@ -51,17 +55,22 @@ inline constexpr int kColumnItems = 4;
 inline constexpr int kColumnMaxThreads = 512;
 inline constexpr uint32_t kColumnMaxTokens = 256;
 
-enum class SlotOp { kZero, kFinalize };
+// ColumnQuantize's stages (quantize_per_channel.cu).
+enum class ColumnStage {
+  kFused,   // tokens <= kColumnMaxTokens: scales and values in one read
+  kReduce,  // two-pass, first read: atomicMax of each column's scale
+  kApply,   // two-pass, second read: values quantized with those scales
+};
 
 template <typename T, int kVec, class Addr>
 absl::Status LaunchGroupQuantize(const BlockLayout& layout,
                                  const BlockList& blocks, const Addr& addr,
                                  QuantizeOutputs out, cudaStream_t stream);
 
-// fused: quantize from registers (layout.shape.tokens <= kColumnMaxTokens);
-// otherwise atomicMax each column's magnitude bits into its scale slot.
+// kFused needs layout.shape.tokens <= kColumnMaxTokens; kReduce needs zeroed
+// scale slots; kApply, the slots kReduce left (it reports nothing to `out`).
 template <typename T, int kVec, class Addr>
-absl::Status LaunchColumnQuantize(const BlockLayout& layout, bool fused,
+absl::Status LaunchColumnQuantize(const BlockLayout& layout, ColumnStage stage,
                                   const BlockList& blocks, const Addr& addr,
                                   QuantizeOutputs out, cudaStream_t stream);
 
@@ -71,9 +80,9 @@ absl::Status LaunchSegmentReduce(const BlockLayout& layout,
                                  QuantizeOutputs out, cudaStream_t stream);
 
 template <class Addr>
-absl::Status LaunchScaleSlots(const BlockLayout& layout, SlotOp op,
-                              const BlockList& blocks, const Addr& addr,
-                              cudaStream_t stream);
+absl::Status LaunchZeroScaleSlots(const BlockLayout& layout,
+                                  const BlockList& blocks, const Addr& addr,
+                                  cudaStream_t stream);
 
 template <typename T, int kVec, class Addr>
 absl::Status LaunchElementwiseQuantize(const BlockLayout& layout,

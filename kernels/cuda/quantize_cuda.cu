@@ -44,6 +44,10 @@ bool VectorAligned(const void* base, uint64_t stride) {
 
 }  // namespace
 
+int QuantizeInputReads(const BlockLayout& layout, DType dtype) {
+  return internal::QuantizeInputReads(layout, dtype, /*vector_aligned=*/true);
+}
+
 uint64_t BatchPayloadStride(const BlockLayout& layout) {
   return (layout.payload_bytes + 15) / 16 * 16;
 }

@@ -19,8 +19,9 @@
 // Which kernels run (dispatch.cu): per-token-head, group-wise and per-tensor
 // quantize read the input once while a group fits on chip (<= 2048 16-byte
 // vectors: head_dim / group_size / plane of up to 16384 FP16 or 8192 FP32
-// values), else twice; per-channel reads it once for blocks of up to 512
-// tokens, else twice. Dequantize reads the payload once.
+// values), else twice; per-channel reads it once for blocks of up to 256
+// tokens, else twice (QuantizeInputReads says which). Dequantize reads the
+// payload once.
 
 #ifndef KVQ_KERNELS_CUDA_QUANTIZE_CUDA_H_
 #define KVQ_KERNELS_CUDA_QUANTIZE_CUDA_H_
@@ -50,6 +51,11 @@ absl::Status QuantizeWithScales(const BlockLayout& layout, DType dtype,
 // Dequantizes one block into `dst` (layout.elements values of `dtype`).
 absl::Status Dequantize(const BlockLayout& layout, const uint8_t* payload,
                         DType dtype, void* dst, Stream stream);
+
+// 1 or 2: how many times Quantize reads a block of `layout` and `dtype` whose
+// src is 16-byte aligned (benchmarks count the bytes a kernel must move
+// with it). 0 for an unknown dtype.
+int QuantizeInputReads(const BlockLayout& layout, DType dtype);
 
 // Bytes from one payload to the next in a batch: payload_bytes rounded up to
 // a multiple of 16.

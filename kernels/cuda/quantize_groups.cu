@@ -18,6 +18,9 @@
 //     scale and its reciprocal, the scale store) is done once per kLaneVecs
 //     vectors: 4 for groups of 9 to 32 16-byte vectors (teams of 4 or 8
 //     lanes), else 1 (one vector per lane, teams of CeilPow2(vectors)).
+//     With one vector per lane, a team of 4 or 8 lanes also shares the
+//     scale work out: each lane computes the scales of 8 / team of its 8
+//     groups and the others take the reciprocals by shuffle.
 // Work is split into chunks of consecutive groups of one block (~32 Ki
 // values); CTAs stride over chunks, so one launch covers one huge block or
 // thousands of tiny ones, and each chunk reports its block's max magnitude
@@ -45,6 +48,15 @@ constexpr uint32_t kSmallGroupVecs = 16;
 constexpr int kWideLaneVecs = 4;
 constexpr uint32_t kWideMinVecs = 9, kWideMaxVecs = 32;
 
+// Teams of one-vector lanes at least this wide share out their groups'
+// scales (owned_groups_step); with 2 lanes, the 4 scales each lane would own
+// cost more registers than the kernel has (FP32 spilled). Measured on an
+// H200 (bench/results/README.md, runs 2 and 3), group32 quantize: 1024 x 8 x
+// 128 values 33-46% -> 46-55% of copy, 16384 x 8 x 128 80-83% -> 86-88%,
+// FP32 at 131072 x 8 x 128 89% -> 93%; FP16 / BF16 there 88% -> 82%, at 1 Gi
+// values unchanged (88%).
+constexpr uint32_t kMinOwnerTeam = 4;
+
 struct GroupPlan {
   uint64_t group_values;      // G
   uint64_t groups_per_block;
@@ -57,9 +69,34 @@ struct GroupPlan {
   FastDivmod chunks_per_block;
 };
 
-// Quantizes group g's vectors that this lane holds in `x`: item k is vector
-// first_vec + k * vec_step of the group, at element first_offset +
-// k * vec_step * kVec of the block. The team's reduced maximum is `bits`;
+// Quantizes group g's vectors that this lane holds in `x` with the group's
+// scale: item k is vector first_vec + k * vec_step of the group, at element
+// first_offset + k * vec_step * kVec of the block.
+template <typename T, int kVec, int kItems, bool kAllActive = false,
+          class Payload>
+__device__ __forceinline__ void QuantizeGroupVectors(
+    const GroupPlan& plan, const Payload& payload, uint64_t first_offset,
+    uint32_t first_vec, uint32_t vec_step, bool active, float scale,
+    float inv_scale, const Vec<T, kVec>* x) {
+#pragma unroll
+  for (int k = 0; k < kItems; ++k) {
+    const uint32_t j = first_vec + k * vec_step;
+    if (kAllActive || (active && j < plan.vecs_per_group)) {
+      StoreQuantized(reinterpret_cast<int8_t*>(
+                         payload.At(first_offset + k * vec_step * kVec)),
+                     QuantizeVec<ScaleSource::kOwn>(x[k], scale, inv_scale));
+    }
+  }
+}
+
+template <class Payload>
+__device__ __forceinline__ void StoreScale(const GroupPlan& plan,
+                                           const Payload& payload, uint64_t g,
+                                           float scale) {
+  *reinterpret_cast<float*>(payload.At(plan.scales_offset + 4 * g)) = scale;
+}
+
+// QuantizeGroupVectors with the scale of the team's reduced maximum `bits`;
 // lane 0 writes the scale.
 template <typename T, int kVec, int kItems, bool kAllActive = false,
           class Payload>
@@ -69,18 +106,45 @@ __device__ __forceinline__ void StoreGroup(
     bool lane0, uint32_t bits, const Vec<T, kVec>* x) {
   const float scale = ScaleFromAbsmax(__uint_as_float(bits));
   const float inv_scale = InverseScale(scale);
+  QuantizeGroupVectors<T, kVec, kItems, kAllActive>(
+      plan, payload, first_offset, first_vec, vec_step, active, scale,
+      inv_scale, x);
+  if ((kAllActive || active) && lane0) StoreScale(plan, payload, g, scale);
+}
+
+// The maxima m[0 .. kN) of kN groups that every lane of a team of `team`
+// lanes (2 .. kN, a power of two) holds a part of, reduced over the team and
+// handed out: afterwards lane l of the team holds, in m[0 .. kN / team), the
+// maxima of groups l * kN / team onwards. Each exchange sends the half of
+// the values a lane gives up and keeps the other half: kN - 1 shuffles in
+// all, where reducing every group over the team takes kN * log2(team).
+template <int kN>
+__device__ __forceinline__ void TransposeTeamMax(uint32_t (&m)[kN],
+                                                 uint32_t team,
+                                                 uint32_t lane) {
 #pragma unroll
-  for (int k = 0; k < kItems; ++k) {
-    const uint32_t j = first_vec + k * vec_step;
-    if (kAllActive || (active && j < plan.vecs_per_group)) {
-      StoreQuantized(reinterpret_cast<int8_t*>(
-                         payload.At(first_offset + k * vec_step * kVec)),
-                     QuantizeVec(x[k], scale, inv_scale));
+  for (int round = 0, n = kN; n > 1; ++round, n /= 2) {
+    const uint32_t w = team >> (round + 1);  // partner: lane ^ w
+    if (w == 0) break;                       // uniform
+    const bool upper = (lane & w) != 0;
+#pragma unroll
+    for (int i = 0; i < n / 2; ++i) {
+      const uint32_t send = upper ? m[i] : m[i + n / 2];
+      const uint32_t keep = upper ? m[i + n / 2] : m[i];
+      m[i] = max(keep, __shfl_xor_sync(0xffffffffu, send, w));
     }
   }
-  if ((kAllActive || active) && lane0) {
-    *reinterpret_cast<float*>(payload.At(plan.scales_offset + 4 * g)) = scale;
-  }
+}
+
+// values[slot], slot < kN uniform at run time, without indexing the array
+// with it (which would move it to local memory).
+template <int kN>
+__device__ __forceinline__ float Pick(const float (&values)[kN],
+                                      uint32_t slot) {
+  float v = values[0];
+#pragma unroll
+  for (int i = 1; i < kN; ++i) v = slot == i ? values[i] : v;
+  return v;
 }
 
 // kLaneVecs: vectors of one group each lane holds (small groups only).
@@ -138,6 +202,64 @@ __global__ void __launch_bounds__(kGroupThreads, 4)
                    lane * kVec;
           }
         };
+        // One vector of each of the lane's groups (teams of kMinOwnerTeam
+        // or more): the team reduces all the groups at once
+        // (TransposeTeamMax), each lane computes the scales of the groups it
+        // is then left with and hands their reciprocals out, so that a lane
+        // divides for kGroupsPerLane / team groups instead of kGroupsPerLane.
+        auto owned_groups_step = [&](uint64_t base,
+                                   const Vec<T, kVec> (&x)[kGroupsPerLane]
+                                                          [kLaneVecs]) {
+          uint32_t m[kGroupsPerLane];
+#pragma unroll
+          for (int k = 0; k < kGroupsPerLane; ++k) {
+            Magnitudes<T, kVec> magnitudes;
+            magnitudes.Add(x[k][0]);
+            m[k] = magnitudes.Max();
+            chunk_bits = max(chunk_bits, m[k]);
+          }
+          TransposeTeamMax(m, team, lane);
+          const uint32_t owned = kGroupsPerLane >> plan.team_shift;
+          const uint32_t owned_shift = __ffs(owned) - 1;
+          constexpr int kMaxOwned = kGroupsPerLane >= int{kMinOwnerTeam}
+                                        ? kGroupsPerLane / kMinOwnerTeam
+                                        : 1;  // unused: lanes of 4 vectors
+          float own_scale[kMaxOwned], own_inv[kMaxOwned];
+          bool special = false;  // a zero or subnormal scale
+#pragma unroll
+          for (int i = 0; i < kMaxOwned; ++i) {
+            own_scale[i] = 0.0f;
+            own_inv[i] = 0.0f;
+            if (i < owned) {  // uniform
+              own_scale[i] = ScaleFromAbsmax(__uint_as_float(m[i]));
+              own_inv[i] = InverseScale(own_scale[i]);
+              special |= own_inv[i] == 0.0f;
+              const uint64_t g =
+                  base + ((lane << owned_shift) + i) * teams + team_id;
+              if (g < g_end) StoreScale(plan, ref.payload, g, own_scale[i]);
+            }
+          }
+          // QuantizeVec needs the scale itself only where its reciprocal is
+          // 0: handed out too only when some group of the warp has one.
+          special = __any_sync(0xffffffffu, special);
+          const uint32_t team_base = (threadIdx.x & 31) & ~(team - 1);
+#pragma unroll
+          for (int k = 0; k < kGroupsPerLane; ++k) {
+            const uint32_t owner = team_base + (k >> owned_shift);
+            const uint32_t slot = k & (owned - 1);
+            const float inv =
+                __shfl_sync(0xffffffffu, Pick(own_inv, slot), owner);
+            const float scale =
+                special ? __shfl_sync(0xffffffffu, Pick(own_scale, slot), owner)
+                        : 0.0f;
+            if (base + k * teams < g_end) {  // uniform
+              const uint64_t g = base + k * teams + team_id;
+              QuantizeGroupVectors<T, kVec, 1>(plan, ref.payload, offset(k, 0),
+                                               lane, team, g < g_end, scale,
+                                               inv, x[k]);
+            }
+          }
+        };
         Vec<T, kVec> x[kGroupsPerLane][kLaneVecs];
 #pragma unroll
         for (int k = 0; k < kGroupsPerLane; ++k) {
@@ -147,6 +269,12 @@ __global__ void __launch_bounds__(kGroupThreads, 4)
             x[k][s] = (kFull || (g < g_end && lane + s * team < vecs))
                           ? LoadVec<T, kVec>(src + offset(k, s))
                           : ZeroVec<T, kVec>();
+          }
+        }
+        if constexpr (kLaneVecs == 1) {
+          if (team >= kMinOwnerTeam && team <= kGroupsPerLane) {  // uniform
+            owned_groups_step(base, x);
+            return;
           }
         }
 #pragma unroll

@@ -3,17 +3,23 @@
 //
 // A CTA of sw x R threads takes a strip of sw column vectors (16 bytes each)
 // and up to R x kColumnItems rows of one plane: thread (r, c) loads rows
-// r, r + R, ... of column vector c into registers, the R threads of each
-// column combine their maxima in shared memory (a tree, conflict-free:
-// entry [e][thread]), and then
-//   fused  (tokens <= kColumnMaxTokens, the rows are all on chip): every
-//          thread quantizes the values it holds and row 0 writes the
-//          scales -- one read of the input;
-//   reduce (taller planes): each thread folds several steps of rows into
-//          running maxima first (up to kReduceMaxSteps), then row 0
-//          atomicMax-es each column's magnitude bits into its scale slot,
-//          the first stage of the two-pass scheme (launchers.cuh).
-
+// r, r + R, ... of column vector c into registers. By stage (ColumnStage):
+//   fused  (tokens <= kColumnMaxTokens, the rows are all on chip): the R
+//          threads of each column combine their maxima in shared memory (a
+//          tree, conflict-free: entry [e][thread]), every thread quantizes
+//          the values it holds and row 0 writes the scales -- one read of
+//          the input;
+//   reduce (taller planes, first pass): each thread folds several steps of
+//          rows into running maxima (up to kReduceMaxSteps), the column's
+//          threads combine them as above, and row 0 atomicMax-es each
+//          column's scale into its slot. A scale is a correctly rounded
+//          absmax / 127, which is monotone in absmax, so the max of the
+//          chunks' scales is the scale of the column's max: the slots hold
+//          final scales when the stage ends, with no finalize pass;
+//   apply  (second pass): each thread loads its column vector's scales and
+//          their reciprocals once, then quantizes the same rows as reduce
+//          did, step by step. The generic elementwise pass would map every
+//          vector to its kVec scales and divide for each of them again.
 #include <algorithm>
 
 #include "kernels/cuda/launch_util.cuh"
@@ -41,16 +47,51 @@ struct ColumnPlan {
   uint32_t rows;           // R threads down each column (a power of two)
   uint32_t rows_per_item;  // R * kColumnItems (x steps when reducing)
   uint32_t total_items;
-  FastDivmod row_chunks;   // work item -> (rest, row chunk)
-  FastDivmod strips;       // rest -> (rest, strip)
-  FastDivmod planes;       // rest -> (block, plane)
+  // Work item -> (rest, strip) -> (rest, row chunk) -> (block, plane): the
+  // strip varies fastest, so that the CTAs running at once take the strips
+  // side by side of the same rows. With the row chunk fastest (measured on
+  // an H200, FP16 131072 x 1024: 62% of DRAM bandwidth in the reduce), they
+  // took 128 bytes from each of thousands of rows at once, one DRAM page
+  // opened per 128 bytes.
+  FastDivmod strips;
+  FastDivmod row_chunks;
+  FastDivmod planes;
 };
 
-template <typename T, int kVec, class Addr, bool kFused>
+// The rows [t_begin, t_end) of column vector `cv`, R x kColumnItems at a
+// time (thread `row` of the column takes rows row, row + R, ...): each
+// step's loads are issued together, then fn(y, t, valid) sees each of them.
+template <typename T, int kVec, class Fn>
+__device__ __forceinline__ void ForEachColumnStep(const T* src, uint64_t stride,
+                                                  bool col_ok, uint32_t row,
+                                                  uint32_t rows,
+                                                  uint32_t t_begin,
+                                                  uint32_t t_end, Fn&& fn) {
+  for (uint32_t step = t_begin; step < t_end;  // uniform
+       step += rows * kColumnItems) {
+    Vec<T, kVec> y[kColumnItems];
+#pragma unroll
+    for (int k = 0; k < kColumnItems; ++k) {
+      const uint32_t t = step + row + k * rows;
+      y[k] = (col_ok && t < t_end) ? LoadVec<T, kVec>(src + uint64_t{t} * stride)
+                                   : ZeroVec<T, kVec>();
+    }
+#pragma unroll
+    for (int k = 0; k < kColumnItems; ++k) {
+      const uint32_t t = step + row + k * rows;
+      fn(y[k], t, col_ok && t < t_end);
+    }
+  }
+}
+
+template <typename T, int kVec, class Addr, ColumnStage kStage>
 __global__ void __launch_bounds__(kColumnMaxThreads, 2)
     ColumnKernel(ColumnPlan plan, BlockList blocks, Addr addr,
                  QuantizeOutputs out) {
-  __shared__ uint32_t red[kColumnMaxThreads * kVec];
+  constexpr bool kFused = kStage == ColumnStage::kFused;
+  __shared__ uint32_t red[kStage == ColumnStage::kApply
+                              ? 1
+                              : kColumnMaxThreads * kVec];
   __shared__ uint32_t scratch[32];
   const uint32_t threads = blockDim.x;
   const uint32_t col = threadIdx.x & ((1u << plan.sw_shift) - 1);
@@ -58,23 +99,51 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
 
   for (uint32_t w = blockIdx.x; w < plan.total_items; w += gridDim.x) {
     uint32_t rest, row_chunk, strip, b, p;
-    plan.row_chunks.DivMod(w, &rest, &row_chunk);
-    plan.strips.DivMod(rest, &rest, &strip);
+    plan.strips.DivMod(w, &rest, &strip);
+    plan.row_chunks.DivMod(rest, &rest, &row_chunk);
     plan.planes.DivMod(rest, &b, &p);
     const BlockRef<Addr> ref = Resolve(blocks, addr, b);
-    // The block's first item writes the padding (the reduce stage leaves it
-    // to the elementwise pass).
-    if (kFused && threadIdx.x == 0 && row_chunk == 0 && strip == 0 &&
-        p == 0) {
+    // The block's first item writes the padding in the stages that write
+    // values (the reduce stage leaves it to the apply stage).
+    if (kStage != ColumnStage::kReduce && threadIdx.x == 0 &&
+        row_chunk == 0 && strip == 0 && p == 0) {
       WritePadding(ref.payload, plan.elements, plan.scales_offset);
     }
 
     const uint32_t cv = (strip << plan.sw_shift) + col;
     const bool col_ok = cv < plan.row_vecs;
     const uint32_t t_begin = row_chunk * plan.rows_per_item;
+    const uint32_t t_end = min(t_begin + plan.rows_per_item, plan.tokens);
     const uint64_t plane_base = uint64_t{p} * plan.plane_values;
-    const T* src = reinterpret_cast<const T*>(ref.src) + plane_base +
-                   uint64_t{cv} * kVec;
+    const uint64_t column_base = plane_base + uint64_t{cv} * kVec;
+    const T* src = reinterpret_cast<const T*>(ref.src) + column_base;
+    // Scale index of the column vector's first element.
+    const uint64_t g = uint64_t{p} * plan.row_values + uint64_t{cv} * kVec;
+    auto payload_row = [&](uint32_t t) {
+      return reinterpret_cast<int8_t*>(
+          ref.payload.At(column_base + uint64_t{t} * plan.row_values));
+    };
+
+    if constexpr (kStage == ColumnStage::kApply) {
+      // The scales are final: each thread divides once per column element
+      // for all the rows it takes (the elementwise pass divides per value).
+      float scale[kVec] = {};
+      float inv_scale[kVec] = {};
+      if (col_ok) {
+        LoadScales<kVec>(ref.payload, plan.scales_offset, g, scale);
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) inv_scale[e] = InverseScale(scale[e]);
+      }
+      ForEachColumnStep<T, kVec>(
+          src, plan.row_values, col_ok, row, plan.rows, t_begin, t_end,
+          [&](const Vec<T, kVec>& y, uint32_t t, bool valid) {
+            if (valid) {
+              StoreQuantized(payload_row(t), QuantizeVec<ScaleSource::kGiven>(
+                                                 y, scale, inv_scale));
+            }
+          });
+      continue;
+    }
 
     Vec<T, kVec> x[kColumnItems];  // fused: the item's rows, kept on chip
     Magnitudes<T, kVec> magnitudes;
@@ -92,20 +161,9 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
     } else {
       // Steps of R x kColumnItems rows, folded into the running maxima:
       // the barriers and atomics below are paid once per item, not per step.
-      const uint32_t t_end = min(t_begin + plan.rows_per_item, plan.tokens);
-      for (uint32_t step = t_begin; step < t_end;  // uniform
-           step += plan.rows * kColumnItems) {
-        Vec<T, kVec> y[kColumnItems];
-#pragma unroll
-        for (int k = 0; k < kColumnItems; ++k) {
-          const uint32_t t = step + row + k * plan.rows;
-          y[k] = (col_ok && t < t_end)
-                     ? LoadVec<T, kVec>(src + uint64_t{t} * plan.row_values)
-                     : ZeroVec<T, kVec>();
-        }
-#pragma unroll
-        for (int k = 0; k < kColumnItems; ++k) magnitudes.Add(y[k]);
-      }
+      ForEachColumnStep<T, kVec>(
+          src, plan.row_values, col_ok, row, plan.rows, t_begin, t_end,
+          [&](const Vec<T, kVec>& y, uint32_t, bool) { magnitudes.Add(y); });
     }
     uint32_t bits[kVec];
 #pragma unroll
@@ -134,7 +192,6 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
 #pragma unroll
     for (int e = 0; e < kVec; ++e) item_bits = max(item_bits, bits[e]);
 
-    const uint64_t g = uint64_t{p} * plan.row_values + uint64_t{cv} * kVec;
     if constexpr (kFused) {
       float scale[kVec];
       float inv_scale[kVec];
@@ -143,15 +200,13 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
         scale[e] = ScaleFromAbsmax(__uint_as_float(bits[e]));
         inv_scale[e] = InverseScale(scale[e]);
       }
-      const uint64_t dst_base = plane_base + uint64_t{cv} * kVec;
 #pragma unroll
       for (int k = 0; k < kColumnItems; ++k) {
         const uint32_t t = t_begin + row + k * plan.rows;
         if (t_begin + k * plan.rows < plan.tokens && col_ok &&
             t < plan.tokens) {
-          StoreQuantized(reinterpret_cast<int8_t*>(ref.payload.At(
-                             dst_base + uint64_t{t} * plan.row_values)),
-                         QuantizeVec(x[k], scale, inv_scale));
+          StoreQuantized(payload_row(t), QuantizeVec<ScaleSource::kOwn>(
+                                             x[k], scale, inv_scale));
         }
       }
       if (row == 0 && col_ok) {
@@ -163,7 +218,8 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
         for (int e = 0; e < kVec; ++e) {
           atomicMax(reinterpret_cast<unsigned int*>(
                         ref.payload.At(plan.scales_offset + 4 * (g + e))),
-                    bits[e]);
+                    __float_as_uint(
+                        ScaleFromAbsmax(__uint_as_float(bits[e]))));
         }
       }
     }
@@ -177,10 +233,11 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
 }  // namespace
 
 template <typename T, int kVec, class Addr>
-absl::Status LaunchColumnQuantize(const BlockLayout& layout, bool fused,
+absl::Status LaunchColumnQuantize(const BlockLayout& layout, ColumnStage stage,
                                   const BlockList& blocks, const Addr& addr,
                                   QuantizeOutputs out, cudaStream_t stream) {
   const BlockShape& shape = layout.shape;
+  const bool fused = stage == ColumnStage::kFused;
   const uint64_t row_values = uint64_t{shape.heads} * shape.head_dim;
   if (row_values % kVec != 0 || (fused && shape.tokens > kColumnMaxTokens)) {
     return absl::InternalError("kvq cuda: shape does not fit ColumnQuantize");
@@ -207,8 +264,10 @@ absl::Status LaunchColumnQuantize(const BlockLayout& layout, bool fused,
   plan.sw_shift = Log2(sw);
   plan.rows = rows;
   const uint32_t strips = (row_vecs + sw - 1) / sw;
-  // A reduce item takes several steps of rows * kColumnItems rows, as many
-  // as still leave kReduceMinItems items to spread over the GPU.
+  // A two-pass item takes several steps of rows * kColumnItems rows, as
+  // many as still leave kReduceMinItems items to spread over the GPU; both
+  // passes cut the plane alike, so the apply stage divides for its scales
+  // once per item.
   const uint64_t step_rows = uint64_t{rows} * kColumnItems;
   uint64_t steps = 1;
   if (!fused) {
@@ -225,23 +284,37 @@ absl::Status LaunchColumnQuantize(const BlockLayout& layout, bool fused,
   plan.planes = FastDivmod(shape.planes);
   const uint64_t items_per_block =
       uint64_t{row_chunks} * strips * shape.planes;
-  if (items_per_block > 1) {
+  if (stage == ColumnStage::kApply) {
+    out = QuantizeOutputs{};  // the reduce stage reported the block's max
+  } else if (items_per_block > 1) {
     KVQ_RETURN_IF_ERROR(PrepareAtomicAbsmax(blocks, &out, stream));
   }
 
-  return DispatchBool(fused, [&](auto is_fused) {
+  auto launch = [&](auto stage_tag, const char* name) {
     return LaunchPersistent<
-        &ColumnKernel<T, kVec, Addr, decltype(is_fused)::value>,
-        &ColumnPlan::total_items>(
-        fused ? "ColumnKernel(fused)" : "ColumnKernel(reduce)", threads, blocks,
-        items_per_block, plan, stream, addr, out);
-  });
+        &ColumnKernel<T, kVec, Addr, decltype(stage_tag)::value>,
+        &ColumnPlan::total_items>(name, threads, blocks, items_per_block, plan,
+                                  stream, addr, out);
+  };
+  using enum ColumnStage;
+  switch (stage) {
+    case kFused:
+      return launch(std::integral_constant<ColumnStage, kFused>{},
+                    "ColumnKernel(fused)");
+    case kReduce:
+      return launch(std::integral_constant<ColumnStage, kReduce>{},
+                    "ColumnKernel(reduce)");
+    case kApply:
+      return launch(std::integral_constant<ColumnStage, kApply>{},
+                    "ColumnKernel(apply)");
+  }
+  return absl::InternalError("kvq cuda: unknown ColumnStage");
 }
 
-#define KVQ_INSTANTIATE(T, V, A)                                            \
-  template absl::Status LaunchColumnQuantize<T, V, A>(                      \
-      const BlockLayout&, bool, const BlockList&, const A&, QuantizeOutputs, \
-      cudaStream_t);
+#define KVQ_INSTANTIATE(T, V, A)                                         \
+  template absl::Status LaunchColumnQuantize<T, V, A>(                   \
+      const BlockLayout&, ColumnStage, const BlockList&, const A&,       \
+      QuantizeOutputs, cudaStream_t);
 KVQ_FOR_EACH_LAUNCH_CONFIG(KVQ_INSTANTIATE)
 #undef KVQ_INSTANTIATE
 

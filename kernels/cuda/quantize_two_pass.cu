@@ -1,12 +1,12 @@
 // The pieces of two-pass quantization (launchers.cuh), used when a group is
 // too big to hold on chip: per-tensor planes and per-token-head / group-wise
 // groups beyond kGroupCapacityVecs vectors, and per-channel blocks taller
-// than kColumnMaxTokens tokens (whose reduce stage is ColumnKernel's).
+// than kColumnMaxTokens tokens (whose stages are ColumnKernel's).
 //
-//   ScaleSlots(zero)      scale slots := 0
-//   SegmentReduce         slot g := max |x| bits over group g (grid
-//                         reduction: a CTA per chunk of a group, atomicMax)
-//   ScaleSlots(finalize)  slot g := ScaleFromAbsmax(bits)
+//   ZeroScaleSlots        scale slots := 0
+//   SegmentReduce         slot g := ScaleFromAbsmax(max |x| over group g)
+//                         (grid reduction: a CTA per chunk of a group,
+//                         atomicMax of each chunk's scale bits)
 //   ElementwiseQuantize   q := QuantizeValue(x, slot)
 //
 // The input is read twice; the second read often hits L2 for small blocks.
@@ -57,9 +57,11 @@ __global__ void __launch_bounds__(kSegmentThreads, 4)
     for (int k = 0; k < kGroupItems; ++k) magnitudes.Add(x[k]);
     const uint32_t bits = CtaMax(magnitudes.Max(), scratch);
     if (threadIdx.x == 0) {
+      // Scales combine like magnitudes (launchers.cuh: ScaleFromAbsmax is
+      // monotone), so the slot is final once every chunk is in.
       atomicMax(reinterpret_cast<unsigned int*>(
                     ref.payload.At(plan.scales_offset + 4 * uint64_t{g})),
-                bits);
+                __float_as_uint(ScaleFromAbsmax(__uint_as_float(bits))));
       ReportBlockMax(out, blocks.first + b, bits);
     }
   }
@@ -75,20 +77,14 @@ struct SlotPlan {
 
 template <class Addr>
 __global__ void __launch_bounds__(kSlotThreads)
-    ScaleSlotsKernel(SlotPlan plan, SlotOp op, BlockList blocks, Addr addr) {
+    ZeroScaleSlotsKernel(SlotPlan plan, BlockList blocks, Addr addr) {
   for (uint32_t w = blockIdx.x * kSlotThreads + threadIdx.x;
        w < plan.total_slots; w += gridDim.x * kSlotThreads) {
     uint32_t b, g;
     plan.groups_per_block.DivMod(w, &b, &g);
     const BlockRef<Addr> ref = Resolve(blocks, addr, b);
-    uint32_t* slot = reinterpret_cast<uint32_t*>(
-        ref.payload.At(plan.scales_offset + 4 * uint64_t{g}));
-    if (op == SlotOp::kZero) {
-      *slot = 0;
-    } else {
-      *reinterpret_cast<float*>(slot) =
-          ScaleFromAbsmax(__uint_as_float(*slot));
-    }
+    *reinterpret_cast<uint32_t*>(
+        ref.payload.At(plan.scales_offset + 4 * uint64_t{g})) = 0;
   }
 }
 
@@ -121,16 +117,16 @@ absl::Status LaunchSegmentReduce(const BlockLayout& layout,
 }
 
 template <class Addr>
-absl::Status LaunchScaleSlots(const BlockLayout& layout, SlotOp op,
-                              const BlockList& blocks, const Addr& addr,
-                              cudaStream_t stream) {
+absl::Status LaunchZeroScaleSlots(const BlockLayout& layout,
+                                  const BlockList& blocks, const Addr& addr,
+                                  cudaStream_t stream) {
   if (layout.groups > UINT32_MAX) {
-    return absl::InternalError("kvq cuda: too many scales for ScaleSlots");
+    return absl::InternalError("kvq cuda: too many scales for ZeroScaleSlots");
   }
   SlotPlan plan{};
   plan.scales_offset = layout.scales_offset;
   plan.groups_per_block = FastDivmod(layout.groups);
-  constexpr auto kKernel = &ScaleSlotsKernel<Addr>;
+  constexpr auto kKernel = &ZeroScaleSlotsKernel<Addr>;
   return ForEachSubBatch(
       blocks, layout.groups, [&](const BlockList& sub) -> absl::Status {
         SlotPlan p = plan;
@@ -138,10 +134,8 @@ absl::Status LaunchScaleSlots(const BlockLayout& layout, SlotOp op,
         absl::StatusOr<uint32_t> grid = PersistentGrid<kKernel>(
             kSlotThreads, (p.total_slots + kSlotThreads - 1) / kSlotThreads);
         if (!grid.ok()) return grid.status();
-        return Launch(op == SlotOp::kZero ? "ScaleSlotsKernel(zero)"
-                                          : "ScaleSlotsKernel(finalize)",
-                      kKernel, dim3(*grid), dim3(kSlotThreads), stream, p, op,
-                      sub, addr);
+        return Launch("ZeroScaleSlotsKernel", kKernel, dim3(*grid),
+                      dim3(kSlotThreads), stream, p, sub, addr);
       });
 }
 
@@ -162,14 +156,11 @@ absl::Status LaunchElementwiseQuantize(const BlockLayout& layout,
 KVQ_FOR_EACH_LAUNCH_CONFIG(KVQ_INSTANTIATE)
 #undef KVQ_INSTANTIATE
 
-template absl::Status LaunchScaleSlots<ContiguousAddr>(const BlockLayout&,
-                                                       SlotOp,
-                                                       const BlockList&,
-                                                       const ContiguousAddr&,
-                                                       cudaStream_t);
-template absl::Status LaunchScaleSlots<PagedAddr>(const BlockLayout&, SlotOp,
-                                                  const BlockList&,
-                                                  const PagedAddr&,
-                                                  cudaStream_t);
+template absl::Status LaunchZeroScaleSlots<ContiguousAddr>(
+    const BlockLayout&, const BlockList&, const ContiguousAddr&, cudaStream_t);
+template absl::Status LaunchZeroScaleSlots<PagedAddr>(const BlockLayout&,
+                                                      const BlockList&,
+                                                      const PagedAddr&,
+                                                      cudaStream_t);
 
 }  // namespace kvq::cuda::internal

@@ -5,7 +5,9 @@
 // result for every kind of scale; PackLowBytes puts four results in memory
 // order, through the same byte permutations as the device's PRMT; and the
 // int8 -> float conversion from bits (Int8ToFloat, BiasedInt8ToFloat) equals
-// the cast for every int8, so dequantized floats keep DequantizeValue's bits.
+// the cast for every int8, so dequantized floats keep DequantizeValue's bits;
+// and RoundBits, the clamp-free rounding of a group by its own scale, gives
+// ClampRoundBits' bits for the group's largest value at every magnitude.
 
 #include "kernels/quant_math.h"
 
@@ -150,6 +152,39 @@ TEST_F(QuantizeBitsTest, LowByteEqualsQuantizeValueForEveryKindOfScale) {
       ASSERT_EQ(LowByte(QuantizeBits(x, scale, inv_scale)),
                 QuantizeValue(x, scale, inv_scale))
           << "x " << x;
+    }
+  }
+}
+
+// The fast path of kernels that quantize a group with its own scale skips
+// the clamp (RoundBits): it must give ClampRoundBits' bits for the group's
+// largest magnitude, the worst case. Exhaustive over the mantissas of one
+// binade, and over every exponent that keeps the scale normal for mantissas
+// next to the binade's ends, where rounding leans furthest.
+bool OwnScaleRoundsLikeTheClamp(float absmax) {
+  const float inv = InverseScale(ScaleFromAbsmax(absmax));
+  if (inv == 0.0f) return true;  // subnormal or zero scale: divides instead
+  for (const float x : {absmax, -absmax}) {
+    const float v = x * inv;
+    if (RoundBits(v) != ClampRoundBits(v) || std::fabs(v) >= 127.5f) {
+      return false;
+    }
+  }
+  return true;
+}
+
+TEST(RoundBits, EqualsClampRoundBitsForEveryMantissaOfAGroupsOwnMax) {
+  for (uint32_t m = 0; m < (1u << 23); ++m) {
+    const float absmax = BitsToFloat(0x3f800000u | m);  // [1, 2)
+    ASSERT_TRUE(OwnScaleRoundsLikeTheClamp(absmax)) << "absmax " << absmax;
+  }
+}
+
+TEST(RoundBits, EqualsClampRoundBitsAtEveryExponentWithANormalScale) {
+  for (uint32_t exponent = 1; exponent < 255; ++exponent) {
+    for (uint32_t m : {0u, 1u, 2u, 0x400000u, 0x7ffffdu, 0x7ffffeu, 0x7fffffu}) {
+      const float absmax = BitsToFloat(exponent << 23 | m);
+      ASSERT_TRUE(OwnScaleRoundsLikeTheClamp(absmax)) << "absmax " << absmax;
     }
   }
 }
