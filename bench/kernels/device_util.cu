@@ -9,6 +9,8 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
+#include <type_traits>
 
 namespace kvq::bench {
 namespace {
@@ -22,6 +24,64 @@ __global__ void SpinKernel(uint64_t ns) {
     __nanosleep(1000);
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
   } while (now - start < ns);
+}
+
+template <int kWords>
+struct alignas(4 * kWords) Words {
+  uint32_t w[kWords];
+};
+
+// Reads kIn words per item and writes kOut words derived from them (so the
+// loads cannot be dropped), 8 items in flight per thread.
+template <int kIn, int kOut>
+__global__ void __launch_bounds__(256)
+    MixKernel(const Words<kIn>* __restrict__ src, Words<kOut>* __restrict__ dst,
+              uint64_t items) {
+  constexpr int kUnroll = 8;
+  const uint64_t stride = uint64_t{gridDim.x} * blockDim.x;
+  uint64_t i = uint64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  auto convert = [](const Words<kIn>& x) {
+    Words<kOut> y;
+#pragma unroll
+    for (int k = 0; k < kOut; ++k) y.w[k] = x.w[k % kIn] ^ (k * 0x9e3779b9u);
+    return y;
+  };
+  for (; i + (kUnroll - 1) * stride < items; i += kUnroll * stride) {
+    Words<kIn> x[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) x[u] = src[i + u * stride];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) dst[i + u * stride] = convert(x[u]);
+  }
+  for (; i < items; i += stride) dst[i] = convert(src[i]);
+}
+
+template <int kIn, int kOut>
+double TimeMix(uint64_t traffic, const GpuInfo& gpu, int repeats,
+               cudaStream_t stream) {
+  constexpr uint64_t kItemBytes = 4 * (kIn + kOut);
+  const uint64_t items = std::max<uint64_t>(traffic / kItemBytes, 1);
+  const uint64_t in_bytes = items * 4 * kIn, out_bytes = items * 4 * kOut;
+  const int slots = RotationSlots(in_bytes + out_bytes, gpu.l2_bytes);
+  DeviceBuffer src(in_bytes * slots), dst(out_bytes * slots);
+  CheckCuda(cudaMemsetAsync(src.get(), 0x3c, src.bytes(), stream), "memset");
+  constexpr auto kKernel = &MixKernel<kIn, kOut>;
+  int per_sm = 0;
+  CheckCuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kKernel,
+                                                          256, 0),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  const uint64_t grid = std::min<uint64_t>(
+      uint64_t(gpu.sms) * std::max(per_sm, 1), (items + 255) / 256);
+  return Median(TimeOp(
+      [&](int slot) {
+        kKernel<<<static_cast<unsigned>(grid), 256, 0, stream>>>(
+            reinterpret_cast<const Words<kIn>*>(src.get<char>() +
+                                                slot * in_bytes),
+            reinterpret_cast<Words<kOut>*>(dst.get<char>() + slot * out_bytes),
+            items);
+        CheckCuda(cudaGetLastError(), "MixKernel");
+      },
+      slots, 0, repeats, 3, stream));
 }
 
 // The driver version from e.g. "NVRM version: NVIDIA UNIX Open Kernel Module
@@ -188,6 +248,37 @@ double CopyMs(uint64_t traffic, const GpuInfo& gpu, int repeats,
       },
       slots, 0, repeats, 3, stream));
   cache[bytes] = ms;
+  return ms;
+}
+
+double MixMs(TrafficMix mix, uint64_t traffic, const GpuInfo& gpu,
+             int repeats, cudaStream_t stream) {
+  static std::map<std::tuple<int, int, uint64_t>, double> cache;
+  const auto key = std::make_tuple(mix.read_words, mix.write_words, traffic);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  double ms = -1;
+  // The mixes of kvq's kernels (and the copy's), each an instantiation.
+  auto run = [&](auto in, auto out) {
+    if (mix.read_words == decltype(in)::value &&
+        mix.write_words == decltype(out)::value) {
+      ms = TimeMix<decltype(in)::value, decltype(out)::value>(traffic, gpu,
+                                                              repeats, stream);
+    }
+  };
+  using W1 = std::integral_constant<int, 1>;
+  using W2 = std::integral_constant<int, 2>;
+  using W4 = std::integral_constant<int, 4>;
+  run(W4{}, W4{});
+  run(W2{}, W4{});
+  run(W1{}, W4{});
+  run(W4{}, W2{});
+  run(W4{}, W1{});
+  if (ms < 0) {
+    std::fprintf(stderr, "kvq-bench-kernels: no MixKernel for %d:%d words\n",
+                 mix.read_words, mix.write_words);
+    std::exit(1);
+  }
+  cache[key] = ms;
   return ms;
 }
 

@@ -78,6 +78,22 @@ int RotationSlots(uint64_t set_bytes, uint64_t l2_bytes);
 double CopyMs(uint64_t traffic, const GpuInfo& gpu, int repeats,
               cudaStream_t stream);
 
+// A streaming mix: every `read_words` 32-bit words read become `write_words`
+// written (each 1, 2 or 4), the shape of a kernel's traffic: 2:1 is FP16 ->
+// INT8 quantize, 1:2 its dequantize, 4:1 and 1:4 FP32's, 4:4 a copy.
+struct TrafficMix {
+  int read_words;
+  int write_words;
+};
+
+// Median time of the simplest kernel with that mix moving `traffic` bytes
+// (read + written): each thread loads 8 items of read_words words (one
+// vector access each) before it stores their write_words words, coalesced,
+// a persistent grid, the same rotation rule as CopyMs: the ceiling of a mix
+// that is not the copy's. Cached per (mix, size) within a run.
+double MixMs(TrafficMix mix, uint64_t traffic, const GpuInfo& gpu,
+             int repeats, cudaStream_t stream);
+
 // traffic bytes / ms -> GB/s (10^9 bytes per second).
 inline double GBps(uint64_t traffic, double ms) {
   return ms > 0 ? static_cast<double>(traffic) / (ms * 1e6) : 0;

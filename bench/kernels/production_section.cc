@@ -255,6 +255,52 @@ bool ParseUint32(std::string_view text, uint32_t* value) {
   return ec == std::errc() && ptr == end && !text.empty();
 }
 
+// How fast the simplest kernel of each traffic mix runs against the copy:
+// what "of copy" can reach for a kernel whose reads and writes differ.
+void WriteMixCeilings(BenchContext& ctx, std::ostringstream& md) {
+  struct Row {
+    TrafficMix mix;
+    const char* like;
+  };
+  const Row rows[] = {
+      {{4, 4}, "a copy (as cudaMemcpy, the 'of copy' reference)"},
+      {{4, 2}, "FP16 / BF16 quantize (2 bytes in per byte out)"},
+      {{4, 1}, "FP32 quantize (4 bytes in per byte out)"},
+      {{2, 4}, "FP16 / BF16 dequantize (2 bytes out per byte in)"},
+      {{1, 4}, "FP32 dequantize (4 bytes out per byte in)"},
+  };
+  md << "### Traffic-mix ceilings\n\n"
+        "The simplest streaming kernel of each read:write mix (16-byte or "
+        "narrower coalesced accesses, 8 loads in flight a thread, a "
+        "persistent grid, no arithmetic to speak of), timed like the rows "
+        "below: how close to the copy a kernel of that mix can get on this "
+        "GPU.\n\n";
+  Table t({"words read:written", "like", "traffic MiB", "ms", "GB/s",
+           "of copy"});
+  for (uint64_t traffic : {uint64_t{3} << 30, uint64_t{192} << 20}) {
+    for (const Row& r : rows) {
+      const double ms = MixMs(r.mix, traffic, ctx.gpu(),
+                              ctx.options().repeats, ctx.stream());
+      const double copy = ctx.CopyMs(traffic);
+      t.AddRow({Int(r.mix.read_words) + ":" + Int(r.mix.write_words), r.like,
+                Int(traffic >> 20), Ms(ms), Sig(GBps(traffic, ms), 4),
+                Percent(copy / ms)});
+      Measurement m;
+      m.section = "mix";
+      m.case_name = Int(r.mix.read_words) + ":" + Int(r.mix.write_words);
+      m.kernel = "MixKernel";
+      m.op = "stream";
+      m.ms = ms;
+      m.traffic = traffic;
+      m.copy_ms = copy;
+      m.note = r.like;
+      ctx.Record(m);
+    }
+  }
+  t.WriteMarkdown(md);
+  md << "\n";
+}
+
 }  // namespace
 
 void RunProductionSection(BenchContext& ctx) {
@@ -265,6 +311,8 @@ void RunProductionSection(BenchContext& ctx) {
      << "Inputs uniform in [-1, 1], head_dim 128, 8 heads (more when tokens "
         "would pass 2^20), one plane. "
      << RowNotes();
+  WriteMixCeilings(ctx, md);
+  md << "### Sizes x dtypes x granularities\n\n";
 
   const std::vector<uint64_t> sizes = {uint64_t{1} << 20, uint64_t{1} << 24,
                                        uint64_t{1} << 27, uint64_t{1} << 30};
