@@ -1,6 +1,7 @@
 #include "server/service/kvcache_service.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <utility>
@@ -9,6 +10,7 @@
 #include "server/service/header_validation.h"
 #include "server/service/put_assembler.h"
 #include "server/service/rpc_call.h"
+#include "server/service/serial_executor.h"
 #include "server/service/status_mapping.h"
 
 namespace kvq {
@@ -75,47 +77,77 @@ grpc::Status KVCacheService::HandlePut(
   RpcCall call(*metrics_, Rpc::kPut, context);
   PutAssembler assembler(PutLimits{pool_->page_bytes(), pool_->pages_total()},
                          staging_);
+  // Written by the answering thread only; read after answers.Drain().
   uint64_t stored = 0, refused = 0, bytes_in = 0;
+  std::atomic<bool> client_gone{false};
   auto summary = [&] {
     return absl::StrCat("stored=", stored, " refused=", refused,
                         " bytes_in=", bytes_in);
   };
 
-  PutChunk request;
-  while (stream->Read(&request)) {
-    for (PutEvent& event : assembler.Feed(request)) {
-      v1::PutResponse response;
-      response.set_sequence(event.sequence);
-      absl::Status status = std::move(event.status);
-      if (status.ok()) {
-        const AssembledBlock& block = *event.block;
-        metrics_->ObserveStage(Stage::kReceive,
-                               SecondsSince(block.first_chunk_time));
-        absl::StatusOr<uint64_t> stored_bytes =
-            store_->Store(block.header, block.data());
-        if (stored_bytes.ok()) {
-          const uint64_t logical = block.header.logical_bytes();
-          response.set_logical_bytes(logical);
-          response.set_stored_bytes(*stored_bytes);
-          metrics_->CountPut(block.header.dtype, logical);
-          ++stored;
-          bytes_in += logical;
-        } else {
-          status = stored_bytes.status();
-        }
-        event.block.reset();  // free the staging before the write may block
+  // Stores (or reports) one block and writes its result. Runs on `answers`
+  // while this thread reads on: gRPC allows one reader and one writer of a
+  // stream at a time.
+  auto answer = [&](PutEvent event) {
+    if (client_gone.load(std::memory_order_relaxed)) return;  // nobody to tell
+    v1::PutResponse response;
+    response.set_sequence(event.sequence);
+    absl::Status status = std::move(event.status);
+    if (status.ok()) {
+      const AssembledBlock& block = *event.block;
+      absl::StatusOr<uint64_t> stored_bytes =
+          store_->Store(block.header, block.data());
+      if (stored_bytes.ok()) {
+        const uint64_t logical = block.header.logical_bytes();
+        response.set_logical_bytes(logical);
+        response.set_stored_bytes(*stored_bytes);
+        metrics_->CountPut(block.header.dtype, logical);
+        ++stored;
+        bytes_in += logical;
+      } else {
+        status = stored_bytes.status();
       }
-      if (!status.ok()) {
-        response.set_code(WireCode(status));
-        response.set_message(call.ItemError(
-            status, absl::StrCat("key=", DescribeKey(event.key),
-                                 " sequence=", event.sequence)));
-        metrics_->CountPutError(WireCode(status));
-        ++refused;
-      }
-      response.set_key(std::move(event.key));
-      if (!stream->Write(response)) return call.Finish(ClientGone(), summary());
+      event.block.reset();  // free the staging before the write may block
     }
+    if (!status.ok()) {
+      response.set_code(WireCode(status));
+      response.set_message(call.ItemError(
+          status, absl::StrCat("key=", DescribeKey(event.key),
+                               " sequence=", event.sequence)));
+      metrics_->CountPutError(WireCode(status));
+      ++refused;
+    }
+    response.set_key(std::move(event.key));
+    if (!stream->Write(response)) {
+      client_gone.store(true, std::memory_order_relaxed);
+    }
+  };
+  PutChunk request;
+  {
+    // One block may wait while one is stored and the next is assembled:
+    // enough to overlap them, and at most three blocks' staging per stream.
+    SerialExecutor answers(/*max_waiting=*/1);
+    while (!client_gone.load(std::memory_order_relaxed) &&
+           stream->Read(&request)) {
+      std::vector<PutEvent> events = assembler.Feed(request);
+      // The data is copied: gRPC's buffers go back before the next read
+      // (measured on the H200 machine: a 32 MiB put received 1.5-2.5 ms
+      // faster, bench/results/README.md).
+      request.ReleaseData();
+      for (PutEvent& event : events) {
+        if (event.block.has_value()) {
+          metrics_->ObserveStage(Stage::kReceive,
+                                 SecondsSince(event.block->first_chunk_time));
+        }
+        answers.Submit([&answer, event = std::move(event)]() mutable {
+          answer(std::move(event));
+        });
+      }
+    }
+    answers.Drain();
+  }
+  if (client_gone.load(std::memory_order_relaxed)) {
+    return call.Finish(ClientGone(), summary());
   }
   if (!request.parse_status().ok()) {
     // A message that is not a PutRequest ends the stream (gRPC reads no

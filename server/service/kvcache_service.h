@@ -1,12 +1,15 @@
 // KVCacheService: the kvq.v1.KVCache gRPC service.
 //
 // It uses gRPC's synchronous API: each RPC runs on its own handler thread,
-// reads and writes block (the stream's flow control is the back-pressure),
-// and quantizes on that thread. gRPC's performance guide prefers the callback
-// API, but here the handler's work is itself blocking CPU or GPU work
-// (quantize, dequantize) that would stall a callback reactor's shared
-// threads; a thread per stream keeps the Put protocol straight-line code with
-// the same throughput. The thread count is bounded by the server's
+// and reads and writes block (the stream's flow control is the
+// back-pressure). gRPC's performance guide prefers the callback API, but
+// here the work is itself blocking CPU or GPU work (quantize, dequantize)
+// that would stall a callback reactor's shared threads; a thread per stream
+// keeps the protocols straight-line code with the same throughput. A Put
+// stream that carries blocks has a second thread (SerialExecutor), which
+// stores and answers each block while the handler receives the next, so
+// that a pipelining client pays for transport or quantization, whichever is
+// slower, not for both. Handler threads are bounded by the server's
 // grpc::ResourceQuota (kvq-server's --max_threads): past it, new calls get
 // RESOURCE_EXHAUSTED instead of an unbounded thread pile.
 //

@@ -78,9 +78,15 @@ ABSL_FLAG(std::string, ready_file, "",
 ABSL_FLAG(double, shutdown_grace_seconds, 10,
           "On SIGINT/SIGTERM, how long in-flight RPCs may take to finish");
 ABSL_FLAG(uint64_t, staging_bytes, uint64_t{1} << 30,
-          "Host buffers kept for blocks in transit, half for puts (plain "
-          "memory), half for gets (page-locked with cuda: DMA straight from "
-          "the GPU); traffic beyond it uses fresh plain memory, slower");
+          "Host buffers kept for blocks in transit, half for puts (of "
+          "--put_buffers memory), half for gets (page-locked with cuda: DMA "
+          "straight from the GPU); traffic beyond it uses fresh plain memory, "
+          "slower");
+ABSL_FLAG(std::string, put_buffers, "page_locked",
+          "Host memory puts are assembled in: page_locked (with cuda, DMA "
+          "straight from the buffer the block was received into; plain "
+          "memory with cpu) or plain (the cuda backend copies each block to "
+          "its own page-locked staging first)");
 ABSL_FLAG(uint32_t, quality_sample_every, 64,
           "Measure the quantization error of 1 in N stored blocks (0: never)");
 ABSL_FLAG(int32_t, max_threads, 256,
@@ -96,6 +102,7 @@ constexpr std::string_view kEnvFlags[] = {
     "eviction",       "max_message_bytes",  "log_level",
     "log_format",     "ready_file",         "shutdown_grace_seconds",
     "staging_bytes",  "quality_sample_every", "max_threads",
+    "put_buffers",
 };
 
 #if defined(KVQ_WITH_CUDA)
@@ -208,15 +215,25 @@ int Run(const sigset_t& stop_signals) {
 
   BlockPool* const pool_ptr = pool->get();
   const uint64_t staging_bytes = absl::GetFlag(FLAGS_staging_bytes);
-  // Puts are assembled in plain memory, gets answered from the backend's
-  // (page-locked on CUDA), half the budget each. The CPU writes every byte
-  // of a put into its buffer, and on the H200 machine (a VM) writes into
-  // page-locked memory measured slower: one stream of 32 MiB FP16 puts
-  // reached 0.70 of a bare gRPC stream with page-locked assembly, 0.88 with
-  // plain memory and a parallel copy to the GPU's staging at the end
-  // (bench/results/README.md). A get's buffer is written by DMA and only
-  // read by the CPU.
-  StagingPool receive_staging(&AllocatePlainHostBuffer, staging_bytes / 2);
+  // Puts are assembled in --put_buffers memory, gets answered from the
+  // backend's (page-locked on CUDA), half the budget each. Page-locked put
+  // buffers save the CUDA backend a copy of every block into its own staging
+  // before the DMA; measured on the H200 machine (bench/results/README.md,
+  // both in one run, puts pipelined): the data path of a 32 MiB put 1.8 ms
+  // -> 0.7 ms, one stream's puts 0.65-0.84 -> 0.76-1.01 of a bare gRPC
+  // stream, 16 streams of 16 MiB puts 0.61 -> 0.82. (Before puts were
+  // pipelined, the receive itself had measured slower into page-locked
+  // memory, which is why plain memory is still on offer.)
+  const std::string put_buffers = absl::GetFlag(FLAGS_put_buffers);
+  if (put_buffers != "plain" && put_buffers != "page_locked") {
+    return Fail(absl::InvalidArgumentError(
+        "--put_buffers must be plain or page_locked, got \"" + put_buffers +
+        "\""));
+  }
+  StagingPool receive_staging =
+      put_buffers == "plain"
+          ? StagingPool(&AllocatePlainHostBuffer, staging_bytes / 2)
+          : StagingPool(backend->get(), staging_bytes / 2);
   StagingPool send_staging(backend->get(), staging_bytes / 2);
   ServerMetrics metrics(
       BuildInfo{KVQ_VERSION, KVQ_GIT_REVISION, std::string((*backend)->name()),

@@ -104,6 +104,15 @@ void PutChunk::CopyDataTo(std::byte* dst) const {
   ParallelCopy(pieces);
 }
 
+void PutChunk::ReleaseData() {
+  slices_.clear();
+  slices_.shrink_to_fit();
+  owned_data_.clear();
+  owned_data_.shrink_to_fit();
+  data_offset_ = 0;
+  data_size_ = 0;
+}
+
 }  // namespace kvq
 
 namespace grpc {

@@ -52,6 +52,10 @@ class PutChunk {
   // there are many (ParallelCopy).
   void CopyDataTo(std::byte* dst) const;
 
+  // Lets go of the data's buffers (gRPC's slices), e.g. once it is copied,
+  // so that they are free before the next message is read; fields() stays.
+  void ReleaseData();
+
  private:
   absl::Status ParseFields(std::vector<grpc::Slice> slices);
 

@@ -1,5 +1,5 @@
 // The cache's operations through a real server: misses, lookups with their
-// prefix, deletes, overwrites and namespaces.
+// prefix, deletes, overwrites, namespaces, and pipelined puts.
 
 #include <string>
 #include <vector>
@@ -172,6 +172,45 @@ TEST_F(CacheOpsTest, BinaryKeysAreOpaqueBytes) {
   EXPECT_EQ(got->header.key(), key);
   EXPECT_TRUE(MatchesReference(block, block.dtype, got->data));
   EXPECT_FALSE(Present("ops", key.substr(0, 31)));
+}
+
+// A pipelining client (PutMany) has many blocks in flight on one stream;
+// the server stores each while it receives the next, and still answers
+// every block in the order sent, refusals among them.
+TEST_F(CacheOpsTest, PipelinedPutAnswersEveryBlockInOrderAndStoresTheGoodOnes) {
+  SCOPED_TRACE(absl::StrCat("seed ", seed_));
+  constexpr int kBlocks = 48;
+  std::vector<TestBlock> blocks;
+  for (int i = 0; i < kBlocks; ++i) {
+    const v1::DType dtype = i % 2 ? v1::DTYPE_FP16 : v1::DTYPE_FP32;
+    TestBlock block =
+        Block("pipe", absl::StrCat("b", i), dtype, Shape(2, 16 + i, 4, 64));
+    if (i % 7 == 3) block.shape.set_heads(0);  // refused, the stream goes on
+    blocks.push_back(std::move(block));
+  }
+  std::vector<BlockToPut> puts;
+  for (const TestBlock& b : blocks) puts.push_back(b.ToPut());
+  absl::StatusOr<std::vector<PutResult>> results = client_->PutMany(puts);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), blocks.size());
+  int stored = 0;
+  for (int i = 0; i < kBlocks; ++i) {
+    const PutResult& r = (*results)[i];
+    EXPECT_EQ(r.key, blocks[i].key) << "result " << i << " out of order";
+    if (i % 7 == 3) {
+      EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument)
+          << blocks[i].key << ": " << r.status;
+      continue;
+    }
+    ASSERT_TRUE(r.status.ok()) << blocks[i].key << ": " << r.status;
+    EXPECT_EQ(r.logical_bytes, blocks[i].data.size());
+    ++stored;
+    absl::StatusOr<GetResult> got = client_->GetOne("pipe", blocks[i].key);
+    ASSERT_TRUE(got.ok()) << blocks[i].key << ": " << got.status();
+    EXPECT_TRUE(MatchesReference(blocks[i], blocks[i].dtype, got->data))
+        << blocks[i].key;
+  }
+  EXPECT_EQ(Stats().blocks(), static_cast<uint64_t>(stored));
 }
 
 TEST_F(CacheOpsTest, StatsCountMemoryAsStoredInPages) {

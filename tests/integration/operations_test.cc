@@ -254,6 +254,46 @@ TEST(ServerStartTest, InvalidFlagFailsAtStartNamingTheFlag) {
               HasSubstr("exited with code 1"));
 }
 
+TEST(ServerStartTest, UnknownPutBuffersFailsAtStartNamingTheChoices) {
+  ServerOptions options;
+  options.flags = {"--put_buffers=pinned"};
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(std::string(server.status().message()),
+              HasSubstr("--put_buffers must be plain or page_locked"));
+}
+
+// Puts assembled in plain memory (the alternative to the default
+// page-locked buffers) round-trip the same.
+class PlainPutBuffersTest : public ServerTest {
+ protected:
+  std::vector<std::string> ServerFlags() const override {
+    return {"--put_buffers=plain"};
+  }
+};
+
+TEST_F(PlainPutBuffersTest, BlocksRoundTripWithinTheBound) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  std::mt19937_64 rng(seed);
+  std::vector<TestBlock> blocks;
+  for (v1::DType dtype : {v1::DTYPE_FP16, v1::DTYPE_BF16, v1::DTYPE_FP32}) {
+    blocks.push_back(RandomBlock(rng, "plain", absl::StrCat("k", dtype), dtype,
+                                 Shape(2, 40, 4, 128)));
+  }
+  std::vector<BlockToPut> puts;
+  for (const TestBlock& b : blocks) puts.push_back(b.ToPut());
+  absl::StatusOr<std::vector<PutResult>> stored = client_->PutMany(puts);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    ASSERT_TRUE((*stored)[i].status.ok()) << (*stored)[i].status;
+    absl::StatusOr<GetResult> got = client_->GetOne("plain", blocks[i].key);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(MatchesReference(blocks[i], blocks[i].dtype, got->data));
+  }
+}
+
 TEST(ServerStartTest, CudaDeviceWithoutAGpuFailsAtStartWithAClearMessage) {
   if (access("/dev/nvidiactl", F_OK) == 0) {
     GTEST_SKIP() << "this machine has an NVIDIA GPU";

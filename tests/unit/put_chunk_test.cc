@@ -154,6 +154,23 @@ TEST_F(PutChunkTest, NamespaceThatIsNotUtf8IsInvalidArgumentNamingTheRule) {
               HasSubstr("header.namespace must be valid UTF-8"));
 }
 
+TEST_F(PutChunkTest, ReleaseDataLetsGoOfTheDataAndKeepsTheFields) {
+  const v1::PutRequest request = RandomRequest(Uniform(1, 20000));
+  PutChunk chunk;
+  ASSERT_TRUE(
+      chunk.Parse(RandomSlices(request.SerializeAsString(), rng_, 8)).ok());
+  chunk.ReleaseData();
+  EXPECT_EQ(chunk.data_size(), 0u);
+  v1::PutRequest without_data = request;
+  without_data.clear_data();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+      chunk.fields(), without_data));
+  // The next message parses as if nothing had been released.
+  const v1::PutRequest next = RandomRequest(Uniform(0, 5000));
+  ASSERT_TRUE(chunk.Parse(RandomSlices(next.SerializeAsString(), rng_)).ok());
+  ExpectHolds(chunk, next);
+}
+
 TEST_F(PutChunkTest, GrpcDeserializesIntoItAndReleasesTheBuffer) {
   const v1::PutRequest request = RandomRequest(20000);
   const std::vector<grpc::Slice> slices =

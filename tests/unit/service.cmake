@@ -28,3 +28,6 @@ kvq_add_test(staging_pool_test
 kvq_add_test(put_chunk_test
   SOURCES put_chunk_test.cc
   LIBS kvq_service GTest::gmock)
+kvq_add_test(serial_executor_test
+  SOURCES serial_executor_test.cc
+  LIBS kvq_service GTest::gmock)
