@@ -47,6 +47,9 @@
 ABSL_FLAG(std::string, server_binary, "",
           "kvq-server to start (default: the one next to this program)");
 ABSL_FLAG(std::string, device, "auto", "--device for kvq-server");
+ABSL_FLAG(std::vector<std::string>, server_flags, {},
+          "more kvq-server flags, e.g. --server_flags=--put_buffers=page_locked "
+          "(comma-separated)");
 ABSL_FLAG(std::vector<std::string>, dtypes,
           std::vector<std::string>({"fp16", "fp32"}), "dtypes");
 ABSL_FLAG(std::vector<std::string>, block_sizes,
@@ -56,6 +59,11 @@ ABSL_FLAG(std::vector<std::string>, block_sizes,
 ABSL_FLAG(std::vector<std::string>, streams,
           std::vector<std::string>({"1", "2", "4", "8", "16"}),
           "concurrent client streams");
+ABSL_FLAG(std::vector<std::string>, put_windows,
+          std::vector<std::string>({"1", "4"}),
+          "Put / Upload: blocks in flight per stream (1: each block waits for "
+          "the previous one's result; more: pipelined, as kvq::Client::PutMany "
+          "sends); one put row per window");
 ABSL_FLAG(uint64_t, bytes_per_cell, uint64_t{256} << 20,
           "client bytes per measurement (split over streams)");
 ABSL_FLAG(int, min_blocks, 8, "at least this many blocks per stream");
@@ -247,12 +255,15 @@ int Run(const std::string& command, const std::string& self) {
     server_binary = self.substr(0, self.rfind('/') + 1) + "kvq-server";
   }
   const std::string load_at_start = LoadAverage();
-  absl::StatusOr<ChildProcess> kvq = ChildProcess::Start(
-      {server_binary, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-       "--device=" + absl::GetFlag(FLAGS_device), "--log_level=warn",
-       absl::StrCat("--pool_bytes=", absl::GetFlag(FLAGS_pool_bytes)),
-       absl::StrCat("--max_message_bytes=", kMaxMessageBytes)},
-      120);
+  std::vector<std::string> server_args = {
+      server_binary, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+      "--device=" + absl::GetFlag(FLAGS_device), "--log_level=warn",
+      absl::StrCat("--pool_bytes=", absl::GetFlag(FLAGS_pool_bytes)),
+      absl::StrCat("--max_message_bytes=", kMaxMessageBytes)};
+  for (const std::string& flag : absl::GetFlag(FLAGS_server_flags)) {
+    server_args.push_back(flag);
+  }
+  absl::StatusOr<ChildProcess> kvq = ChildProcess::Start(server_args, 120);
   if (!kvq.ok()) {
     std::fprintf(stderr, "kvq-server: %s\n", kvq.status().ToString().c_str());
     return 1;
@@ -295,7 +306,12 @@ int Run(const std::string& command, const std::string& self) {
             "process like kvq-server; `kvq/bare` is kvq's share of that "
             "ceiling. With --repeats=N, kvq and bare run alternately N times: "
             "GB/s are medians, `kvq/bare` the median ratio of adjacent runs, "
-            "latencies and server times cover all N. Latency is per block: first chunk sent to result (put), "
+            "latencies and server times cover all N. `window`: blocks a put "
+            "stream has in flight (1: each block waits for the previous "
+            "block's result; more: pipelined, results read while the next blocks "
+            "go out, as kvq::Client::PutMany does; the bare Upload runs with "
+            "the same window); a get is one Get RPC per block. Latency is "
+            "per block: first chunk sent to result (put), "
             "request to last chunk (get). `server data path` is the server's "
             "kernel + copy time per block, `server transport` its receive "
             "(put) or send (get) time per block, both from "
@@ -303,7 +319,8 @@ int Run(const std::string& command, const std::string& self) {
   std::fputs(header.str().c_str(), stdout);
   std::fflush(stdout);
 
-  Table table({"op", "dtype", "block", "streams", "blocks", "kvq GB/s",
+  Table table({"op", "dtype", "block", "streams", "window", "blocks",
+               "kvq GB/s",
                "bare GB/s", "kvq/bare", "kvq p50 ms", "kvq p99 ms",
                "bare p50 ms", "bare p99 ms", "server data path ms/block",
                "server transport ms/block"});
@@ -344,6 +361,16 @@ int Run(const std::string& command, const std::string& self) {
                        dtype_name.c_str(), streams_text.c_str());
           return 2;
         }
+        std::vector<int> windows;
+        for (const std::string& w : absl::GetFlag(FLAGS_put_windows)) {
+          int window = 0;
+          if (!absl::SimpleAtoi(w, &window) || window < 1) {
+            std::fprintf(stderr, "bad --put_windows (%s: want >= 1)\n",
+                         w.c_str());
+            return 2;
+          }
+          windows.push_back(window);
+        }
         cell.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
         cell.max_message_bytes = kMaxMessageBytes;
 
@@ -376,17 +403,31 @@ int Run(const std::string& command, const std::string& self) {
         const uint64_t blocks =
             uint64_t(cell.blocks_per_stream) * cell.streams;
 
-        for (const bool put : {true, false}) {
-          absl::StatusOr<OpResult> op = MeasureOp(put, cell, endpoints);
+        // Every put window, then the gets (of the last put's blocks).
+        std::vector<std::pair<bool, int>> ops;
+        for (int w : windows) ops.push_back({true, w});
+        ops.push_back({false, 1});
+        for (const auto& [put, window] : ops) {
+          Cell op_cell = cell;
+          op_cell.window = window;
+          absl::StatusOr<OpResult> op = MeasureOp(put, op_cell, endpoints);
           if (!op.ok()) {
-            std::fprintf(stderr, "%s %s %s x%d: %s\n", put ? "put" : "get",
-                         dtype_name.c_str(), size_text.c_str(), cell.streams,
+            std::fprintf(stderr, "%s %s %s x%d w%d: %s\n",
+                         put ? "put" : "get", dtype_name.c_str(),
+                         size_text.c_str(), cell.streams, window,
                          op.status().ToString().c_str());
             return 1;
           }
+          if (put && window != windows.back()) {
+            // The next put stores the same keys: start it from an empty pool.
+            if (absl::Status s = DeleteCellBlocks(kvq_address, cell); !s.ok()) {
+              std::fprintf(stderr, "%s\n", s.ToString().c_str());
+              return 1;
+            }
+          }
           table.AddRow({put ? "put" : "get", dtype_name,
                         BlockName(cell.block_bytes), Int(cell.streams),
-                        Int(blocks), Fixed(op->kvq_gbps, 3),
+                        Int(window), Int(blocks), Fixed(op->kvq_gbps, 3),
                         Fixed(op->bare_gbps, 3), Fixed(op->ratio, 2),
                         Ms(op->kvq.percentile(0.5)),
                         Ms(op->kvq.percentile(0.99)),
@@ -394,10 +435,11 @@ int Run(const std::string& command, const std::string& self) {
                         Ms(op->bare.percentile(0.99)),
                         Ms(op->server.data_path), Ms(op->server.transport)});
           std::fprintf(stderr,
-                       "%s %s %s x%d: kvq %.3f GB/s, bare %.3f GB/s (%.2f)\n",
+                       "%s %s %s x%d w%d: kvq %.3f GB/s, bare %.3f GB/s "
+                       "(%.2f)\n",
                        put ? "put" : "get", dtype_name.c_str(),
                        BlockName(cell.block_bytes).c_str(), cell.streams,
-                       op->kvq_gbps, op->bare_gbps, op->ratio);
+                       window, op->kvq_gbps, op->bare_gbps, op->ratio);
         }
         write_report();
         for (const Cell& c : {cell, warm}) {

@@ -3,16 +3,19 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <latch>
 #include <memory>
 #include <mutex>
 #include <random>
+#include <semaphore>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/float_convert.h"
+#include "kernels/status_macros.h"
 #include "kvq/v1/kvcache.grpc.pb.h"
 #include "transport.grpc.pb.h"
 
@@ -103,6 +106,71 @@ absl::Status RpcError(const char* what, const grpc::Status& status) {
       absl::StrCat(what, ": ", status.error_message()));
 }
 
+// Sends `blocks` blocks over one bidirectional stream, send(b) writing
+// block b's chunks and receive() reading one block's result, with at most
+// `window` blocks sent and not yet answered; latencies[b] is from block b's
+// first chunk to its result. window 1: send a block, wait for its result.
+// Larger: results are read on a second thread while the next blocks go out,
+// as a pipelining client does (kvq::Client::PutMany), and the window bounds
+// the latency that queueing adds. `cancel` unblocks a pending receive when
+// sending fails.
+template <class Send, class Receive, class Cancel>
+absl::Status SendBlocks(int blocks, int window, Send send, Receive receive,
+                        Cancel cancel, std::vector<double>& latencies) {
+  std::vector<Clock::time_point> sent(blocks);
+  latencies.assign(blocks, 0);
+  if (window <= 1) {
+    for (int b = 0; b < blocks; ++b) {
+      sent[b] = Clock::now();
+      KVQ_RETURN_IF_ERROR(send(b));
+      KVQ_RETURN_IF_ERROR(receive());
+      latencies[b] = SecondsSince(sent[b]);
+    }
+    return absl::OkStatus();
+  }
+  std::counting_semaphore<> room(window);
+  std::mutex mu;  // guards `sent`, written and read on both threads
+  std::atomic<bool> failed{false};
+  absl::Status received;
+  std::thread reader([&] {
+    for (int b = 0; b < blocks; ++b) {
+      received = receive();
+      if (!received.ok()) {
+        failed = true;
+        room.release(blocks);  // never leave the sender waiting
+        return;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        latencies[b] = SecondsSince(sent[b]);
+      }
+      room.release();
+    }
+  });
+  absl::Status sending;
+  for (int b = 0; b < blocks && !failed; ++b) {
+    room.acquire();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      sent[b] = Clock::now();
+    }
+    sending = send(b);
+    if (!sending.ok()) {
+      cancel();
+      break;
+    }
+  }
+  reader.join();
+  return sending.ok() ? received : sending;
+}
+
+// The stream's own status when it failed, else what the blocks said.
+absl::Status StreamOutcome(const char* what, const absl::Status& blocks,
+                           const grpc::Status& finished) {
+  if (!finished.ok()) return RpcError(what, finished);
+  return blocks;
+}
+
 }  // namespace
 
 double CellResult::percentile(double p) const {
@@ -129,10 +197,8 @@ absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
     auto stub = kvq::v1::KVCache::NewStub(channel);
     grpc::ClientContext context;
     auto stream = stub->Put(&context);
-    kvq::v1::PutRequest request;
-    kvq::v1::PutResponse response;
-    for (int b = 0; b < cell.blocks_per_stream; ++b) {
-      const Clock::time_point t0 = Clock::now();
+    auto send = [&](int b) -> absl::Status {
+      kvq::v1::PutRequest request;
       for (uint64_t offset = 0; offset < block.size();
            offset += cell.chunk_bytes) {
         const uint64_t n =
@@ -152,17 +218,23 @@ absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
         request.set_offset(offset);
         request.set_data(block.data() + offset, n);
         request.set_last(offset + n == block.size());
-        if (!stream->Write(request)) return RpcError("Put write", stream->Finish());
+        if (!stream->Write(request)) return absl::UnavailableError("Put write");
       }
-      if (!stream->Read(&response)) return RpcError("Put read", stream->Finish());
+      return absl::OkStatus();
+    };
+    auto receive = [&]() -> absl::Status {
+      kvq::v1::PutResponse response;
+      if (!stream->Read(&response)) return absl::UnavailableError("Put read");
       if (response.code() != 0) {
         return absl::InternalError(absl::StrCat("Put: ", response.message()));
       }
-      latencies.push_back(SecondsSince(t0));
-    }
+      return absl::OkStatus();
+    };
+    const absl::Status sent =
+        SendBlocks(cell.blocks_per_stream, cell.window, send, receive,
+                   [&] { context.TryCancel(); }, latencies);
     stream->WritesDone();
-    grpc::Status status = stream->Finish();
-    return status.ok() ? absl::OkStatus() : RpcError("Put", status);
+    return StreamOutcome("Put", sent, stream->Finish());
   });
 }
 
@@ -206,24 +278,28 @@ absl::StatusOr<CellResult> RunBareUpload(const std::string& address,
     auto stub = Transport::NewStub(channel);
     grpc::ClientContext context;
     auto stream = stub->Upload(&context);
-    Chunk chunk;
-    Ack ack;
-    for (int b = 0; b < cell.blocks_per_stream; ++b) {
-      const Clock::time_point t0 = Clock::now();
+    auto send = [&](int) -> absl::Status {
+      Chunk chunk;
       for (uint64_t offset = 0; offset < block.size();
            offset += cell.chunk_bytes) {
         const uint64_t n =
             std::min<uint64_t>(cell.chunk_bytes, block.size() - offset);
         chunk.set_data(block.data() + offset, n);
         chunk.set_last(offset + n == block.size());
-        if (!stream->Write(chunk)) return RpcError("Upload", stream->Finish());
+        if (!stream->Write(chunk)) return absl::UnavailableError("Upload write");
       }
-      if (!stream->Read(&ack)) return RpcError("Upload", stream->Finish());
-      latencies.push_back(SecondsSince(t0));
-    }
+      return absl::OkStatus();
+    };
+    auto receive = [&]() -> absl::Status {
+      Ack ack;
+      if (!stream->Read(&ack)) return absl::UnavailableError("Upload read");
+      return absl::OkStatus();
+    };
+    const absl::Status sent =
+        SendBlocks(cell.blocks_per_stream, cell.window, send, receive,
+                   [&] { context.TryCancel(); }, latencies);
     stream->WritesDone();
-    grpc::Status status = stream->Finish();
-    return status.ok() ? absl::OkStatus() : RpcError("Upload", status);
+    return StreamOutcome("Upload", sent, stream->Finish());
   });
 }
 

@@ -1,6 +1,7 @@
 // The four workloads of kvq-bench-service, each run by N client streams at
 // once (one channel, so one connection, per stream):
-//   kvq Put        blocks as chunks on one bidi stream, one result per block
+//   kvq Put        blocks as chunks on one bidi stream, one result per block,
+//                  up to Cell::window blocks in flight
 //   kvq Get        one Get RPC per block
 //   bare Upload    the same chunks to the transport service (no work)
 //   bare Download  the same blocks from the transport service (no work)
@@ -24,6 +25,9 @@ struct Cell {
   uint64_t block_bytes = 0;  // a multiple of one token's bytes (2 x 8 x 128 values)
   int streams = 1;
   int blocks_per_stream = 1;
+  // Put / Upload: blocks a stream sends before it has their results (1: each
+  // block waits for the previous one's result).
+  int window = 1;
   uint32_t chunk_bytes = 1 << 20;
   int max_message_bytes = 8 << 20;
   // Part of every key, so that warm-up blocks and measured blocks differ.
