@@ -79,12 +79,9 @@ double TimeCpuMs(const std::function<void()>& fn) {
   return Median(ms);
 }
 
-int QuantizePasses(const BlockLayout& layout, DType dtype) {
-  return kvq::cuda::QuantizeInputReads(layout, dtype);
-}
-
 uint64_t QuantizeTraffic(const BlockLayout& layout, DType dtype) {
-  return QuantizePasses(layout, dtype) * layout.logical_bytes(dtype) +
+  return kvq::cuda::QuantizeInputReads(layout, dtype) *
+             layout.logical_bytes(dtype) +
          layout.payload_bytes;
 }
 

@@ -95,7 +95,6 @@ double TimeCpuMs(const std::function<void()>& fn);
 // quantize; kvq::cuda::QuantizeInputReads says which) plus the payload
 // written.
 uint64_t QuantizeTraffic(const BlockLayout& layout, DType dtype);
-int QuantizePasses(const BlockLayout& layout, DType dtype);
 // Bytes a dequantize moves: the payload read and the values written.
 uint64_t DequantizeTraffic(const BlockLayout& layout, DType dtype);
 

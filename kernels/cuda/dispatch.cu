@@ -90,6 +90,20 @@ absl::Status TwoPassQuantize(const BlockLayout& layout,
   return quantize();
 }
 
+// The pass that quantizes with the scales already in the payload: after a
+// reduce, and for QuantizeWithScales.
+template <typename T, int kVec, class Addr>
+absl::Status QuantizeWithScalesAs(const BlockLayout& layout,
+                                  const BlockList& blocks, const Addr& addr,
+                                  cudaStream_t stream) {
+  if (layout.spec.granularity == Granularity::kPerChannel) {
+    return LaunchColumnQuantize<T, kVec, Addr>(
+        layout, ColumnStage::kApply, blocks, addr, QuantizeOutputs{}, stream);
+  }
+  return LaunchElementwiseQuantize<T, kVec, Addr>(layout, blocks, addr,
+                                                  stream);
+}
+
 template <typename T, int kVec, class Addr>
 absl::Status QuantizeAs(const BlockLayout& layout, const BlockList& blocks,
                         const Addr& addr, QuantizeOutputs out,
@@ -98,13 +112,15 @@ absl::Status QuantizeAs(const BlockLayout& layout, const BlockList& blocks,
     return LaunchColumnQuantize<T, kVec, Addr>(layout, stage, blocks, addr,
                                                out, stream);
   };
+  auto with_scales = [&] {
+    return QuantizeWithScalesAs<T, kVec, Addr>(layout, blocks, addr, stream);
+  };
   switch (layout.spec.granularity) {
     case Granularity::kPerChannel:
       if (!TwoPass(layout, kVec)) return column(ColumnStage::kFused);
-      return TwoPassQuantize(
-          layout, blocks, addr, stream,
-          [&] { return column(ColumnStage::kReduce); },
-          [&] { return column(ColumnStage::kApply); });
+      return TwoPassQuantize(layout, blocks, addr, stream,
+                             [&] { return column(ColumnStage::kReduce); },
+                             with_scales);
     case Granularity::kPerTokenHead:
     case Granularity::kPerTensor:
     case Granularity::kGroup:
@@ -118,10 +134,7 @@ absl::Status QuantizeAs(const BlockLayout& layout, const BlockList& blocks,
             return LaunchSegmentReduce<T, kVec, Addr>(layout, blocks, addr,
                                                       out, stream);
           },
-          [&] {
-            return LaunchElementwiseQuantize<T, kVec, Addr>(layout, blocks,
-                                                            addr, stream);
-          });
+          with_scales);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("spec.granularity must be 1..4, got ",
@@ -195,17 +208,9 @@ absl::Status DispatchQuantizeWithScales(const BlockLayout& layout, DType dtype,
                                         cudaStream_t stream) {
   if (blocks.count == 0) return absl::OkStatus();
   return WithTypeAndWidth(
-      layout, dtype, vector_aligned,
-      [&](auto zero, auto width) -> absl::Status {
-        using T = decltype(zero);
-        constexpr int kVec = decltype(width)::value;
-        if (layout.spec.granularity == Granularity::kPerChannel) {
-          return LaunchColumnQuantize<T, kVec, Addr>(
-              layout, ColumnStage::kApply, blocks, addr, QuantizeOutputs{},
-              stream);
-        }
-        return LaunchElementwiseQuantize<T, kVec, Addr>(layout, blocks, addr,
-                                                        stream);
+      layout, dtype, vector_aligned, [&](auto zero, auto width) {
+        return QuantizeWithScalesAs<decltype(zero), decltype(width)::value,
+                                    Addr>(layout, blocks, addr, stream);
       });
 }
 

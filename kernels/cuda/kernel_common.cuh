@@ -92,6 +92,17 @@ __device__ __forceinline__ void ReportBlockMax(const QuantizeOutputs& out,
   }
 }
 
+// Combines `absmax_bits` (|x| bits of a part of a group) into the group's
+// scale slot: atomicMax of ScaleFromAbsmax's bits. ScaleFromAbsmax is a
+// correctly rounded division by 127, monotone in absmax, so the max of the
+// parts' scales is the scale of the group's max, and the slot (zeroed
+// first) holds the final scale once every part is in.
+__device__ __forceinline__ void CombineScale(uint32_t* slot,
+                                             uint32_t absmax_bits) {
+  atomicMax(reinterpret_cast<unsigned int*>(slot),
+            __float_as_uint(ScaleFromAbsmax(__uint_as_float(absmax_bits))));
+}
+
 // Magnitudes of a vector, packed as the raw storage allows: a float's
 // |x| bits, or two 16-bit |x| patterns per word for FP16 / BF16 (integer
 // order of a 16-bit magnitude pattern is value order too, NaN and Inf on

@@ -23,10 +23,8 @@
 //
 // Two-pass quantize: memset(absmax) -> ZeroScaleSlots -> reduce -> the
 // quantize pass (ColumnQuantize's apply stage for per-channel, else
-// ElementwiseQuantize). A reduce combines scales, not magnitudes, with
-// atomicMax on their bits: ScaleFromAbsmax is a correctly rounded division
-// by 127, monotone in absmax, so the max of partial scales is the scale of
-// the max, and the slots are final when the reduce ends.
+// ElementwiseQuantize). A reduce combines scales, not magnitudes
+// (CombineScale, kernel_common.cuh), so the slots are final when it ends.
 
 #ifndef KVQ_KERNELS_CUDA_LAUNCHERS_CUH_
 #define KVQ_KERNELS_CUDA_LAUNCHERS_CUH_

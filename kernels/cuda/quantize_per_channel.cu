@@ -11,11 +11,9 @@
 //          the input;
 //   reduce (taller planes, first pass): each thread folds several steps of
 //          rows into running maxima (up to kReduceMaxSteps), the column's
-//          threads combine them as above, and row 0 atomicMax-es each
-//          column's scale into its slot. A scale is a correctly rounded
-//          absmax / 127, which is monotone in absmax, so the max of the
-//          chunks' scales is the scale of the column's max: the slots hold
-//          final scales when the stage ends, with no finalize pass;
+//          threads combine them as above, and row 0 combines each
+//          column's scale into its slot (CombineScale: the slots hold final
+//          scales when the stage ends, with no finalize pass);
 //   apply  (second pass): each thread loads its column vector's scales and
 //          their reciprocals once, then quantizes the same rows as reduce
 //          did, step by step. The generic elementwise pass would map every
@@ -216,10 +214,9 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
       if (row == 0 && col_ok) {
 #pragma unroll
         for (int e = 0; e < kVec; ++e) {
-          atomicMax(reinterpret_cast<unsigned int*>(
-                        ref.payload.At(plan.scales_offset + 4 * (g + e))),
-                    __float_as_uint(
-                        ScaleFromAbsmax(__uint_as_float(bits[e]))));
+          CombineScale(reinterpret_cast<uint32_t*>(
+                           ref.payload.At(plan.scales_offset + 4 * (g + e))),
+                       bits[e]);
         }
       }
     }

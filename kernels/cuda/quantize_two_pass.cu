@@ -6,7 +6,7 @@
 //   ZeroScaleSlots        scale slots := 0
 //   SegmentReduce         slot g := ScaleFromAbsmax(max |x| over group g)
 //                         (grid reduction: a CTA per chunk of a group,
-//                         atomicMax of each chunk's scale bits)
+//                         each chunk's scale combined: CombineScale)
 //   ElementwiseQuantize   q := QuantizeValue(x, slot)
 //
 // The input is read twice; the second read often hits L2 for small blocks.
@@ -57,11 +57,9 @@ __global__ void __launch_bounds__(kSegmentThreads, 4)
     for (int k = 0; k < kGroupItems; ++k) magnitudes.Add(x[k]);
     const uint32_t bits = CtaMax(magnitudes.Max(), scratch);
     if (threadIdx.x == 0) {
-      // Scales combine like magnitudes (launchers.cuh: ScaleFromAbsmax is
-      // monotone), so the slot is final once every chunk is in.
-      atomicMax(reinterpret_cast<unsigned int*>(
-                    ref.payload.At(plan.scales_offset + 4 * uint64_t{g})),
-                __float_as_uint(ScaleFromAbsmax(__uint_as_float(bits))));
+      CombineScale(reinterpret_cast<uint32_t*>(
+                       ref.payload.At(plan.scales_offset + 4 * uint64_t{g})),
+                   bits);
       ReportBlockMax(out, blocks.first + b, bits);
     }
   }
