@@ -6,9 +6,10 @@
 // quantizes the values it still holds in registers and stores them. Each
 // thread holds kGroupItems 16-byte vectors, loaded together so that enough
 // bytes are in flight, in one of two arrangements:
-//   big groups (over 16 vectors): the team owns one group, and vector j of
-//     it goes to lane j % team, so each load step reads consecutive pieces;
-//   small groups (16 vectors or fewer, e.g. a 128-value FP16 head): each
+//   big groups (over 256 16-byte vectors, or over 16 scalars): the team
+//     owns one group, and vector j of it goes to lane j % team, so each
+//     load step reads consecutive pieces;
+//   small groups (up to 256 vectors, e.g. a 128-value FP16 head): each
 //     lane holds kLaneVecs vectors of each of kGroupItems / kLaneVecs
 //     groups, and a team of CeilPow2(vectors) / kLaneVecs lanes (at least
 //     one) covers a group: lane l holds vectors l, l + team, l + 2 * team,
@@ -16,8 +17,9 @@
 //     consecutive teams take consecutive groups, so that a warp's loads
 //     cover whole runs of groups. The per-group work (the reduction, the
 //     scale and its reciprocal, the scale store) is done once per kLaneVecs
-//     vectors: 4 for groups of 9 to 32 16-byte vectors (teams of 4 or 8
-//     lanes), else 1 (one vector per lane, teams of CeilPow2(vectors)).
+//     vectors: 4 for groups of 9 to 128 16-byte vectors (teams of 4 to 32
+//     lanes), 8 for 129 to 256 (teams of 32), else 1 (one vector per lane,
+//     teams of CeilPow2(vectors)).
 //     With one vector per lane, a team of 4 or 8 lanes also shares the
 //     scale work out: each lane computes the scales of 8 / team of its 8
 //     groups and the others take the reciprocals by shuffle.
@@ -43,10 +45,12 @@ constexpr uint64_t kChunkValues = 32768;
 constexpr uint32_t kSmallGroupVecs = 16;
 
 // Vectors of one group a lane holds in the wide small-group arrangement,
-// which groups of 9 to 32 16-byte vectors take: teams of 4 or 8 lanes, so
-// that each load of a team still reads 64 bytes or more in a row.
-constexpr int kWideLaneVecs = 4;
-constexpr uint32_t kWideMinVecs = 9, kWideMaxVecs = 32;
+// which groups of 9 to 256 16-byte vectors take: kWideLaneVecs up to 128
+// vectors (teams of 4 to 32 lanes, so that each load of a team reads 64
+// bytes or more in a row), kWidestLaneVecs above, so that the team stays
+// within a warp (its reduction is shuffles only).
+constexpr int kWideLaneVecs = 4, kWidestLaneVecs = 8;
+constexpr uint32_t kWideMinVecs = 9, kWideMaxVecs = 32 * kWidestLaneVecs;
 
 // Teams of one-vector lanes at least this wide share out their groups'
 // scales (owned_groups_step); with 2 lanes, the 4 scales each lane would own
@@ -373,10 +377,16 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   // (FP32 head_dim 128 and FP16 head_dim 256 left the big-group one, whose
   // 32-vector groups kept 4 loads in flight a thread, for 8: FP32 head_dim
   // 128 89% -> 98%, FP16 head_dim 256 87% -> 89%, FP32 batch 61% -> 94%).
+  // Groups of 33 to 256 vectors followed (bench/results/README.md, run 1 of
+  // the second session, 256 MiB inputs): FP16 / BF16 head_dim 512 and 1024
+  // 85-86% -> 92%, 2048 86% -> 94%; FP32 head_dim 512 and 1024 94% -> 96-98%.
   const bool wide =
       kVec > 1 && vecs >= kWideMinVecs && vecs <= kWideMaxVecs;
   const bool small_groups = wide || vecs <= kSmallGroupVecs;
-  const uint32_t lane_vecs = wide ? kWideLaneVecs : 1;
+  const uint32_t lane_vecs =
+      !wide                          ? 1
+      : vecs <= 32 * kWideLaneVecs ? kWideLaneVecs
+                                   : kWidestLaneVecs;
   // A big group's power of two (32+ vectors) is never narrower than the
   // minimum team, and vecs <= kGroupCapacityVecs keeps the team in the CTA.
   const uint32_t team =
@@ -418,6 +428,10 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
     if (lane_vecs == kWideLaneVecs) {
       return launch(std::true_type{},
                     std::integral_constant<int, kWideLaneVecs>{});
+    }
+    if (lane_vecs == kWidestLaneVecs) {
+      return launch(std::true_type{},
+                    std::integral_constant<int, kWidestLaneVecs>{});
     }
   }
   return launch(std::true_type{}, One{});

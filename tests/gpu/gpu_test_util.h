@@ -273,9 +273,12 @@ class DtypeGranularityTest
 // 8 FP16 / BF16 or 4 FP32 values). Between them they take
 //   one vector per lane, groups of 1-8 vectors: teams of 1 to 8 lanes, some
 //     with idle lanes (3, 5, 6 vectors);
-//   four vectors of each of two groups per lane, groups of 9-32 vectors:
-//     teams of 4 and 8 lanes, full (16, 32 vectors) or with empty slots (9,
-//     10, 15, 18, 30 vectors).
+//   four vectors of each of two groups per lane, groups of 9-128 vectors:
+//     teams of 4 to 32 lanes, full (16, 32, 64, 128 vectors) or with empty
+//     slots (9, 10, 15, 18, 30, 65, 125 vectors);
+//   eight vectors of one group per lane, groups of 129-256 vectors: teams
+//     of 32 lanes, full (256) or not (130, 250).
+// (head_dim 2048 FP32, 512 vectors, is a big group: the other arrangement.)
 struct SmallGroupCase {
   uint32_t head_dim;
   uint32_t group_size;  // 0: per-token-head
@@ -292,7 +295,8 @@ struct SmallGroupCase {
 };
 inline constexpr SmallGroupCase kSmallGroupCases[] = {
     {8, 0},   {24, 0},  {32, 0},  {40, 0},   {64, 0},   {72, 0},
-    {120, 0}, {128, 0}, {96, 24}, {120, 40}, {128, 32},
+    {120, 0}, {128, 0}, {96, 24}, {120, 40}, {128, 32}, {520, 0},
+    {1000, 0}, {1024, 0}, {2048, 0}, {768, 256},
 };
 
 // Test names like "fp16_per_token_head".

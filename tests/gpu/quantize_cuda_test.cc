@@ -44,8 +44,10 @@ using kvq::testing::HostBlock;
 
 // planes x tokens x heads x head_dim. Together they take every path of
 // dispatch.cu for every dtype: head_dim 1 / 7 / 13 / 100 (element-sized
-// accesses for some dtypes), groups that fill exactly one CTA's registers
-// (8192 FP32, 16384 FP16) or exceed them (two-pass), per-channel blocks of
+// accesses for some dtypes), 520 / 1000 / 2048 (groups of 65 to 512
+// vectors, on both sides of the wide arrangements' limits, not all a power
+// of two), groups that fill exactly one CTA's registers (8192 FP32, 16384
+// FP16) or exceed them (two-pass), per-channel blocks of
 // up to 256 tokens (fused) and taller (two-pass), per-tensor planes on both
 // sides of the on-chip limit.
 const BlockShape kShapes[] = {
@@ -53,6 +55,7 @@ const BlockShape kShapes[] = {
     {1, 3, 2, 100},   {2, 16, 8, 128},  {1, 7, 9, 136},  {1, 5, 1, 8192},
     {1, 2, 1, 16384}, {1, 1, 1, 40000}, {2, 300, 2, 64}, {1, 1000, 1, 24},
     {2, 256, 3, 40},  {1, 257, 1, 8},   {3, 33, 1, 7},   {2, 64, 8, 128},
+    {1, 4, 2, 520},   {1, 9, 2, 1000},  {2, 5, 3, 2048},
 };
 
 class QuantizeCudaTest : public gpu_testing::DtypeGranularityTest {};
