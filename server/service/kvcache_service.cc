@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <optional>
+#include <span>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,8 +19,10 @@ namespace kvq {
 namespace {
 
 constexpr uint64_t kDefaultChunkBytes = uint64_t{1} << 20;
-// Put's index among the service's methods (the order of kvcache.proto).
+// Put's and Get's indexes among the service's methods (the order of
+// kvcache.proto).
 constexpr int kPutMethodIndex = 0;
+constexpr int kGetMethodIndex = 1;
 // Room left in a Get response for everything but the data: the header
 // (key <= 1 KiB, namespace <= 128 bytes, shape) and protobuf framing.
 constexpr uint64_t kResponseEnvelopeBytes = 16 << 10;
@@ -59,7 +63,8 @@ KVCacheService::KVCacheService(BlockPool* pool, Backend* backend,
       metrics_(metrics),
       options_(std::move(options)) {
   // The generated service registers its methods in the proto's order: Put
-  // is method 0. Its handler is replaced by one that reads PutChunks.
+  // is method 0, Get method 1. Put's handler is replaced by one that reads
+  // PutChunks, Get's by one that writes GetChunks.
   MarkMethodStreamed(
       kPutMethodIndex,
       new grpc::internal::BidiStreamingHandler<KVCacheService, PutChunk,
@@ -69,6 +74,18 @@ KVCacheService::KVCacheService(BlockPool* pool, Backend* backend,
             return service->HandlePut(context, stream);
           },
           this));
+  // MarkMethodStreamed also makes the method a bidi-streaming one, which a
+  // server-streaming handler would wait on for a request that never comes;
+  // a split-streaming handler reads the request itself (gRPC's generated
+  // WithSplitStreamingMethod_Get registers the same way).
+  MarkMethodStreamed(
+      kGetMethodIndex,
+      new grpc::internal::SplitServerStreamingHandler<v1::GetRequest,
+                                                      GetChunk>(
+          [this](grpc::ServerContext* context,
+                 grpc::ServerSplitStreamer<v1::GetRequest, GetChunk>* stream) {
+            return HandleGet(context, stream);
+          }));
 }
 
 grpc::Status KVCacheService::HandlePut(
@@ -168,33 +185,43 @@ grpc::Status KVCacheService::HandlePut(
   return call.Finish(assembler.Finish(), summary());
 }
 
-grpc::Status KVCacheService::Get(grpc::ServerContext* context,
-                                 const v1::GetRequest* request,
-                                 grpc::ServerWriter<v1::GetResponse>* writer) {
+grpc::Status KVCacheService::HandleGet(
+    grpc::ServerContext* context,
+    grpc::ServerSplitStreamer<v1::GetRequest, GetChunk>* stream) {
+  v1::GetRequest request;
+  if (!stream->Read(&request)) {
+    // A request that does not parse (or a client gone before it came):
+    // answered as gRPC answers a server-streaming request it cannot parse,
+    // before the call is counted or logged.
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        "the request is not a valid kvq.v1.GetRequest");
+  }
   RpcCall call(*metrics_, Rpc::kGet, context);
   uint64_t hits = 0, misses = 0, failed = 0, bytes_out = 0;
   auto summary = [&] {
-    return absl::StrCat("keys=", request->keys_size(), " hits=", hits,
+    return absl::StrCat("keys=", request.keys_size(), " hits=", hits,
                         " misses=", misses, " failed=", failed,
                         " bytes_out=", bytes_out);
   };
-  if (absl::Status s = ValidateNamespace(request->namespace_(), "namespace");
+  if (absl::Status s = ValidateNamespace(request.namespace_(), "namespace");
       !s.ok()) {
     return call.Finish(s, summary());
   }
   absl::StatusOr<std::optional<DType>> dtype =
-      GetDTypeFromWire(request->dtype(), "dtype");
+      GetDTypeFromWire(request.dtype(), "dtype");
   if (!dtype.ok()) return call.Finish(dtype.status(), summary());
   const uint64_t chunk_bytes =
-      GetChunkBytes(request->chunk_bytes(), options_.max_message_bytes);
+      GetChunkBytes(request.chunk_bytes(), options_.max_message_bytes);
+  auto write = [stream](const GetChunk& chunk) { return stream->Write(chunk); };
 
-  for (int i = 0; i < request->keys_size(); ++i) {
-    const std::string& key = request->keys(i);
+  for (int i = 0; i < request.keys_size(); ++i) {
+    const uint32_t key_index = static_cast<uint32_t>(i);
+    const std::string& key = request.keys(i);
     const absl::Status key_status =
         ValidateKey(key, absl::StrCat("keys[", i, "]"));
     absl::StatusOr<FetchedBlock> block =
         key_status.ok()
-            ? store_->Fetch(request->namespace_(), key, *dtype)
+            ? store_->Fetch(request.namespace_(), key, *dtype)
             : absl::StatusOr<FetchedBlock>(key_status);
     if (!block.ok()) {
       if (absl::IsNotFound(block.status())) {
@@ -203,32 +230,29 @@ grpc::Status KVCacheService::Get(grpc::ServerContext* context,
       } else {
         ++failed;
       }
-      v1::GetResponse response;
-      response.set_key_index(i);
+      GetChunk answer;
+      v1::GetResponse& response = answer.fields();
+      response.set_key_index(key_index);
       response.set_last(true);
       response.set_code(WireCode(block.status()));
       response.set_message(call.ItemError(
           block.status(), absl::StrCat("keys[", i, "]=", DescribeKey(key))));
-      if (!writer->Write(response)) return call.Finish(ClientGone(), summary());
+      if (!write(answer)) return call.Finish(ClientGone(), summary());
       continue;
     }
 
     const auto send_start = std::chrono::steady_clock::now();
-    const std::span<const std::byte> data = block->data.bytes();
-    v1::GetResponse response;
-    for (uint64_t offset = 0; offset < data.size();) {
-      const uint64_t n = std::min<uint64_t>(chunk_bytes, data.size() - offset);
-      response.Clear();
-      response.set_key_index(i);
-      if (offset == 0) {
-        *response.mutable_header() = ToWireHeader(
-            request->namespace_(), key, block->dtype, block->layout);
-      }
-      response.set_offset(offset);
-      response.set_data(reinterpret_cast<const char*>(data.data() + offset), n);
-      offset += n;
-      response.set_last(offset == data.size());
-      if (!writer->Write(response)) return call.Finish(ClientGone(), summary());
+    // Every chunk's data slice shares the block: its buffer goes back to the
+    // StagingPool once gRPC lets go of the last slice, which may be after
+    // the write that sent it, or this call, has returned.
+    const auto sent_block =
+        std::make_shared<const FetchedBlock>(*std::move(block));
+    const std::span<const std::byte> data = sent_block->data.bytes();
+    if (!ForEachBlockChunk(key_index,
+                           ToWireHeader(request.namespace_(), key,
+                                        sent_block->dtype, sent_block->layout),
+                           data, sent_block, chunk_bytes, write)) {
+      return call.Finish(ClientGone(), summary());
     }
     metrics_->ObserveStage(Stage::kSend, SecondsSince(send_start));
     metrics_->CountGetHit(data.size());

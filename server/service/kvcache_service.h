@@ -30,6 +30,7 @@
 #include "server/metrics/server_metrics.h"
 #include "server/pool/block_pool.h"
 #include "server/service/block_store.h"
+#include "server/service/get_chunk.h"
 #include "server/service/put_chunk.h"
 #include "server/service/staging_pool.h"
 
@@ -59,8 +60,13 @@ class KVCacheService final : public v1::KVCache::Service {
   grpc::Status HandlePut(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream);
-  grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
-                   grpc::ServerWriter<v1::GetResponse>* writer) override;
+  // The Get RPC. It writes GetChunks rather than GetResponses (the
+  // constructor registers it so), each chunk's data sent by gRPC straight
+  // from the fetched block's buffer (get_chunk.h). It reads the one
+  // GetRequest itself: a server-streaming call handled as a split stream.
+  grpc::Status HandleGet(
+      grpc::ServerContext* context,
+      grpc::ServerSplitStreamer<v1::GetRequest, GetChunk>* stream);
   grpc::Status Lookup(grpc::ServerContext* context,
                       const v1::LookupRequest* request,
                       v1::LookupResponse* response) override;

@@ -6,9 +6,11 @@
 // after the bad request, that Stats shows the same blocks, pages and logical
 // bytes, that the bad key is absent, and that "resident" is still there.
 
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "kernels/format.h"
+#include "kvq/v1/kvcache.grpc.pb.h"
 #include "tests/integration/integration_testing.h"
 
 namespace kvq::testing {
@@ -316,6 +319,34 @@ TEST_F(BadInputTest, MessageThatIsNotAPutRequestEndsTheStreamStoringNothing) {
   ExpectRefusedAndNothingChanged(FromGrpcStatus(outcome.status),
                                  absl::StatusCode::kInvalidArgument,
                                  "not a valid kvq.v1.PutRequest", block.key);
+}
+
+TEST_F(BadInputTest, GetRequestThatDoesNotParseIsInternalAndAnswersNoKey) {
+  // The server's Get reads its request itself (it is registered as a split
+  // stream); one that does not parse is INTERNAL, as gRPC answers any
+  // server-streaming request it cannot parse. A namespace that is not UTF-8
+  // makes a proto3 GetRequest unparseable (the C++ client only logs it).
+  v1::GetRequest request;
+  request.set_namespace_(std::string("bad\xff", 4));
+  request.add_keys("resident");
+  std::unique_ptr<v1::KVCache::Stub> stub =
+      v1::KVCache::NewStub(client_->channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  std::unique_ptr<grpc::ClientReader<v1::GetResponse>> reader =
+      stub->Get(&context, request);
+  v1::GetResponse response;
+  int answers = 0;
+  while (reader->Read(&response)) ++answers;
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(answers, 0);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL)
+      << status.error_message();
+  // The server goes on.
+  absl::StatusOr<GetResult> got = client_->GetOne(kNs, "resident");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(MatchesReference(resident_, resident_.dtype, got->data));
 }
 
 TEST_F(BadInputTest, RefusedBlockDoesNotEndTheStream) {

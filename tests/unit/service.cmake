@@ -1,4 +1,5 @@
-# Service and backend unit tests: the Put protocol, request validation,
+# Service and backend unit tests: the Put protocol, the Put and Get messages
+# kept in gRPC's buffers (put_chunk, get_chunk), request validation,
 # status mapping, the data path over a real pool + CPU backend, and the
 # service's small helpers (env flags, JSON logs, chunk sizes, error figure).
 # The end-to-end tests over a real kvq-server live in tests/integration.
@@ -27,6 +28,9 @@ kvq_add_test(staging_pool_test
   LIBS kvq_service GTest::gmock)
 kvq_add_test(put_chunk_test
   SOURCES put_chunk_test.cc
+  LIBS kvq_service GTest::gmock)
+kvq_add_test(get_chunk_test
+  SOURCES get_chunk_test.cc
   LIBS kvq_service GTest::gmock)
 kvq_add_test(serial_executor_test
   SOURCES serial_executor_test.cc
