@@ -34,52 +34,152 @@ struct alignas(4 * kWords) Words {
 // Reads kIn words per item and writes kOut words derived from them (so the
 // loads cannot be dropped), 8 items in flight per thread.
 template <int kIn, int kOut>
-__global__ void __launch_bounds__(256)
+__device__ __forceinline__ Words<kOut> MixConvert(const Words<kIn>& x) {
+  Words<kOut> y;
+#pragma unroll
+  for (int k = 0; k < kOut; ++k) y.w[k] = x.w[k % kIn] ^ (k * 0x9e3779b9u);
+  return y;
+}
+
+constexpr int kMixThreads = 256, kMixUnroll = 8;
+
+template <int kIn, int kOut>
+__global__ void __launch_bounds__(kMixThreads)
     MixKernel(const Words<kIn>* __restrict__ src, Words<kOut>* __restrict__ dst,
               uint64_t items) {
-  constexpr int kUnroll = 8;
   const uint64_t stride = uint64_t{gridDim.x} * blockDim.x;
   uint64_t i = uint64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  auto convert = [](const Words<kIn>& x) {
-    Words<kOut> y;
+  for (; i + (kMixUnroll - 1) * stride < items; i += kMixUnroll * stride) {
+    Words<kIn> x[kMixUnroll];
 #pragma unroll
-    for (int k = 0; k < kOut; ++k) y.w[k] = x.w[k % kIn] ^ (k * 0x9e3779b9u);
-    return y;
-  };
-  for (; i + (kUnroll - 1) * stride < items; i += kUnroll * stride) {
-    Words<kIn> x[kUnroll];
+    for (int u = 0; u < kMixUnroll; ++u) x[u] = src[i + u * stride];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) x[u] = src[i + u * stride];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) dst[i + u * stride] = convert(x[u]);
+    for (int u = 0; u < kMixUnroll; ++u) {
+      dst[i + u * stride] = MixConvert<kIn, kOut>(x[u]);
+    }
   }
-  for (; i < items; i += stride) dst[i] = convert(src[i]);
+  for (; i < items; i += stride) dst[i] = MixConvert<kIn, kOut>(src[i]);
+}
+
+// MixKernel's loads, its results staged in shared memory and written by one
+// TMA bulk store (cp.async.bulk) per tile of kMixThreads * kMixUnroll items,
+// two tiles in flight per CTA: whether taking the stores off the threads
+// moves a mix's ceiling. Items past the last whole tile are left alone (the
+// caller counts only whole tiles).
+constexpr int kMixTmaStages = 2;
+constexpr uint64_t kMixTile = kMixThreads * kMixUnroll;
+
+template <int kIn, int kOut>
+__global__ void __launch_bounds__(kMixThreads)
+    MixTmaKernel(const Words<kIn>* __restrict__ src,
+                 Words<kOut>* __restrict__ dst, uint64_t tiles) {
+#if __CUDA_ARCH__ >= 900  // TMA; the host runs this only on such GPUs
+  extern __shared__ __align__(128) unsigned char mix_smem[];
+  auto* stages = reinterpret_cast<Words<kOut>*>(mix_smem);
+  int stage = 0;
+  for (uint64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const uint64_t base = t * kMixTile;
+    Words<kIn> x[kMixUnroll];
+#pragma unroll
+    for (int u = 0; u < kMixUnroll; ++u) {
+      x[u] = src[base + u * kMixThreads + threadIdx.x];
+    }
+    // The stage's previous bulk store must have read its tile.
+    if (threadIdx.x == 0) {
+      asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(kMixTmaStages - 1)
+                   : "memory");
+    }
+    __syncthreads();
+    Words<kOut>* tile = stages + stage * kMixTile;
+#pragma unroll
+    for (int u = 0; u < kMixUnroll; ++u) {
+      tile[u * kMixThreads + threadIdx.x] = MixConvert<kIn, kOut>(x[u]);
+    }
+    // Generic-proxy writes to shared memory, then the async proxy reads it.
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      const uint32_t from =
+          static_cast<uint32_t>(__cvta_generic_to_shared(tile));
+      asm volatile(
+          "cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n\t"
+          "cp.async.bulk.commit_group;" ::"l"(dst + base),
+          "r"(from), "r"(static_cast<uint32_t>(kMixTile * sizeof(Words<kOut>)))
+          : "memory");
+    }
+    stage = (stage + 1) % kMixTmaStages;
+  }
+  if (threadIdx.x == 0) {
+    asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+  }
+#endif
+}
+
+// A persistent grid for a mix kernel: as many CTAs as fit at once, never
+// more than `work` (CTA-sized pieces).
+template <class Kernel>
+unsigned MixGrid(Kernel kernel, int smem, uint64_t work, const GpuInfo& gpu) {
+  int per_sm = 0;
+  CheckCuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel,
+                                                          kMixThreads, smem),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  return static_cast<unsigned>(std::max<uint64_t>(
+      1, std::min<uint64_t>(uint64_t(gpu.sms) * std::max(per_sm, 1), work)));
 }
 
 template <int kIn, int kOut>
-double TimeMix(uint64_t traffic, const GpuInfo& gpu, int repeats,
-               cudaStream_t stream) {
+double TimeMix(uint64_t traffic, MixStores stores, const GpuInfo& gpu,
+               int repeats, cudaStream_t stream) {
   constexpr uint64_t kItemBytes = 4 * (kIn + kOut);
-  const uint64_t items = std::max<uint64_t>(traffic / kItemBytes, 1);
+  // Whole tiles, so that both kernels move exactly `traffic` bytes.
+  const uint64_t tiles = std::max<uint64_t>(traffic / kItemBytes / kMixTile, 1);
+  const uint64_t items = tiles * kMixTile;
   const uint64_t in_bytes = items * 4 * kIn, out_bytes = items * 4 * kOut;
   const int slots = RotationSlots(in_bytes + out_bytes, gpu.l2_bytes);
   DeviceBuffer src(in_bytes * slots), dst(out_bytes * slots);
   CheckCuda(cudaMemsetAsync(src.get(), 0x3c, src.bytes(), stream), "memset");
+  const auto* in = src.get<char>();
+  auto* out = dst.get<char>();
+  if (stores == MixStores::kTmaBulk) {
+    constexpr auto kKernel = &MixTmaKernel<kIn, kOut>;
+    constexpr int kSmem = kMixTmaStages * kMixTile * sizeof(Words<kOut>);
+    CheckCuda(cudaFuncSetAttribute(kKernel,
+                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   kSmem),
+              "cudaFuncSetAttribute");
+    const unsigned grid = MixGrid(kKernel, kSmem, tiles, gpu);
+    return Median(TimeOp(
+        [&](int slot) {
+          kKernel<<<grid, kMixThreads, kSmem, stream>>>(
+              reinterpret_cast<const Words<kIn>*>(in + slot * in_bytes),
+              reinterpret_cast<Words<kOut>*>(out + slot * out_bytes), tiles);
+          CheckCuda(cudaGetLastError(), "MixTmaKernel");
+        },
+        slots, 0, repeats, 3, stream));
+  }
   constexpr auto kKernel = &MixKernel<kIn, kOut>;
-  int per_sm = 0;
-  CheckCuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kKernel,
-                                                          256, 0),
-            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-  const uint64_t grid = std::min<uint64_t>(
-      uint64_t(gpu.sms) * std::max(per_sm, 1), (items + 255) / 256);
+  const unsigned grid =
+      MixGrid(kKernel, 0, (items + kMixThreads - 1) / kMixThreads, gpu);
   return Median(TimeOp(
       [&](int slot) {
-        kKernel<<<static_cast<unsigned>(grid), 256, 0, stream>>>(
-            reinterpret_cast<const Words<kIn>*>(src.get<char>() +
-                                                slot * in_bytes),
-            reinterpret_cast<Words<kOut>*>(dst.get<char>() + slot * out_bytes),
-            items);
+        kKernel<<<grid, kMixThreads, 0, stream>>>(
+            reinterpret_cast<const Words<kIn>*>(in + slot * in_bytes),
+            reinterpret_cast<Words<kOut>*>(out + slot * out_bytes), items);
         CheckCuda(cudaGetLastError(), "MixKernel");
+      },
+      slots, 0, repeats, 3, stream));
+}
+
+// Writes `traffic` bytes with cudaMemsetAsync: the write-only ceiling.
+double TimeMemset(uint64_t traffic, const GpuInfo& gpu, int repeats,
+                  cudaStream_t stream) {
+  const int slots = RotationSlots(traffic, gpu.l2_bytes);
+  DeviceBuffer dst(traffic * slots);
+  return Median(TimeOp(
+      [&](int slot) {
+        CheckCuda(cudaMemsetAsync(dst.get<char>() + slot * traffic, 0x5a,
+                                  traffic, stream),
+                  "cudaMemsetAsync");
       },
       slots, 0, repeats, 3, stream));
 }
@@ -176,6 +276,7 @@ GpuInfo QueryGpu() {
   GpuInfo info;
   info.name = prop.name;
   info.sms = prop.multiProcessorCount;
+  info.compute_capability = prop.major * 10 + prop.minor;
   info.l2_bytes = static_cast<uint64_t>(prop.l2CacheSize);
   info.memory_bytes = prop.totalGlobalMem;
   int driver_api = 0, runtime = 0;
@@ -251,18 +352,26 @@ double CopyMs(uint64_t traffic, const GpuInfo& gpu, int repeats,
   return ms;
 }
 
-double MixMs(TrafficMix mix, uint64_t traffic, const GpuInfo& gpu,
-             int repeats, cudaStream_t stream) {
-  static std::map<std::tuple<int, int, uint64_t>, double> cache;
-  const auto key = std::make_tuple(mix.read_words, mix.write_words, traffic);
+double MixMs(TrafficMix mix, MixStores stores, uint64_t traffic,
+             const GpuInfo& gpu, int repeats, cudaStream_t stream) {
+  static std::map<std::tuple<int, int, MixStores, uint64_t>, double> cache;
+  const auto key =
+      std::make_tuple(mix.read_words, mix.write_words, stores, traffic);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   double ms = -1;
+  if (stores == MixStores::kTmaBulk && gpu.compute_capability < 90) {
+    std::fprintf(stderr, "kvq-bench-kernels: TMA stores need sm_90+\n");
+    std::exit(1);
+  }
+  if (mix.read_words == 0 && stores == MixStores::kPlain) {
+    ms = TimeMemset(traffic, gpu, repeats, stream);
+  }
   // The mixes of kvq's kernels (and the copy's), each an instantiation.
   auto run = [&](auto in, auto out) {
     if (mix.read_words == decltype(in)::value &&
         mix.write_words == decltype(out)::value) {
-      ms = TimeMix<decltype(in)::value, decltype(out)::value>(traffic, gpu,
-                                                              repeats, stream);
+      ms = TimeMix<decltype(in)::value, decltype(out)::value>(
+          traffic, stores, gpu, repeats, stream);
     }
   };
   using W1 = std::integral_constant<int, 1>;
@@ -274,7 +383,7 @@ double MixMs(TrafficMix mix, uint64_t traffic, const GpuInfo& gpu,
   run(W4{}, W2{});
   run(W4{}, W1{});
   if (ms < 0) {
-    std::fprintf(stderr, "kvq-bench-kernels: no MixKernel for %d:%d words\n",
+    std::fprintf(stderr, "kvq-bench-kernels: no mix kernel for %d:%d words\n",
                  mix.read_words, mix.write_words);
     std::exit(1);
   }

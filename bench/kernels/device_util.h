@@ -53,6 +53,7 @@ struct GpuInfo {
   std::string driver;        // e.g. "580.159.04 (CUDA 13.0)"
   std::string runtime;       // e.g. "13.0"
   int sms = 0;
+  int compute_capability = 0;  // e.g. 90
   uint64_t l2_bytes = 0;
   uint64_t memory_bytes = 0;
 };
@@ -80,19 +81,28 @@ double CopyMs(uint64_t traffic, const GpuInfo& gpu, int repeats,
 
 // A streaming mix: every `read_words` 32-bit words read become `write_words`
 // written (each 1, 2 or 4), the shape of a kernel's traffic: 2:1 is FP16 ->
-// INT8 quantize, 1:2 its dequantize, 4:1 and 1:4 FP32's, 4:4 a copy.
+// INT8 quantize, 1:2 its dequantize, 4:1 and 1:4 FP32's, 4:4 a copy; 0:4 is
+// writing only.
 struct TrafficMix {
   int read_words;
   int write_words;
 };
 
+// How a mix kernel writes its results.
+enum class MixStores {
+  kPlain,    // each thread stores its own, coalesced
+  kTmaBulk,  // staged in shared memory, one TMA bulk store per tile
+};
+
 // Median time of the simplest kernel with that mix moving `traffic` bytes
 // (read + written): each thread loads 8 items of read_words words (one
-// vector access each) before it stores their write_words words, coalesced,
-// a persistent grid, the same rotation rule as CopyMs: the ceiling of a mix
-// that is not the copy's. Cached per (mix, size) within a run.
-double MixMs(TrafficMix mix, uint64_t traffic, const GpuInfo& gpu,
-             int repeats, cudaStream_t stream);
+// vector access each) before it writes their write_words words, a
+// persistent grid, the same rotation rule as CopyMs: the ceiling of a mix
+// that is not the copy's. 0:4 (kPlain only) is a cudaMemsetAsync; kTmaBulk
+// needs compute capability 9.0 or later. Cached per (mix, stores, size)
+// within a run.
+double MixMs(TrafficMix mix, MixStores stores, uint64_t traffic,
+             const GpuInfo& gpu, int repeats, cudaStream_t stream);
 
 // traffic bytes / ms -> GB/s (10^9 bytes per second).
 inline double GBps(uint64_t traffic, double ms) {

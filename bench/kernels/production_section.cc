@@ -256,8 +256,9 @@ bool ParseUint32(std::string_view text, uint32_t* value) {
   return ec == std::errc() && ptr == end && !text.empty();
 }
 
-// How fast the simplest kernel of each traffic mix runs against the copy:
-// what "of copy" can reach for a kernel whose reads and writes differ.
+// How fast the simplest kernel of each traffic mix runs against the copy,
+// with its threads' own stores and with TMA bulk stores: what "of copy" can
+// reach for a kernel whose reads and writes differ.
 void WriteMixCeilings(BenchContext& ctx, std::ostringstream& md) {
   struct Row {
     TrafficMix mix;
@@ -269,33 +270,48 @@ void WriteMixCeilings(BenchContext& ctx, std::ostringstream& md) {
       {{4, 1}, "FP32 quantize (4 bytes in per byte out)"},
       {{2, 4}, "FP16 / BF16 dequantize (2 bytes out per byte in)"},
       {{1, 4}, "FP32 dequantize (4 bytes out per byte in)"},
+      {{0, 4}, "writing only (cudaMemsetAsync)"},
   };
   md << "### Traffic-mix ceilings\n\n"
         "The simplest streaming kernel of each read:write mix (16-byte or "
-        "narrower coalesced accesses, 8 loads in flight a thread, a "
-        "persistent grid, no arithmetic to speak of), timed like the rows "
-        "below: how close to the copy a kernel of that mix can get on this "
-        "GPU.\n\n";
-  Table t({"words read:written", "like", "traffic MiB", "ms", "GB/s",
-           "of copy"});
+        "narrower coalesced loads, 8 in flight a thread, a persistent grid, "
+        "no arithmetic to speak of), timed like the rows below: how close to "
+        "the copy a kernel of that mix can get on this GPU. `thread stores`: "
+        "each thread stores its results (coalesced); `TMA stores`: they are "
+        "staged in shared memory and written by one TMA bulk store "
+        "(cp.async.bulk) per 2048 items, two in flight per CTA.\n\n";
+  Table t({"words read:written", "like", "traffic MiB", "thread stores ms",
+           "GB/s", "of copy", "TMA stores ms", "GB/s", "of copy"});
   for (uint64_t traffic : {uint64_t{3} << 30, uint64_t{192} << 20}) {
+    const double copy = ctx.CopyMs(traffic);
     for (const Row& r : rows) {
-      const double ms = MixMs(r.mix, traffic, ctx.gpu(),
-                              ctx.options().repeats, ctx.stream());
-      const double copy = ctx.CopyMs(traffic);
-      t.AddRow({Int(r.mix.read_words) + ":" + Int(r.mix.write_words), r.like,
-                Int(traffic >> 20), Ms(ms), Sig(GBps(traffic, ms), 4),
-                Percent(copy / ms)});
-      Measurement m;
-      m.section = "mix";
-      m.case_name = Int(r.mix.read_words) + ":" + Int(r.mix.write_words);
-      m.kernel = "MixKernel";
-      m.op = "stream";
-      m.ms = ms;
-      m.traffic = traffic;
-      m.copy_ms = copy;
-      m.note = r.like;
-      ctx.Record(m);
+      const std::string name =
+          Int(r.mix.read_words) + ":" + Int(r.mix.write_words);
+      std::vector<std::string> cells = {name, r.like, Int(traffic >> 20)};
+      for (const MixStores stores : {MixStores::kPlain, MixStores::kTmaBulk}) {
+        if (stores == MixStores::kTmaBulk &&
+            (r.mix.read_words == 0 || ctx.gpu().compute_capability < 90)) {
+          cells.insert(cells.end(), {"-", "-", "-"});
+          continue;
+        }
+        const double ms = MixMs(r.mix, stores, traffic, ctx.gpu(),
+                                ctx.options().repeats, ctx.stream());
+        cells.insert(cells.end(), {Ms(ms), Sig(GBps(traffic, ms), 4),
+                                   Percent(copy / ms)});
+        Measurement m;
+        m.section = "mix";
+        m.case_name = name;
+        m.kernel = r.mix.read_words == 0 ? "cudaMemsetAsync"
+                   : stores == MixStores::kPlain ? "MixKernel"
+                                                 : "MixTmaKernel";
+        m.op = "stream";
+        m.ms = ms;
+        m.traffic = traffic;
+        m.copy_ms = copy;
+        m.note = r.like;
+        ctx.Record(m);
+      }
+      t.AddRow(cells);
     }
   }
   t.WriteMarkdown(md);

@@ -17,15 +17,39 @@ constexpr uint64_t kGranuleBytes = uint64_t{1} << 20;
 
 }  // namespace
 
+namespace staging_internal {
+
+struct Shelf {
+  std::mutex mu;
+  bool open = true;  // false once the pool is gone: nothing is kept
+  std::multimap<uint64_t, HostBuffer> kept;  // by capacity
+  StagingPool::Usage usage;
+
+  void GiveBack(HostBuffer buffer) {
+    std::unique_lock<std::mutex> lock(mu);
+    usage.lent_bytes -= buffer.size();
+    if (!open) {
+      lock.unlock();
+      return;  // `buffer` is freed here, outside the lock
+    }
+    usage.kept_bytes += buffer.size();
+    ++usage.kept_buffers;
+    const uint64_t capacity = buffer.size();
+    kept.emplace(capacity, std::move(buffer));
+  }
+};
+
+}  // namespace staging_internal
+
 StagingBuffer::StagingBuffer(StagingBuffer&& other) noexcept
-    : pool_(std::exchange(other.pool_, nullptr)),
+    : shelf_(std::move(other.shelf_)),
       buffer_(std::move(other.buffer_)),
       size_(std::exchange(other.size_, 0)) {}
 
 StagingBuffer& StagingBuffer::operator=(StagingBuffer&& other) noexcept {
   if (this != &other) {
     GiveBack();
-    pool_ = std::exchange(other.pool_, nullptr);
+    shelf_ = std::move(other.shelf_);
     buffer_ = std::move(other.buffer_);
     size_ = std::exchange(other.size_, 0);
   }
@@ -35,14 +59,25 @@ StagingBuffer& StagingBuffer::operator=(StagingBuffer&& other) noexcept {
 StagingBuffer::~StagingBuffer() { GiveBack(); }
 
 void StagingBuffer::GiveBack() {
-  if (pool_ != nullptr) pool_->GiveBack(std::move(buffer_));
-  pool_ = nullptr;
+  if (shelf_ != nullptr) shelf_->GiveBack(std::move(buffer_));
+  shelf_ = nullptr;
   buffer_ = HostBuffer();  // heap memory: freed here
   size_ = 0;
 }
 
 StagingPool::StagingPool(Allocator allocate, uint64_t budget_bytes)
-    : allocate_(std::move(allocate)), budget_bytes_(budget_bytes) {}
+    : allocate_(std::move(allocate)),
+      budget_bytes_(budget_bytes),
+      shelf_(std::make_shared<staging_internal::Shelf>()) {}
+
+StagingPool::~StagingPool() {
+  std::multimap<uint64_t, HostBuffer> kept;  // freed outside the lock
+  std::lock_guard<std::mutex> lock(shelf_->mu);
+  shelf_->open = false;
+  kept.swap(shelf_->kept);
+  shelf_->usage.kept_bytes = 0;
+  shelf_->usage.kept_buffers = 0;
+}
 
 StagingPool::StagingPool(Backend* backend, uint64_t budget_bytes)
     : StagingPool(
@@ -57,43 +92,45 @@ absl::StatusOr<StagingBuffer> StagingPool::Acquire(uint64_t bytes) {
   bool within_budget = false;
   std::vector<HostBuffer> dropped;  // freed outside the lock: freeing is slow
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = kept_.lower_bound(bytes); it != kept_.end()) {
+    std::lock_guard<std::mutex> lock(shelf_->mu);
+    std::multimap<uint64_t, HostBuffer>& kept = shelf_->kept;
+    Usage& usage = shelf_->usage;
+    if (auto it = kept.lower_bound(bytes); it != kept.end()) {
       HostBuffer buffer = std::move(it->second);
-      kept_.erase(it);
-      usage_.kept_bytes -= buffer.size();
-      --usage_.kept_buffers;
-      usage_.lent_bytes += buffer.size();
-      return StagingBuffer(this, std::move(buffer), bytes);
+      kept.erase(it);
+      usage.kept_bytes -= buffer.size();
+      --usage.kept_buffers;
+      usage.lent_bytes += buffer.size();
+      return StagingBuffer(shelf_, std::move(buffer), bytes);
     }
     // Every kept buffer is too small: drop the largest until a new one fits
     // (fewest frees), unless no amount of dropping would make room.
     if (capacity <= budget_bytes_) {
-      while (!kept_.empty() &&
-             usage_.lent_bytes + usage_.kept_bytes + capacity > budget_bytes_) {
-        auto largest = std::prev(kept_.end());
-        usage_.kept_bytes -= largest->second.size();
-        --usage_.kept_buffers;
+      while (!kept.empty() &&
+             usage.lent_bytes + usage.kept_bytes + capacity > budget_bytes_) {
+        auto largest = std::prev(kept.end());
+        usage.kept_bytes -= largest->second.size();
+        --usage.kept_buffers;
         dropped.push_back(std::move(largest->second));
-        kept_.erase(largest);
+        kept.erase(largest);
       }
       within_budget =
-          usage_.lent_bytes + usage_.kept_bytes + capacity <= budget_bytes_;
+          usage.lent_bytes + usage.kept_bytes + capacity <= budget_bytes_;
     }
     if (within_budget) {
-      usage_.lent_bytes += capacity;  // reserved while allocating unlocked
+      usage.lent_bytes += capacity;  // reserved while allocating unlocked
     } else {
-      ++usage_.heap_buffers;
+      ++usage.heap_buffers;
     }
   }
   dropped.clear();
 
   if (within_budget) {
     absl::StatusOr<HostBuffer> buffer = allocate_(capacity);
-    if (buffer.ok()) return StagingBuffer(this, *std::move(buffer), bytes);
-    std::lock_guard<std::mutex> lock(mu_);
-    usage_.lent_bytes -= capacity;
-    ++usage_.heap_buffers;
+    if (buffer.ok()) return StagingBuffer(shelf_, *std::move(buffer), bytes);
+    std::lock_guard<std::mutex> lock(shelf_->mu);
+    shelf_->usage.lent_bytes -= capacity;
+    ++shelf_->usage.heap_buffers;
   }
   void* data = std::malloc(std::max<uint64_t>(bytes, 1));
   if (data == nullptr) {
@@ -104,17 +141,8 @@ absl::StatusOr<StagingBuffer> StagingPool::Acquire(uint64_t bytes) {
 }
 
 StagingPool::Usage StagingPool::usage() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return usage_;
-}
-
-void StagingPool::GiveBack(HostBuffer buffer) {
-  std::lock_guard<std::mutex> lock(mu_);
-  usage_.lent_bytes -= buffer.size();
-  usage_.kept_bytes += buffer.size();
-  ++usage_.kept_buffers;
-  const uint64_t capacity = buffer.size();
-  kept_.emplace(capacity, std::move(buffer));
+  std::lock_guard<std::mutex> lock(shelf_->mu);
+  return shelf_->usage;
 }
 
 }  // namespace kvq

@@ -15,7 +15,9 @@
 // given back: slower for CUDA, but never a wait, and an error only when the
 // heap itself is exhausted (RESOURCE_EXHAUSTED).
 //
-// Thread-safe. The pool must outlive every buffer it lent.
+// Thread-safe. A buffer may outlive its pool (gRPC can hold a Get's
+// buffer, as the slices of an answer it is still sending, past the server's
+// shutdown): given back after the pool is gone, it is freed.
 
 #ifndef KVQ_SERVER_SERVICE_STAGING_POOL_H_
 #define KVQ_SERVER_SERVICE_STAGING_POOL_H_
@@ -24,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 
@@ -34,6 +37,9 @@
 namespace kvq {
 
 class StagingPool;
+namespace staging_internal {
+struct Shelf;
+}  // namespace staging_internal
 
 // A buffer lent by a StagingPool: `size()` usable bytes, given back when
 // destroyed. Move-only.
@@ -52,11 +58,13 @@ class StagingBuffer {
 
  private:
   friend class StagingPool;
-  StagingBuffer(StagingPool* pool, HostBuffer buffer, uint64_t size)
-      : pool_(pool), buffer_(std::move(buffer)), size_(size) {}
+  StagingBuffer(std::shared_ptr<staging_internal::Shelf> shelf,
+                HostBuffer buffer, uint64_t size)
+      : shelf_(std::move(shelf)), buffer_(std::move(buffer)), size_(size) {}
   void GiveBack();
 
-  StagingPool* pool_ = nullptr;  // null: heap memory, freed with buffer_
+  // Where the buffer goes back; null: heap memory, freed with buffer_.
+  std::shared_ptr<staging_internal::Shelf> shelf_;
   HostBuffer buffer_;
   uint64_t size_ = 0;
 };
@@ -71,6 +79,8 @@ class StagingPool {
   StagingPool(Backend* backend, uint64_t budget_bytes);
   StagingPool(const StagingPool&) = delete;
   StagingPool& operator=(const StagingPool&) = delete;
+  // Frees the kept buffers; lent ones are freed when given back.
+  ~StagingPool();
 
   // A buffer of at least `bytes` (its size() is `bytes`).
   absl::StatusOr<StagingBuffer> Acquire(uint64_t bytes);
@@ -84,14 +94,10 @@ class StagingPool {
   Usage usage() const;
 
  private:
-  friend class StagingBuffer;
-  void GiveBack(HostBuffer buffer);
-
   const Allocator allocate_;
   const uint64_t budget_bytes_;
-  mutable std::mutex mu_;
-  std::multimap<uint64_t, HostBuffer> kept_;  // by capacity
-  Usage usage_;
+  // The kept buffers and the counts, shared with the lent buffers.
+  const std::shared_ptr<staging_internal::Shelf> shelf_;
 };
 
 }  // namespace kvq

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -50,6 +51,38 @@ class HostMemoryBackend final : public Backend {
   std::atomic<int> allocations_{0};
   bool refuse_ = false;
 };
+
+// Counts the buffers of an allocator that are still allocated.
+std::atomic<int> live_counted_buffers{0};
+void FreeCounted(void* p) {
+  --live_counted_buffers;
+  std::free(p);
+}
+absl::StatusOr<HostBuffer> AllocateCounted(uint64_t bytes) {
+  ++live_counted_buffers;
+  return HostBuffer(std::malloc(bytes), bytes, &FreeCounted);
+}
+
+TEST(StagingPoolTest, BufferGivenBackAfterItsPoolIsGoneIsFreed) {
+  // As gRPC can hold a Get's answer past the server's shutdown.
+  live_counted_buffers = 0;
+  std::optional<StagingBuffer> outliving;
+  {
+    StagingPool pool(&AllocateCounted, 64 * kMiB);
+    absl::StatusOr<StagingBuffer> kept = pool.Acquire(kMiB);
+    absl::StatusOr<StagingBuffer> lent = pool.Acquire(2 * kMiB);
+    ASSERT_TRUE(kept.ok() && lent.ok());
+    std::memset(lent->data(), 0x5a, lent->size());
+    *kept = StagingBuffer();  // back on the shelf
+    outliving = *std::move(lent);
+    EXPECT_EQ(live_counted_buffers, 2);
+  }
+  EXPECT_EQ(live_counted_buffers, 1);  // the pool freed what it kept
+  EXPECT_EQ(static_cast<unsigned char>(outliving->data()[outliving->size() - 1]),
+            0x5a);  // still the caller's
+  outliving.reset();
+  EXPECT_EQ(live_counted_buffers, 0);
+}
 
 TEST(StagingPoolTest, LentBufferHasTheRequestedSizeAndIsWritable) {
   HostMemoryBackend backend;
