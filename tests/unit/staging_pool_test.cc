@@ -78,8 +78,8 @@ TEST(StagingPoolTest, BufferGivenBackAfterItsPoolIsGoneIsFreed) {
     EXPECT_EQ(live_counted_buffers, 2);
   }
   EXPECT_EQ(live_counted_buffers, 1);  // the pool freed what it kept
-  EXPECT_EQ(static_cast<unsigned char>(outliving->data()[outliving->size() - 1]),
-            0x5a);  // still the caller's
+  const std::byte last = outliving->data()[outliving->size() - 1];
+  EXPECT_EQ(last, std::byte{0x5a});  // still the caller's
   outliving.reset();
   EXPECT_EQ(live_counted_buffers, 0);
 }
