@@ -190,6 +190,7 @@ struct OpResult {
   double kvq_gbps = 0;   // median over repeats
   double bare_gbps = 0;  // median over repeats
   double ratio = 0;      // median of kvq/bare of adjacent runs
+  double ratio_min = 0, ratio_max = 0;  // their spread
   CellResult kvq;        // latencies of every repeat
   CellResult bare;
   ServerTime server;     // over every kvq repeat
@@ -242,6 +243,10 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
   op.kvq_gbps = Median(kvq_gbps);
   op.bare_gbps = Median(bare_gbps);
   op.ratio = Median(ratios);
+  const auto [lowest, highest] =
+      std::minmax_element(ratios.begin(), ratios.end());
+  op.ratio_min = *lowest;
+  op.ratio_max = *highest;
   if (server_known) {
     op.server.data_path = data_path / repeats;
     op.server.transport = transport / repeats;
@@ -305,8 +310,10 @@ int Run(const std::string& command, const std::string& self) {
             "service moving the same chunks with no work behind it, in its own "
             "process like kvq-server; `kvq/bare` is kvq's share of that "
             "ceiling. With --repeats=N, kvq and bare run alternately N times: "
-            "GB/s are medians, `kvq/bare` the median ratio of adjacent runs, "
-            "latencies and server times cover all N. `window`: blocks a put "
+            "GB/s are medians, `kvq/bare` the median ratio of adjacent runs "
+            "(`range`: the lowest and highest of them, how much the ceiling "
+            "and kvq move between runs), latencies and server times cover all "
+            "N. `window`: blocks a put "
             "stream has in flight (1: each block waits for the previous "
             "block's result; more: pipelined, results read while the next blocks "
             "go out, as kvq::Client::PutMany does; the bare Upload runs with "
@@ -321,7 +328,7 @@ int Run(const std::string& command, const std::string& self) {
 
   Table table({"op", "dtype", "block", "streams", "window", "blocks",
                "kvq GB/s",
-               "bare GB/s", "kvq/bare", "kvq p50 ms", "kvq p99 ms",
+               "bare GB/s", "kvq/bare", "range", "kvq p50 ms", "kvq p99 ms",
                "bare p50 ms", "bare p99 ms", "server data path ms/block",
                "server transport ms/block"});
   // The report so far, rewritten after every cell: a run cut short (the GPU
@@ -429,6 +436,7 @@ int Run(const std::string& command, const std::string& self) {
                         BlockName(cell.block_bytes), Int(cell.streams),
                         Int(window), Int(blocks), Fixed(op->kvq_gbps, 3),
                         Fixed(op->bare_gbps, 3), Fixed(op->ratio, 2),
+                        Fixed(op->ratio_min, 2) + "-" + Fixed(op->ratio_max, 2),
                         Ms(op->kvq.percentile(0.5)),
                         Ms(op->kvq.percentile(0.99)),
                         Ms(op->bare.percentile(0.5)),
