@@ -188,15 +188,21 @@ grpc::Status KVCacheService::HandlePut(
 grpc::Status KVCacheService::HandleGet(
     grpc::ServerContext* context,
     grpc::ServerSplitStreamer<v1::GetRequest, GetChunk>* stream) {
+  RpcCall call(*metrics_, Rpc::kGet, context);
   v1::GetRequest request;
   if (!stream->Read(&request)) {
-    // A request that does not parse (or a client gone before it came):
-    // answered as gRPC answers a server-streaming request it cannot parse,
-    // before the call is counted or logged.
-    return grpc::Status(grpc::StatusCode::INTERNAL,
-                        "the request is not a valid kvq.v1.GetRequest");
+    // The server reads a Get's request itself (it is registered as a split
+    // stream): no request is a client gone before sending one, or bytes that
+    // do not parse as a GetRequest.
+    if (context->IsCancelled()) {
+      return call.Finish(ClientGone(), "request unread");
+    }
+    return call.Finish(
+        absl::InvalidArgumentError(
+            "the request is not a valid kvq.v1.GetRequest: it does not parse "
+            "(e.g. a namespace that is not UTF-8)"),
+        "request unread");
   }
-  RpcCall call(*metrics_, Rpc::kGet, context);
   uint64_t hits = 0, misses = 0, failed = 0, bytes_out = 0;
   auto summary = [&] {
     return absl::StrCat("keys=", request.keys_size(), " hits=", hits,

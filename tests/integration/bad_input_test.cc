@@ -321,11 +321,11 @@ TEST_F(BadInputTest, MessageThatIsNotAPutRequestEndsTheStreamStoringNothing) {
                                  "not a valid kvq.v1.PutRequest", block.key);
 }
 
-TEST_F(BadInputTest, GetRequestThatDoesNotParseIsInternalAndAnswersNoKey) {
+TEST_F(BadInputTest, GetRequestThatDoesNotParseIsInvalidAndAnswersNoKey) {
   // The server's Get reads its request itself (it is registered as a split
-  // stream); one that does not parse is INTERNAL, as gRPC answers any
-  // server-streaming request it cannot parse. A namespace that is not UTF-8
-  // makes a proto3 GetRequest unparseable (the C++ client only logs it).
+  // stream); one that does not parse is INVALID_ARGUMENT, like a Put message
+  // that does not parse. A namespace that is not UTF-8 makes a proto3
+  // GetRequest unparseable (the C++ client only logs it).
   v1::GetRequest request;
   request.set_namespace_(std::string("bad\xff", 4));
   request.add_keys("resident");
@@ -341,8 +341,10 @@ TEST_F(BadInputTest, GetRequestThatDoesNotParseIsInternalAndAnswersNoKey) {
   while (reader->Read(&response)) ++answers;
   const grpc::Status status = reader->Finish();
   EXPECT_EQ(answers, 0);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL)
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
       << status.error_message();
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("not a valid kvq.v1.GetRequest"));
   // The server goes on.
   absl::StatusOr<GetResult> got = client_->GetOne(kNs, "resident");
   ASSERT_TRUE(got.ok()) << got.status();
