@@ -343,6 +343,15 @@ int Run(const std::string& command, const std::string& self) {
                     WriteFile(absl::GetFlag(FLAGS_csv), table_csv.str());
     return ok ? markdown.str() : std::string();
   };
+  std::vector<int> windows;
+  for (const std::string& w : absl::GetFlag(FLAGS_put_windows)) {
+    int window = 0;
+    if (!absl::SimpleAtoi(w, &window) || window < 1) {
+      std::fprintf(stderr, "bad --put_windows (%s: want >= 1)\n", w.c_str());
+      return 2;
+    }
+    windows.push_back(window);
+  }
   for (const std::string& dtype_name : absl::GetFlag(FLAGS_dtypes)) {
     absl::StatusOr<DType> dtype = ParseDType(dtype_name);
     if (!dtype.ok()) {
@@ -367,16 +376,6 @@ int Run(const std::string& command, const std::string& self) {
                            2048 * DTypeBytes(cell.dtype)),
                        dtype_name.c_str(), streams_text.c_str());
           return 2;
-        }
-        std::vector<int> windows;
-        for (const std::string& w : absl::GetFlag(FLAGS_put_windows)) {
-          int window = 0;
-          if (!absl::SimpleAtoi(w, &window) || window < 1) {
-            std::fprintf(stderr, "bad --put_windows (%s: want >= 1)\n",
-                         w.c_str());
-            return 2;
-          }
-          windows.push_back(window);
         }
         cell.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
         cell.max_message_bytes = kMaxMessageBytes;
