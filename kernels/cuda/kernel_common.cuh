@@ -270,15 +270,23 @@ __device__ __forceinline__ uint32_t RoundedBits(float v) {
 }
 
 // Quantizes kN values that share one scale: QuantizeValue's bytes, with its
-// branch on the kind of scale taken once for the vector.
+// branch on the kind of scale taken once for the vector. First the case
+// without the branch, for callers that know the scale is normal.
+template <ScaleSource kSource, typename T, int kN>
+__device__ __forceinline__ QuantizedVec<kN> QuantizeVecNormalScale(
+    const Vec<T, kN>& x, float inv_scale) {
+  return PackQuantized<kN>(
+      [&](int e) { return RoundedBits<kSource>(Get(x, e) * inv_scale); });
+}
+
+// QuantizeVecNormalScale where the scale is normal (inv_scale != 0), else
+// the division or the zeros that QuantizeValue takes.
 template <ScaleSource kSource, typename T, int kN>
 __device__ __forceinline__ QuantizedVec<kN> QuantizeVec(const Vec<T, kN>& x,
                                                         float scale,
                                                         float inv_scale) {
   if (inv_scale != 0.0f) {  // normal scale: the common case
-    return PackQuantized<kN>([&](int e) {
-      return RoundedBits<kSource>(Get(x, e) * inv_scale);
-    });
+    return QuantizeVecNormalScale<kSource>(x, inv_scale);
   }
   if (scale != 0.0f) {  // subnormal scale: the reciprocal would overflow
     return PackQuantized<kN>(

@@ -1,7 +1,7 @@
 // Host helpers for launching the production kernels: persistent grid sizes,
 // splitting huge batches so kernels index work in 32 bits (LaunchPersistent
 // does both for the usual kernel), and preparing the absmax output for
-// atomic accumulation.
+// atomic accumulation. How work is cut into chunks: work_split.h.
 
 #ifndef KVQ_KERNELS_CUDA_LAUNCH_UTIL_CUH_
 #define KVQ_KERNELS_CUDA_LAUNCH_UTIL_CUH_
@@ -18,6 +18,7 @@
 #include "kernels/cuda/addressing.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/kernel_common.cuh"
+#include "kernels/cuda/work_split.h"
 #include "kernels/status_macros.h"
 
 namespace kvq::cuda::internal {

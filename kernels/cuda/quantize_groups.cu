@@ -23,10 +23,12 @@
 //     With one vector per lane, a team of 4 or 8 lanes also shares the
 //     scale work out: each lane computes the scales of 8 / team of its 8
 //     groups and the others take the reciprocals by shuffle.
-// Work is split into chunks of consecutive groups of one block (~32 Ki
-// values); CTAs stride over chunks, so one launch covers one huge block or
-// thousands of tiny ones, and each chunk reports its block's max magnitude
-// once.
+// Steps whose groups all lie in the chunk and fill every lane's slots (all
+// but a chunk's last, for power-of-two groups) run without bounds checks.
+// Work is split into chunks of consecutive groups of one block (up to ~32 Ki
+// values, shorter where that evens out the CTAs' shares: ChunkSteps); CTAs
+// stride over chunks, so one launch covers one huge block or thousands of
+// tiny ones, and each chunk reports its block's max magnitude once.
 
 #include <algorithm>
 #include <type_traits>
@@ -37,7 +39,7 @@
 namespace kvq::cuda::internal {
 namespace {
 
-// Values per chunk a CTA handles before it reports the block's absmax.
+// Most values per chunk a CTA handles before it reports the block's absmax.
 constexpr uint64_t kChunkValues = 32768;
 
 // Groups of at most this many vectors take the one-vector-per-lane
@@ -76,8 +78,9 @@ struct GroupPlan {
 // Quantizes group g's vectors that this lane holds in `x` with the group's
 // scale: item k is vector first_vec + k * vec_step of the group, at element
 // first_offset + k * vec_step * kVec of the block.
+// kNormalScale: the caller knows the scale is normal (inv_scale != 0).
 template <typename T, int kVec, int kItems, bool kAllActive = false,
-          class Payload>
+          bool kNormalScale = false, class Payload>
 __device__ __forceinline__ void QuantizeGroupVectors(
     const GroupPlan& plan, const Payload& payload, uint64_t first_offset,
     uint32_t first_vec, uint32_t vec_step, bool active, float scale,
@@ -86,9 +89,16 @@ __device__ __forceinline__ void QuantizeGroupVectors(
   for (int k = 0; k < kItems; ++k) {
     const uint32_t j = first_vec + k * vec_step;
     if (kAllActive || (active && j < plan.vecs_per_group)) {
-      StoreQuantized(reinterpret_cast<int8_t*>(
-                         payload.At(first_offset + k * vec_step * kVec)),
-                     QuantizeVec<ScaleSource::kOwn>(x[k], scale, inv_scale));
+      int8_t* const dst = reinterpret_cast<int8_t*>(
+          payload.At(first_offset + k * vec_step * kVec));
+      if constexpr (kNormalScale) {
+        StoreQuantized(dst,
+                       QuantizeVecNormalScale<ScaleSource::kOwn>(x[k],
+                                                                 inv_scale));
+      } else {
+        StoreQuantized(dst,
+                       QuantizeVec<ScaleSource::kOwn>(x[k], scale, inv_scale));
+      }
     }
   }
 }
@@ -152,8 +162,18 @@ __device__ __forceinline__ float Pick(const float (&values)[kN],
 }
 
 // kLaneVecs: vectors of one group each lane holds (small groups only).
+// One-vector lanes run three CTAs per SM (up to 80 registers a thread): with
+// four (64), their bounds-check-free steps spilled. Measured on an H200
+// (bench/results/README.md, third session, runs 1-3), % of copy, with
+// ChunkSteps: group32 FP16 at 131072 x 8 x 128 84% -> 88%, 1 Gi values
+// 89% -> 91%; FP16 head_dim 64 86% -> 91%; FP32 group32 at 16384 x 8 x 128
+// 88% -> 95%, at 131072 x 8 x 128 94% -> 98%; FP16 group32 at 1024 x 8 x 128
+// 56% -> 85%. The other arrangements keep four: at three, big groups
+// (FP16 head_dim 4096-8192) fell from 91% to 64% and batches of wide
+// groups lost 2-5 points (run 4).
 template <typename T, int kVec, class Addr, bool kSmallGroups, int kLaneVecs>
-__global__ void __launch_bounds__(kGroupThreads, 4)
+__global__ void __launch_bounds__(kGroupThreads,
+                                  kSmallGroups && kLaneVecs == 1 ? 3 : 4)
     QuantizeGroupsKernel(GroupPlan plan, BlockList blocks, Addr addr,
                          QuantizeOutputs out) {
   __shared__ uint32_t scratch[32];
@@ -191,15 +211,15 @@ __global__ void __launch_bounds__(kGroupThreads, 4)
       // a vector, so no load or store needs a bounds check.
       auto step = [&](uint64_t base, auto full) {
         constexpr bool kFull = decltype(full)::value;
-        // Element offset of item (k, s) of this lane: with several vectors
-        // per lane, a 32-bit offset from the lane's first (a step spans
-        // < 2^16 values), so each address is one multiply-add; with one,
-        // from each group's own offset, as holding the 8 groups' offsets
-        // would spill.
+        // Element offset of item (k, s) of this lane: a 32-bit offset from
+        // the lane's first (a step spans < 2^16 values), so each address is
+        // one multiply-add; but for one vector per lane in a step with
+        // bounds checks, from each group's own offset, as holding the 8
+        // groups' offsets there spilled.
         [[maybe_unused]] const uint64_t first =
             (base + team_id) * plan.group_values + lane * kVec;
         auto offset = [&](int k, int s) -> uint64_t {
-          if constexpr (kLaneVecs > 1) {
+          if constexpr (kLaneVecs > 1 || kFull) {
             return first + (k * group_stride + s * slot_stride);
           } else {
             return (base + k * teams + team_id) * plan.group_values +
@@ -240,28 +260,41 @@ __global__ void __launch_bounds__(kGroupThreads, 4)
               special |= own_inv[i] == 0.0f;
               const uint64_t g =
                   base + ((lane << owned_shift) + i) * teams + team_id;
-              if (g < g_end) StoreScale(plan, ref.payload, g, own_scale[i]);
+              if (kFull || g < g_end) {
+                StoreScale(plan, ref.payload, g, own_scale[i]);
+              }
             }
           }
           // QuantizeVec needs the scale itself only where its reciprocal is
-          // 0: handed out too only when some group of the warp has one.
-          special = __any_sync(0xffffffffu, special);
+          // 0 (a zero or subnormal scale): handed out too only when some
+          // group of the warp has one. Without one (all but the rarest
+          // warps), no vector takes QuantizeVec's branch on its scale's
+          // kind either.
           const uint32_t team_base = (threadIdx.x & 31) & ~(team - 1);
+          auto quantize = [&](auto normal) {
+            constexpr bool kNormal = decltype(normal)::value;
 #pragma unroll
-          for (int k = 0; k < kGroupsPerLane; ++k) {
-            const uint32_t owner = team_base + (k >> owned_shift);
-            const uint32_t slot = k & (owned - 1);
-            const float inv =
-                __shfl_sync(0xffffffffu, Pick(own_inv, slot), owner);
-            const float scale =
-                special ? __shfl_sync(0xffffffffu, Pick(own_scale, slot), owner)
-                        : 0.0f;
-            if (base + k * teams < g_end) {  // uniform
-              const uint64_t g = base + k * teams + team_id;
-              QuantizeGroupVectors<T, kVec, 1>(plan, ref.payload, offset(k, 0),
-                                               lane, team, g < g_end, scale,
-                                               inv, x[k]);
+            for (int k = 0; k < kGroupsPerLane; ++k) {
+              const uint32_t owner = team_base + (k >> owned_shift);
+              const uint32_t slot = k & (owned - 1);
+              const float inv =
+                  __shfl_sync(0xffffffffu, Pick(own_inv, slot), owner);
+              const float scale =
+                  kNormal ? 0.0f
+                          : __shfl_sync(0xffffffffu, Pick(own_scale, slot),
+                                        owner);
+              if (kFull || base + k * teams < g_end) {  // uniform
+                const uint64_t g = base + k * teams + team_id;
+                QuantizeGroupVectors<T, kVec, 1, kFull, kNormal>(
+                    plan, ref.payload, offset(k, 0), lane, team, g < g_end,
+                    scale, inv, x[k]);
+              }
             }
+          };
+          if (__any_sync(0xffffffffu, special)) {
+            quantize(std::false_type{});
+          } else {
+            quantize(std::true_type{});
           }
         };
         Vec<T, kVec> x[kGroupsPerLane][kLaneVecs];
@@ -298,13 +331,11 @@ __global__ void __launch_bounds__(kGroupThreads, 4)
       };
       const bool full_slots = vecs == team * kLaneVecs;  // uniform
       for (uint64_t base = g_begin; base < g_end; base += step_groups) {
-        if constexpr (kLaneVecs > 1) {
-          if (full_slots && base + step_groups <= g_end) {  // uniform
-            step(base, std::true_type{});
-            continue;
-          }
+        if (full_slots && base + step_groups <= g_end) {  // uniform
+          step(base, std::true_type{});
+        } else {
+          step(base, std::false_type{});
         }
-        step(base, std::false_type{});
       }
     } else {
       // Uniform over the CTA: every team runs every step, inactive ones
@@ -397,7 +428,10 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   const uint32_t teams = kGroupThreads / team;
   const uint64_t step_groups =
       uint64_t{teams} * (small_groups ? kGroupItems / lane_vecs : 1);
-  const uint64_t iters =
+  // Steps per chunk: up to kChunkValues' worth, fewer where that leaves
+  // the busiest CTA fewer steps (ChunkSteps: the grid is known once the
+  // kernel is).
+  const uint64_t max_steps =
       std::max<uint64_t>(1, kChunkValues / (step_groups * group_values));
 
   GroupPlan plan{};
@@ -407,20 +441,28 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   plan.scales_offset = layout.scales_offset;
   plan.vecs_per_group = static_cast<uint32_t>(vecs);
   plan.team_shift = Log2(team);
-  plan.groups_per_chunk = static_cast<uint32_t>(step_groups * iters);
-  const uint64_t chunks_per_block =
-      (layout.groups + plan.groups_per_chunk - 1) / plan.groups_per_chunk;
-  plan.chunks_per_block = FastDivmod(chunks_per_block);
-  if (chunks_per_block > 1) {
-    KVQ_RETURN_IF_ERROR(PrepareAtomicAbsmax(blocks, &out, stream));
-  }
 
-  auto launch = [&](auto small, auto lane_vecs_tag) {
-    return LaunchPersistent<
+  auto launch = [&](auto small, auto lane_vecs_tag) -> absl::Status {
+    constexpr auto kKernel =
         &QuantizeGroupsKernel<T, kVec, Addr, decltype(small)::value,
-                              decltype(lane_vecs_tag)::value>,
-        &GroupPlan::total_chunks>("QuantizeGroupsKernel", kGroupThreads, blocks,
-                                  chunks_per_block, plan, stream, addr, out);
+                              decltype(lane_vecs_tag)::value>;
+    const uint64_t block_steps =
+        (layout.groups + step_groups - 1) / step_groups;
+    const absl::StatusOr<uint32_t> resident =
+        PersistentGrid<kKernel>(kGroupThreads, UINT32_MAX);
+    if (!resident.ok()) return resident.status();
+    plan.groups_per_chunk = static_cast<uint32_t>(
+        step_groups *
+        ChunkSteps(block_steps, blocks.count, max_steps, *resident));
+    const uint64_t chunks_per_block =
+        (layout.groups + plan.groups_per_chunk - 1) / plan.groups_per_chunk;
+    plan.chunks_per_block = FastDivmod(chunks_per_block);
+    if (chunks_per_block > 1) {
+      KVQ_RETURN_IF_ERROR(PrepareAtomicAbsmax(blocks, &out, stream));
+    }
+    return LaunchPersistent<kKernel, &GroupPlan::total_chunks>(
+        "QuantizeGroupsKernel", kGroupThreads, blocks, chunks_per_block, plan,
+        stream, addr, out);
   };
   using One = std::integral_constant<int, 1>;
   if (!small_groups) return launch(std::false_type{}, One{});

@@ -1,9 +1,11 @@
 // The host side of the CUDA kernels, which needs no GPU and so runs
 // everywhere: the fast division the kernels index with equals '/' and '%',
-// and every entry point refuses bad arguments with INVALID_ARGUMENT naming
+// the chunking of persistent kernels evens out their CTAs' shares, and
+// every entry point refuses bad arguments with INVALID_ARGUMENT naming
 // the field, before it touches the device (the pointers below are never
 // dereferenced; a launch would fail on a machine without a GPU).
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -12,6 +14,7 @@
 #include "kernels/cuda/fast_divmod.h"
 #include "kernels/cuda/paged_kernels.h"
 #include "kernels/cuda/quantize_cuda.h"
+#include "kernels/cuda/work_split.h"
 #include "kernels/format.h"
 #include "tests/unit/kernels_test_util.h"
 
@@ -31,6 +34,61 @@ class FastDivmodTest : public SeededTest {
     ASSERT_EQ(div.Div(n), n / d) << n << " / " << d;
   }
 };
+
+class ChunkStepsTest : public SeededTest {};
+
+TEST_F(ChunkStepsTest, ShortensChunksWhereFixedOnesLeaveATail) {
+  // 2048 steps on 396 CTAs: chunks of 4 give 116 CTAs a second chunk (8
+  // steps); chunks of 3 leave the busiest 6, as do 2 and 1.
+  EXPECT_EQ(BusiestCtaSteps(2048, 1, 4, 396), 8u);
+  EXPECT_EQ(ChunkSteps(2048, 1, 4, 396), 3u);
+  EXPECT_EQ(BusiestCtaSteps(2048, 1, 3, 396), 6u);
+}
+
+TEST_F(ChunkStepsTest, KeepsTheLongestChunksWhenShorterOnesGainNothing) {
+  EXPECT_EQ(ChunkSteps(2048, 1, 4, 512), 4u);  // 512 chunks, one each
+  // 4096 chunks of 2 take 8 rounds, 16 steps; 8192 of 1 take 16 as well.
+  EXPECT_EQ(ChunkSteps(8192, 1, 2, 528), 2u);
+}
+
+TEST_F(ChunkStepsTest, SpreadsASmallBlockOverMoreCtas) {
+  EXPECT_EQ(ChunkSteps(7, 1, 8, 132), 1u);  // 7 CTAs take a step each
+  EXPECT_EQ(ChunkSteps(2, 100, 4, 528), 1u);
+}
+
+TEST_F(ChunkStepsTest, ChunksNeverSpanBlocks) {
+  // One-step blocks: any chunk is the whole block.
+  EXPECT_EQ(ChunkSteps(1, 4096, 4, 396), 1u);
+  EXPECT_EQ(BusiestCtaSteps(1, 4096, 4, 396), 11u);
+  // Two-step blocks: chunks of 2 at most (1000 of them, 8 rounds: 16 steps,
+  // as 2000 chunks of 1 take).
+  EXPECT_EQ(ChunkSteps(2, 1000, 4, 132), 2u);
+}
+
+TEST_F(ChunkStepsTest,
+       PicksTheLongestOfTheChunkLengthsThatLeaveTheFewestSteps) {
+  std::mt19937_64& rng = rng_;
+  for (int i = 0; i < 20000; ++i) {
+    const uint64_t block_steps = 1 + rng() % 5000;
+    const uint64_t blocks = 1 + rng() % (i % 2 == 0 ? 4 : 3000);
+    const uint64_t max_steps = 1 + rng() % 16;
+    const uint64_t ctas = 1 + rng() % 1100;
+    const uint64_t chosen = ChunkSteps(block_steps, blocks, max_steps, ctas);
+    ASSERT_GE(chosen, 1u);
+    ASSERT_LE(chosen, std::max<uint64_t>(1, std::min(max_steps, block_steps)));
+    const uint64_t busiest = BusiestCtaSteps(block_steps, blocks, chosen, ctas);
+    // The busiest CTA runs at least its share, and never more than with
+    // the longest chunks allowed.
+    ASSERT_GE(busiest * ctas, block_steps * blocks);
+    for (uint64_t s = 1; s <= std::min(max_steps, block_steps); ++s) {
+      const uint64_t other = BusiestCtaSteps(block_steps, blocks, s, ctas);
+      ASSERT_GE(other, busiest) << block_steps << " " << blocks << " " << s;
+      if (s > chosen) {
+        ASSERT_GT(other, busiest) << s << " vs " << chosen;
+      }
+    }
+  }
+}
 
 TEST_F(FastDivmodTest, EqualsDivisionForEdgeDivisorsAndNumerators) {
   const uint64_t kDivisors[] = {1,

@@ -1,0 +1,51 @@
+// How a persistent kernel's work is cut into chunks. Host code, no CUDA:
+// the launchers call it, and the CPU tests check it.
+//
+// A persistent grid's CTAs stride over chunks (CTA i takes chunks i,
+// i + ctas, ...), so the launch lasts as long as its busiest CTA. Fixed-size
+// chunks leave a tail whenever the chunk count is not a multiple of the
+// CTAs: 512 chunks of 4 steps on 396 CTAs give 116 of them a second chunk,
+// and the launch takes 8 steps where 5.2 would do.
+
+#ifndef KVQ_KERNELS_CUDA_WORK_SPLIT_H_
+#define KVQ_KERNELS_CUDA_WORK_SPLIT_H_
+
+#include <algorithm>
+#include <cstdint>
+
+namespace kvq::cuda {
+
+// Steps the busiest of `ctas` CTAs runs when `blocks` blocks of
+// `block_steps` steps each are cut into chunks of `chunk_steps` steps (a
+// chunk never spans two blocks; a block's last chunk may be shorter, and is
+// counted whole). All arguments >= 1.
+inline uint64_t BusiestCtaSteps(uint64_t block_steps, uint64_t blocks,
+                                uint64_t chunk_steps, uint64_t ctas) {
+  const uint64_t chunks =
+      blocks * ((block_steps + chunk_steps - 1) / chunk_steps);
+  return (chunks + ctas - 1) / ctas * std::min(chunk_steps, block_steps);
+}
+
+// The chunk length in steps, 1 .. min(max_steps, block_steps), that leaves
+// the busiest CTA the fewest steps; of those, the longest (fewer chunks, so
+// less per-chunk work: each chunk reports its block's absmax once). In the
+// example above, chunks of 3 steps: 6 steps for the busiest CTA.
+inline uint64_t ChunkSteps(uint64_t block_steps, uint64_t blocks,
+                           uint64_t max_steps, uint64_t ctas) {
+  const uint64_t longest =
+      std::max<uint64_t>(1, std::min(max_steps, block_steps));
+  uint64_t best = longest;
+  uint64_t best_busiest = BusiestCtaSteps(block_steps, blocks, longest, ctas);
+  for (uint64_t steps = longest - 1; steps >= 1; --steps) {
+    const uint64_t busiest = BusiestCtaSteps(block_steps, blocks, steps, ctas);
+    if (busiest < best_busiest) {
+      best = steps;
+      best_busiest = busiest;
+    }
+  }
+  return best;
+}
+
+}  // namespace kvq::cuda
+
+#endif  // KVQ_KERNELS_CUDA_WORK_SPLIT_H_
