@@ -12,6 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include "kvq_git_revision.h"  // generated: KVQ_GIT_REVISION
+
 namespace kvq::bench {
 namespace {
 
@@ -94,13 +96,7 @@ std::string CpuDescription() {
   return out.str();
 }
 
-std::string GitRevision() {
-#ifdef KVQ_GIT_REVISION
-  return KVQ_GIT_REVISION;
-#else
-  return "unknown";
-#endif
-}
+std::string GitRevision() { return KVQ_GIT_REVISION; }
 
 void Table::AddRow(std::vector<std::string> cells) {
   cells.resize(columns_.size(), "-");

@@ -45,11 +45,10 @@
 #include "server/service/string_views.h"
 #include "spdlog/spdlog.h"
 
+#include "kvq_git_revision.h"  // generated: KVQ_GIT_REVISION
+
 #ifndef KVQ_VERSION
 #error "KVQ_VERSION must be defined by the build (PROJECT_VERSION)"
-#endif
-#ifndef KVQ_GIT_REVISION
-#error "KVQ_GIT_REVISION must be defined by the build"
 #endif
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
