@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <thread>
 #include <utility>
 
@@ -19,13 +20,23 @@ namespace {
 // Room for a chunk's header (namespace, key, shape, framing) next to its data.
 constexpr int kHeaderSlackBytes = 4096;
 
+// Put's method, for writing PutMessages on it (the generated stub writes
+// PutRequests only).
+constexpr char kPutMethod[] = "/kvq.v1.KVCache/Put";
+
+using PutStream = grpc::ClientReaderWriter<PutMessage, v1::PutResponse>;
+
 // Sends `block` as ordered chunks of at most `chunk_bytes` data bytes, the
-// first carrying the header and `sequence`. False once the stream is broken.
-bool WriteBlock(
-    grpc::ClientReaderWriter<v1::PutRequest, v1::PutResponse>& stream,
-    const BlockToPut& block, uint64_t sequence, uint32_t chunk_bytes) {
-  v1::PutRequest request;
-  const uint64_t size = block.data.size();
+// first carrying the header and `sequence`, each chunk's data referencing
+// the block (held by `owner` while gRPC holds it). False once the stream is
+// broken.
+bool WriteBlock(PutStream& stream, const BlockToPut& block, uint64_t sequence,
+                uint32_t chunk_bytes,
+                const std::shared_ptr<const void>& owner) {
+  const std::span<const std::byte> data(
+      reinterpret_cast<const std::byte*>(block.data.data()), block.data.size());
+  PutMessage message;
+  v1::PutRequest& request = message.fields();
   uint64_t offset = 0;
   do {
     request.Clear();
@@ -38,13 +49,13 @@ bool WriteBlock(
       *header->mutable_quantization() = block.quantization;
       request.set_sequence(sequence);
     }
-    const uint64_t n = std::min<uint64_t>(chunk_bytes, size - offset);
+    const uint64_t n = std::min<uint64_t>(chunk_bytes, data.size() - offset);
     request.set_offset(offset);
-    request.set_data(block.data.data() + offset, n);
+    message.set_data(data.subspan(offset, n), owner);
     offset += n;
-    request.set_last(offset == size);
-    if (!stream.Write(request)) return false;
-  } while (offset < size);
+    request.set_last(offset == data.size());
+    if (!stream.Write(message)) return false;
+  } while (offset < data.size());
   return true;
 }
 
@@ -121,7 +132,9 @@ Client::Client(std::shared_ptr<grpc::Channel> channel,
                const ClientOptions& options)
     : options_(options),
       channel_(std::move(channel)),
-      stub_(v1::KVCache::NewStub(channel_)) {}
+      stub_(v1::KVCache::NewStub(channel_)),
+      put_method_(kPutMethod, grpc::internal::RpcMethod::BIDI_STREAMING,
+                  channel_) {}
 
 void Client::SetDeadline(grpc::ClientContext& context) const {
   if (options_.deadline == absl::InfiniteDuration()) return;
@@ -158,10 +171,33 @@ absl::StatusOr<std::vector<PutResult>> Client::PutMany(
   std::vector<PutResult> results(blocks.size());
   if (blocks.empty()) return results;
 
-  grpc::ClientContext context;
-  SetDeadline(context);
-  auto stream = stub_->Put(&context);
+  // The chunks' data slices reference the caller's blocks, and gRPC may
+  // hold one after the call has ended (until its bytes are on the socket):
+  // each holds `owner`, and PutMany returns only once the last is gone.
+  std::promise<void> released;
+  std::future<void> all_released = released.get_future();
+  absl::Status outcome;
+  {
+    std::shared_ptr<const void> owner(
+        nullptr, [&released](const void*) { released.set_value(); });
+    grpc::ClientContext context;
+    SetDeadline(context);
+    std::unique_ptr<PutStream> stream(
+        grpc::internal::ClientReaderWriterFactory<
+            PutMessage, v1::PutResponse>::Create(channel_.get(), put_method_,
+                                                 &context));
+    outcome = PutOverStream(*stream, context, blocks, owner, results);
+  }  // the call is gone with its context
+  all_released.wait();
+  if (!outcome.ok()) return outcome;
+  return results;
+}
 
+absl::Status Client::PutOverStream(PutStream& stream,
+                                   grpc::ClientContext& context,
+                                   std::span<const BlockToPut> blocks,
+                                   const std::shared_ptr<const void>& owner,
+                                   std::vector<PutResult>& results) {
   // Results are read on their own thread so that the server never waits on
   // us while we send: the stream is pipelined both ways.
   std::vector<bool> answered(blocks.size(), false);
@@ -169,7 +205,7 @@ absl::StatusOr<std::vector<PutResult>> Client::PutMany(
   absl::Status protocol_error;
   std::thread reader([&] {
     v1::PutResponse response;
-    while (stream->Read(&response)) {
+    while (stream.Read(&response)) {
       const uint64_t sequence = response.sequence();
       if (sequence >= blocks.size() || answered[sequence]) {
         protocol_error = absl::DataLossError(absl::StrCat(
@@ -190,18 +226,18 @@ absl::StatusOr<std::vector<PutResult>> Client::PutMany(
 
   bool stream_ok = true;
   for (size_t i = 0; i < blocks.size() && stream_ok; ++i) {
-    stream_ok = WriteBlock(*stream, blocks[i], i, options_.chunk_bytes);
+    stream_ok = WriteBlock(stream, blocks[i], i, options_.chunk_bytes, owner);
   }
-  if (stream_ok) stream->WritesDone();
+  if (stream_ok) stream.WritesDone();
   reader.join();
-  const grpc::Status status = stream->Finish();
+  const grpc::Status status = stream.Finish();
   if (!protocol_error.ok()) return protocol_error;
   if (!status.ok()) return FromGrpcStatus(status);
   if (answers != blocks.size()) {
     return absl::DataLossError(absl::StrCat("server answered ", answers, " of ",
                                             blocks.size(), " blocks"));
   }
-  return results;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<GetResult>> Client::Get(

@@ -36,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/put_message.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/support/status.h"
 #include "kvq/v1/kvcache.grpc.pb.h"
@@ -141,9 +142,18 @@ class Client {
   Client(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options);
   void SetDeadline(grpc::ClientContext& context) const;
 
+  // PutMany's stream, once the call is set up: sends `blocks` (their data
+  // referenced, held by `owner`) and fills `results`.
+  absl::Status PutOverStream(
+      grpc::ClientReaderWriter<PutMessage, v1::PutResponse>& stream,
+      grpc::ClientContext& context, std::span<const BlockToPut> blocks,
+      const std::shared_ptr<const void>& owner,
+      std::vector<PutResult>& results);
+
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::KVCache::Stub> stub_;
+  grpc::internal::RpcMethod put_method_;  // Put, writing PutMessages
 };
 
 // gRPC status -> absl::Status with the same code and message.

@@ -39,6 +39,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/common/report.h"
 #include "bench/service/child_process.h"
+#include "proto/message_memory.h"
 #include "bench/service/service_workloads.h"
 #include "bench/service/transport_service.h"
 #include "kernels/status_macros.h"
@@ -469,6 +470,9 @@ int Run(const std::string& command, const std::string& self) {
 }  // namespace kvq::bench
 
 int main(int argc, char** argv) {
+  // The bare server (this program) and the clients handle messages as
+  // kvq-server does, so the ceiling is gRPC's, not malloc's.
+  kvq::wire::KeepMessageBuffersInHeap();
   const std::string command = kvq::bench::CommandLine(argc, argv);
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_serve_transport)) {

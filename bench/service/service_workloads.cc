@@ -11,9 +11,11 @@
 #include <mutex>
 #include <random>
 #include <semaphore>
+#include <span>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "client/put_message.h"
 #include "kernels/float_convert.h"
 #include "kernels/status_macros.h"
 #include "kvq/v1/kvcache.grpc.pb.h"
@@ -191,18 +193,31 @@ BlockShape CellShape(const Cell& cell) {
 
 absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
                                      const Cell& cell) {
-  const std::string block = RandomBlock(cell);
+  // Held by every data slice gRPC keeps (PutMessage), so it outlives them.
+  const auto block = std::make_shared<const std::string>(RandomBlock(cell));
+  const std::span<const std::byte> bytes =
+      std::as_bytes(std::span<const char>(*block));
   const BlockShape shape = CellShape(cell);
   return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
-    auto stub = kvq::v1::KVCache::NewStub(channel);
+    // Put writing PutMessages, as kvq::Client::PutMany does: each chunk's
+    // data goes to gRPC referenced, not copied.
+    const grpc::internal::RpcMethod method(
+        "/kvq.v1.KVCache/Put", grpc::internal::RpcMethod::BIDI_STREAMING,
+        channel);
     grpc::ClientContext context;
-    auto stream = stub->Put(&context);
+    std::unique_ptr<grpc::ClientReaderWriter<kvq::PutMessage,
+                                             kvq::v1::PutResponse>>
+        stream(grpc::internal::ClientReaderWriterFactory<
+               kvq::PutMessage, kvq::v1::PutResponse>::Create(channel.get(),
+                                                              method,
+                                                              &context));
     auto send = [&](int b) -> absl::Status {
-      kvq::v1::PutRequest request;
-      for (uint64_t offset = 0; offset < block.size();
+      kvq::PutMessage message;
+      kvq::v1::PutRequest& request = message.fields();
+      for (uint64_t offset = 0; offset < bytes.size();
            offset += cell.chunk_bytes) {
         const uint64_t n =
-            std::min<uint64_t>(cell.chunk_bytes, block.size() - offset);
+            std::min<uint64_t>(cell.chunk_bytes, bytes.size() - offset);
         request.Clear();
         if (offset == 0) {
           kvq::v1::BlockHeader* header = request.mutable_header();
@@ -216,9 +231,9 @@ absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
           request.set_sequence(b);
         }
         request.set_offset(offset);
-        request.set_data(block.data() + offset, n);
-        request.set_last(offset + n == block.size());
-        if (!stream->Write(request)) return absl::UnavailableError("Put write");
+        message.set_data(bytes.subspan(offset, n), block);
+        request.set_last(offset + n == bytes.size());
+        if (!stream->Write(message)) return absl::UnavailableError("Put write");
       }
       return absl::OkStatus();
     };

@@ -1,28 +1,11 @@
 #include "server/service/get_chunk.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/wire_format_lite.h>
-#include <grpcpp/support/slice.h>
-
 #include <algorithm>
 #include <utility>
 
+#include "proto/referenced_data.h"
+
 namespace kvq {
-namespace {
-
-using google::protobuf::internal::WireFormatLite;
-
-constexpr uint32_t kDataTag =
-    WireFormatLite::MakeTag(v1::GetResponse::kDataFieldNumber,
-                            WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
-
-// A data slice's destroy callback: gRPC calls it, on whichever thread lets
-// go of the slice last, with the owner reference the slice was made with.
-void DropOwner(void* owner) {
-  delete static_cast<std::shared_ptr<const void>*>(owner);
-}
-
-}  // namespace
 
 void GetChunk::set_data(std::span<const std::byte> bytes,
                         std::shared_ptr<const void> owner) {
@@ -58,30 +41,9 @@ namespace grpc {
 
 Status SerializationTraits<kvq::GetChunk, void>::Serialize(
     const kvq::GetChunk& chunk, ByteBuffer* buffer, bool* own_buffer) {
-  using google::protobuf::io::CodedOutputStream;
-  const std::span<const std::byte> data = chunk.data();
-  const size_t fields_size = chunk.fields().ByteSizeLong();
-  const size_t prefix_size =
-      data.empty() ? 0
-                   : CodedOutputStream::VarintSize32(kvq::kDataTag) +
-                         CodedOutputStream::VarintSize64(data.size());
-  // The fields, then data's tag and length, written straight into a fresh
-  // slice (as gRPC's own protobuf serializer writes small messages).
-  Slice slices[2] = {Slice(fields_size + prefix_size), Slice()};
-  uint8_t* out = const_cast<uint8_t*>(slices[0].begin());
-  out = chunk.fields().SerializeWithCachedSizesToArray(out);
-  size_t count = 1;
-  if (!data.empty()) {
-    out = CodedOutputStream::WriteTagToArray(kvq::kDataTag, out);
-    CodedOutputStream::WriteVarint64ToArray(data.size(), out);
-    // gRPC only reads a slice it sends; its API takes the bytes non-const.
-    slices[count++] =
-        Slice(const_cast<std::byte*>(data.data()), data.size(),
-              &kvq::DropOwner,
-              new std::shared_ptr<const void>(chunk.data_owner()));
-  }
-  ByteBuffer message(slices, count);  // refs the slices, copies nothing
-  buffer->Swap(&message);
+  kvq::wire::SerializeReferencingData(chunk.fields(),
+                                      kvq::v1::GetResponse::kDataFieldNumber,
+                                      chunk.data(), chunk.data_owner(), buffer);
   *own_buffer = true;
   return Status::OK;
 }

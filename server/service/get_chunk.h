@@ -4,19 +4,16 @@
 // Sending a GetResponse copies its `data` twice: into the message (a
 // protobuf bytes field), then, serializing it, into gRPC's slices. The
 // server's Get method writes GetChunks instead: grpc::SerializationTraits<
-// GetChunk> (below) serializes every field but `data` into a small slice
-// and hands gRPC `data` as a slice that references the block's bytes, so
-// that the block's buffer (page-locked staging on CUDA) is sent as it is.
+// GetChunk> (below) sends `data` by reference (kvq::wire::
+// SerializeReferencingData), so that the block's buffer (page-locked
+// staging on CUDA) is sent as it is.
 //
-// gRPC may hold that slice after Write() returns (in its transport, until
-// the bytes are on the socket), so the chunk holds a shared reference to an
-// owner of the bytes, and so does every slice serialized from it: the owner
-// (e.g. the FetchedBlock, whose buffer then goes back to its StagingPool)
-// is destroyed when the last of them lets go, on whichever thread that is.
-// The bytes must not change while any of them lives.
-//
-// Wire-compatible with GetResponse: `data` comes after the other fields,
-// and protobuf parsers take fields in any order.
+// gRPC may hold that slice after Write() returns, so the chunk holds a
+// shared reference to an owner of the bytes, and so does every slice
+// serialized from it: the owner (e.g. the FetchedBlock, whose buffer then
+// goes back to its StagingPool) is destroyed when the last of them lets go,
+// on whichever thread that is. The bytes must not change while any of them
+// lives. Wire-compatible with GetResponse.
 
 #ifndef KVQ_SERVER_SERVICE_GET_CHUNK_H_
 #define KVQ_SERVER_SERVICE_GET_CHUNK_H_
@@ -78,9 +75,8 @@ namespace grpc {
 template <>
 class SerializationTraits<kvq::GetChunk, void> {
  public:
-  // Two slices: the other fields, with `data`'s tag and length after them,
-  // then `data` itself, referenced, not copied (one slice without data).
-  // Never fails: a synchronous Write aborts the process when it would.
+  // SerializeReferencingData: never fails (a synchronous Write aborts the
+  // process when serializing does).
   static Status Serialize(const kvq::GetChunk& chunk, ByteBuffer* buffer,
                           bool* own_buffer);
   static Status Deserialize(ByteBuffer* buffer, kvq::GetChunk* chunk);

@@ -46,6 +46,7 @@
 #include "spdlog/spdlog.h"
 
 #include "kvq_git_revision.h"  // generated: KVQ_GIT_REVISION
+#include "proto/message_memory.h"
 
 #ifndef KVQ_VERSION
 #error "KVQ_VERSION must be defined by the build (PROJECT_VERSION)"
@@ -322,6 +323,7 @@ int Run(const sigset_t& stop_signals) {
 }  // namespace kvq
 
 int main(int argc, char** argv) {
+  kvq::wire::KeepMessageBuffersInHeap();  // before any thread starts
   // Block the stop signals before any thread starts, so that every thread
   // inherits the mask and only the stopper thread (sigwait) receives them.
   sigset_t stop_signals;
