@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <future>
 #include <thread>
 #include <utility>
 
@@ -27,12 +26,11 @@ constexpr char kPutMethod[] = "/kvq.v1.KVCache/Put";
 using PutStream = grpc::ClientReaderWriter<PutMessage, v1::PutResponse>;
 
 // Sends `block` as ordered chunks of at most `chunk_bytes` data bytes, the
-// first carrying the header and `sequence`, each chunk's data referencing
-// the block (held by `owner` while gRPC holds it). False once the stream is
-// broken.
+// first carrying the header and `sequence`: each chunk's data referenced
+// where the block has an owner, else copied once, into the message. False
+// once the stream is broken.
 bool WriteBlock(PutStream& stream, const BlockToPut& block, uint64_t sequence,
-                uint32_t chunk_bytes,
-                const std::shared_ptr<const void>& owner) {
+                uint32_t chunk_bytes) {
   const std::span<const std::byte> data(
       reinterpret_cast<const std::byte*>(block.data.data()), block.data.size());
   PutMessage message;
@@ -51,7 +49,7 @@ bool WriteBlock(PutStream& stream, const BlockToPut& block, uint64_t sequence,
     }
     const uint64_t n = std::min<uint64_t>(chunk_bytes, data.size() - offset);
     request.set_offset(offset);
-    message.set_data(data.subspan(offset, n), owner);
+    message.set_data(data.subspan(offset, n), block.data_owner);
     offset += n;
     request.set_last(offset == data.size());
     if (!stream.Write(message)) return false;
@@ -171,33 +169,13 @@ absl::StatusOr<std::vector<PutResult>> Client::PutMany(
   std::vector<PutResult> results(blocks.size());
   if (blocks.empty()) return results;
 
-  // The chunks' data slices reference the caller's blocks, and gRPC may
-  // hold one after the call has ended (until its bytes are on the socket):
-  // each holds `owner`, and PutMany returns only once the last is gone.
-  std::promise<void> released;
-  std::future<void> all_released = released.get_future();
-  absl::Status outcome;
-  {
-    std::shared_ptr<const void> owner(
-        nullptr, [&released](const void*) { released.set_value(); });
-    grpc::ClientContext context;
-    SetDeadline(context);
-    std::unique_ptr<PutStream> stream(
-        grpc::internal::ClientReaderWriterFactory<
-            PutMessage, v1::PutResponse>::Create(channel_.get(), put_method_,
-                                                 &context));
-    outcome = PutOverStream(*stream, context, blocks, owner, results);
-  }  // the call is gone with its context
-  all_released.wait();
-  if (!outcome.ok()) return outcome;
-  return results;
-}
+  grpc::ClientContext context;
+  SetDeadline(context);
+  std::unique_ptr<PutStream> stream(
+      grpc::internal::ClientReaderWriterFactory<
+          PutMessage, v1::PutResponse>::Create(channel_.get(), put_method_,
+                                               &context));
 
-absl::Status Client::PutOverStream(PutStream& stream,
-                                   grpc::ClientContext& context,
-                                   std::span<const BlockToPut> blocks,
-                                   const std::shared_ptr<const void>& owner,
-                                   std::vector<PutResult>& results) {
   // Results are read on their own thread so that the server never waits on
   // us while we send: the stream is pipelined both ways.
   std::vector<bool> answered(blocks.size(), false);
@@ -205,7 +183,7 @@ absl::Status Client::PutOverStream(PutStream& stream,
   absl::Status protocol_error;
   std::thread reader([&] {
     v1::PutResponse response;
-    while (stream.Read(&response)) {
+    while (stream->Read(&response)) {
       const uint64_t sequence = response.sequence();
       if (sequence >= blocks.size() || answered[sequence]) {
         protocol_error = absl::DataLossError(absl::StrCat(
@@ -226,18 +204,18 @@ absl::Status Client::PutOverStream(PutStream& stream,
 
   bool stream_ok = true;
   for (size_t i = 0; i < blocks.size() && stream_ok; ++i) {
-    stream_ok = WriteBlock(stream, blocks[i], i, options_.chunk_bytes, owner);
+    stream_ok = WriteBlock(*stream, blocks[i], i, options_.chunk_bytes);
   }
-  if (stream_ok) stream.WritesDone();
+  if (stream_ok) stream->WritesDone();
   reader.join();
-  const grpc::Status status = stream.Finish();
+  const grpc::Status status = stream->Finish();
   if (!protocol_error.ok()) return protocol_error;
   if (!status.ok()) return FromGrpcStatus(status);
   if (answers != blocks.size()) {
     return absl::DataLossError(absl::StrCat("server answered ", answers, " of ",
                                             blocks.size(), " blocks"));
   }
-  return absl::OkStatus();
+  return results;
 }
 
 absl::StatusOr<std::vector<GetResult>> Client::Get(

@@ -63,6 +63,12 @@ struct BlockToPut {
   v1::BlockShape shape;
   v1::Quantization quantization;  // default: per-token-head INT8
   std::string_view data;          // the block's elements in `dtype`
+  // Optional: something that keeps `data` alive and unchanged. With it, the
+  // block is sent from where it lies, without a copy, and gRPC holds the
+  // owner (not `data` itself) for as long as it holds any of the bytes,
+  // possibly past PutMany's return. Without it, each chunk is copied once,
+  // into its message.
+  std::shared_ptr<const void> data_owner;
 };
 
 // What became of one block of a Put.
@@ -141,14 +147,6 @@ class Client {
  private:
   Client(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options);
   void SetDeadline(grpc::ClientContext& context) const;
-
-  // PutMany's stream, once the call is set up: sends `blocks` (their data
-  // referenced, held by `owner`) and fills `results`.
-  absl::Status PutOverStream(
-      grpc::ClientReaderWriter<PutMessage, v1::PutResponse>& stream,
-      grpc::ClientContext& context, std::span<const BlockToPut> blocks,
-      const std::shared_ptr<const void>& owner,
-      std::vector<PutResult>& results);
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

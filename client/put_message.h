@@ -4,13 +4,14 @@
 // A generated PutRequest copies every chunk twice before it reaches gRPC:
 // into the message (set_data), then into gRPC's slices. Client::PutMany
 // writes PutMessages instead: grpc::SerializationTraits<PutMessage> (below)
-// sends `data` by reference (kvq::wire::SerializeReferencingData), so a
-// block goes from the caller's memory to the socket with no copy of ours.
+// sends `data` by reference where it has an owner (kvq::wire::
+// SerializeReferencingData), so a block goes from the caller's memory to
+// the socket with no copy of ours, and copies it once where it has none.
 //
-// gRPC may hold the data slice after Write() returns (until the bytes are
-// on the socket), so each slice holds a reference to the owner given with
-// the data; PutMany waits for the last one to go before it returns, since
-// the caller's block may be freed then. Wire-compatible with PutRequest.
+// gRPC may hold the data slice after Write() returns, and after the call
+// has ended (until the bytes are on the socket, which a stalled peer can
+// put off indefinitely), so a referenced slice holds the owner, never just
+// the bytes. Wire-compatible with PutRequest.
 
 #ifndef KVQ_CLIENT_PUT_MESSAGE_H_
 #define KVQ_CLIENT_PUT_MESSAGE_H_
@@ -34,7 +35,8 @@ class PutMessage {
   v1::PutRequest& fields() { return fields_; }
 
   // The request's `data`: `bytes`, which `owner` keeps alive and unchanged
-  // for as long as a message serialized from it holds `owner`.
+  // for as long as a message serialized from it holds `owner`; with no
+  // owner, serializing copies them.
   void set_data(std::span<const std::byte> bytes,
                 std::shared_ptr<const void> owner) {
     data_ = bytes;

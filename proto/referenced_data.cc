@@ -40,10 +40,15 @@ void SerializeReferencingData(const google::protobuf::MessageLite& fields,
   if (!data.empty()) {
     out = CodedOutputStream::WriteTagToArray(tag, out);
     CodedOutputStream::WriteVarint64ToArray(data.size(), out);
-    // gRPC only reads a slice it sends; its API takes the bytes non-const.
-    slices[count++] =
-        grpc::Slice(const_cast<std::byte*>(data.data()), data.size(),
-                    &DropOwner, new std::shared_ptr<const void>(std::move(owner)));
+    if (owner.use_count() == 0) {  // owns nothing (a null pointer may)
+      slices[count++] = grpc::Slice(data.data(), data.size());  // a copy
+    } else {
+      // gRPC only reads a slice it sends; its API takes the bytes
+      // non-const.
+      slices[count++] = grpc::Slice(
+          const_cast<std::byte*>(data.data()), data.size(), &DropOwner,
+          new std::shared_ptr<const void>(std::move(owner)));
+    }
   }
   grpc::ByteBuffer message(slices, count);  // refs the slices, copies nothing
   buffer->Swap(&message);

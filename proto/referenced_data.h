@@ -30,8 +30,9 @@
 namespace kvq::wire {
 
 // `buffer` := `fields` serialized, then field number `data_field` (a bytes
-// field) holding `data`, referenced with `owner` (no data slice when `data`
-// is empty). Never fails.
+// field) holding `data`: referenced with `owner`, or, where `owner` owns
+// nothing (is empty), copied once into a slice of its own (no data slice
+// when `data` is empty). Never fails.
 void SerializeReferencingData(const google::protobuf::MessageLite& fields,
                               int data_field, std::span<const std::byte> data,
                               std::shared_ptr<const void> owner,

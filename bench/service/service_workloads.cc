@@ -199,8 +199,9 @@ absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
       std::as_bytes(std::span<const char>(*block));
   const BlockShape shape = CellShape(cell);
   return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
-    // Put writing PutMessages, as kvq::Client::PutMany does: each chunk's
-    // data goes to gRPC referenced, not copied.
+    // Put writing PutMessages, as kvq::Client::PutMany does for a block
+    // with a data_owner: each chunk's data goes to gRPC referenced, not
+    // copied.
     const grpc::internal::RpcMethod method(
         "/kvq.v1.KVCache/Put", grpc::internal::RpcMethod::BIDI_STREAMING,
         channel);

@@ -2,8 +2,12 @@
 // quantization says, for every dtype, granularity and size, and in other
 // dtypes when asked.
 
+#include <algorithm>
+#include <chrono>
 #include <iterator>
+#include <memory>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -106,6 +110,49 @@ TEST_F(ServerTest, BlocksFrom4KiBTo64MiBComeBackWholeThroughChunks) {
   const v1::StatsResponse stats = Stats();
   EXPECT_EQ(stats.blocks(), std::size(cases));
   EXPECT_EQ(stats.logical_bytes(), logical);
+}
+
+TEST_F(ServerTest, BlocksWithAnOwnerAreSentFromTheirMemoryAndComeBackWhole) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  std::mt19937_64 rng(seed);
+  // One chunk, a partial last chunk, and many chunks, pipelined in one
+  // PutMany; each block's bytes live only in what its owner holds.
+  const v1::BlockShape shapes[] = {Shape(2, 16, 8, 128), Shape(2, 65, 32, 128),
+                                   Shape(2, 96, 32, 1024)};
+  std::vector<TestBlock> blocks;
+  blocks.reserve(std::size(shapes));  // the puts view their names
+  std::vector<BlockToPut> puts;
+  std::vector<std::weak_ptr<const std::string>> owners;
+  for (const v1::BlockShape& shape : shapes) {
+    blocks.push_back(RandomBlock(rng, "owned",
+                                 absl::StrCat("block-", puts.size()),
+                                 v1::DTYPE_FP16, shape));
+    auto bytes = std::make_shared<const std::string>(blocks.back().data);
+    BlockToPut put = blocks.back().ToPut();
+    put.data = *bytes;
+    put.data_owner = bytes;
+    owners.push_back(bytes);
+    puts.push_back(std::move(put));
+  }
+  absl::StatusOr<std::vector<PutResult>> results = client_->PutMany(puts);
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (const PutResult& result : *results) EXPECT_TRUE(result.status.ok());
+  puts.clear();  // only gRPC may hold the owners now, and not for long
+  for (int wait_ms = 0; wait_ms < 5000; wait_ms += 10) {
+    if (std::all_of(owners.begin(), owners.end(),
+                    [](const auto& owner) { return owner.expired(); })) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (const auto& owner : owners) EXPECT_TRUE(owner.expired());
+
+  for (const TestBlock& block : blocks) {
+    absl::StatusOr<GetResult> got = client_->GetOne(block.ns, block.key);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(MatchesReference(block, v1::DTYPE_FP16, got->data));
+  }
 }
 
 TEST_F(ServerTest, OddChunkSizesReassembleExactlyInBothDirections) {

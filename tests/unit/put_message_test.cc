@@ -1,8 +1,8 @@
-// PutMessage: the client sends Put chunks with their data referenced, not
-// copied. A serialized message must read back as the PutRequest it stands
-// for, its data slice must be the caller's memory, and the owner handed
-// with the data must live until gRPC's last slice of it goes (PutMany waits
-// for that before it returns the caller's blocks).
+// PutMessage: the client sends Put chunks with their data referenced where
+// the caller hands an owner, copied once where not. A serialized message
+// must read back as the PutRequest it stands for either way; a referenced
+// data slice must be the caller's memory, and its owner must live until
+// gRPC's last slice of it goes.
 
 #include "client/put_message.h"
 
@@ -79,7 +79,9 @@ TEST_F(PutMessageTest, SerializedMessageReadsAsThePutRequestItStandsFor) {
         RandomBytes(Uniform(0, 1) ? Uniform(0, 70000) : Uniform(0, 2)));
     PutMessage message;
     message.fields() = expected;
-    message.set_data(std::as_bytes(std::span<const char>(*block)), block);
+    const bool referenced = Uniform(0, 1) == 1;
+    message.set_data(std::as_bytes(std::span<const char>(*block)),
+                     referenced ? block : nullptr);
     expected.set_data(*block);
 
     grpc::ByteBuffer buffer = Serialize(message);
@@ -93,6 +95,24 @@ TEST_F(PutMessageTest, SerializedMessageReadsAsThePutRequestItStandsFor) {
         << read.ShortDebugString().substr(0, 300);
     EXPECT_TRUE(read.data() == expected.data());
   }
+}
+
+TEST_F(PutMessageTest, WithoutAnOwnerTheDataIsCopied) {
+  std::string bytes = RandomBytes(4096);
+  const std::string sent = bytes;
+  PutMessage message;
+  message.set_data(std::as_bytes(std::span<const char>(bytes)), nullptr);
+  grpc::ByteBuffer buffer = Serialize(message);
+  const std::vector<grpc::Slice> slices = SlicesOf(buffer);
+  ASSERT_EQ(slices.size(), 2u);
+  EXPECT_NE(static_cast<const void*>(slices[1].begin()),
+            static_cast<const void*>(bytes.data()));
+  bytes.assign(bytes.size(), 'x');  // the caller reuses its memory
+  v1::PutRequest read;
+  ASSERT_TRUE(
+      grpc::SerializationTraits<v1::PutRequest>::Deserialize(&buffer, &read)
+          .ok());
+  EXPECT_TRUE(read.data() == sent);
 }
 
 TEST_F(PutMessageTest, DataIsTheCallersMemoryHeldUntilTheLastSliceGoes) {
