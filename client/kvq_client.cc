@@ -19,17 +19,11 @@ namespace {
 // Room for a chunk's header (namespace, key, shape, framing) next to its data.
 constexpr int kHeaderSlackBytes = 4096;
 
-// Put's method, for writing PutMessages on it (the generated stub writes
-// PutRequests only).
-constexpr char kPutMethod[] = "/kvq.v1.KVCache/Put";
-
-using PutStream = grpc::ClientReaderWriter<PutMessage, v1::PutResponse>;
-
 // Sends `block` as ordered chunks of at most `chunk_bytes` data bytes, the
 // first carrying the header and `sequence`: each chunk's data referenced
 // where the block has an owner, else copied once, into the message. False
 // once the stream is broken.
-bool WriteBlock(PutStream& stream, const BlockToPut& block, uint64_t sequence,
+bool WriteBlock(PutMessageStream& stream, const BlockToPut& block, uint64_t sequence,
                 uint32_t chunk_bytes) {
   const std::span<const std::byte> data(
       reinterpret_cast<const std::byte*>(block.data.data()), block.data.size());
@@ -131,8 +125,7 @@ Client::Client(std::shared_ptr<grpc::Channel> channel,
     : options_(options),
       channel_(std::move(channel)),
       stub_(v1::KVCache::NewStub(channel_)),
-      put_method_(kPutMethod, grpc::internal::RpcMethod::BIDI_STREAMING,
-                  channel_) {}
+      put_method_(PutMethod(channel_)) {}
 
 void Client::SetDeadline(grpc::ClientContext& context) const {
   if (options_.deadline == absl::InfiniteDuration()) return;
@@ -171,10 +164,8 @@ absl::StatusOr<std::vector<PutResult>> Client::PutMany(
 
   grpc::ClientContext context;
   SetDeadline(context);
-  std::unique_ptr<PutStream> stream(
-      grpc::internal::ClientReaderWriterFactory<
-          PutMessage, v1::PutResponse>::Create(channel_.get(), put_method_,
-                                               &context));
+  std::unique_ptr<PutMessageStream> stream =
+      StartPutStream(channel_.get(), put_method_, &context);
 
   // Results are read on their own thread so that the server never waits on
   // us while we send: the stream is pipelined both ways.

@@ -1,23 +1,23 @@
 #include "client/put_message.h"
 
-#include "proto/referenced_data.h"
+#include <utility>
 
-namespace grpc {
+namespace kvq {
 
-Status SerializationTraits<kvq::PutMessage, void>::Serialize(
-    const kvq::PutMessage& message, ByteBuffer* buffer, bool* own_buffer) {
-  kvq::wire::SerializeReferencingData(message.fields(),
-                                      kvq::v1::PutRequest::kDataFieldNumber,
-                                      message.data(), message.data_owner(),
-                                      buffer);
-  *own_buffer = true;
-  return Status::OK;
+grpc::internal::RpcMethod PutMethod(
+    std::shared_ptr<grpc::ChannelInterface> channel) {
+  return grpc::internal::RpcMethod("/kvq.v1.KVCache/Put",
+                                   grpc::internal::RpcMethod::BIDI_STREAMING,
+                                   std::move(channel));
 }
 
-Status SerializationTraits<kvq::PutMessage, void>::Deserialize(
-    ByteBuffer* /*buffer*/, kvq::PutMessage* /*message*/) {
-  return Status(StatusCode::UNIMPLEMENTED,
-                "kvq::PutMessage is only ever sent, never received");
+std::unique_ptr<PutMessageStream> StartPutStream(
+    grpc::ChannelInterface* channel,
+    const grpc::internal::RpcMethod& put_method,
+    grpc::ClientContext* context) {
+  return std::unique_ptr<PutMessageStream>(
+      grpc::internal::ClientReaderWriterFactory<
+          PutMessage, v1::PutResponse>::Create(channel, put_method, context));
 }
 
-}  // namespace grpc
+}  // namespace kvq

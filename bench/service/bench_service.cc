@@ -39,11 +39,11 @@
 #include "absl/strings/str_format.h"
 #include "bench/common/report.h"
 #include "bench/service/child_process.h"
-#include "proto/message_memory.h"
 #include "bench/service/service_workloads.h"
 #include "bench/service/transport_service.h"
 #include "kernels/status_macros.h"
 #include "kvq/v1/kvcache.grpc.pb.h"
+#include "proto/message_memory.h"
 
 ABSL_FLAG(std::string, server_binary, "",
           "kvq-server to start (default: the one next to this program)");

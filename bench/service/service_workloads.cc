@@ -202,16 +202,10 @@ absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
     // Put writing PutMessages, as kvq::Client::PutMany does for a block
     // with a data_owner: each chunk's data goes to gRPC referenced, not
     // copied.
-    const grpc::internal::RpcMethod method(
-        "/kvq.v1.KVCache/Put", grpc::internal::RpcMethod::BIDI_STREAMING,
-        channel);
+    const grpc::internal::RpcMethod method = kvq::PutMethod(channel);
     grpc::ClientContext context;
-    std::unique_ptr<grpc::ClientReaderWriter<kvq::PutMessage,
-                                             kvq::v1::PutResponse>>
-        stream(grpc::internal::ClientReaderWriterFactory<
-               kvq::PutMessage, kvq::v1::PutResponse>::Create(channel.get(),
-                                                              method,
-                                                              &context));
+    std::unique_ptr<kvq::PutMessageStream> stream =
+        kvq::StartPutStream(channel.get(), method, &context);
     auto send = [&](int b) -> absl::Status {
       kvq::PutMessage message;
       kvq::v1::PutRequest& request = message.fields();

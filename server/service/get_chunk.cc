@@ -3,15 +3,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "proto/referenced_data.h"
-
 namespace kvq {
-
-void GetChunk::set_data(std::span<const std::byte> bytes,
-                        std::shared_ptr<const void> owner) {
-  data_ = bytes;
-  owner_ = std::move(owner);
-}
 
 bool ForEachBlockChunk(uint32_t key_index, v1::BlockHeader header,
                        std::span<const std::byte> data,
@@ -36,22 +28,3 @@ bool ForEachBlockChunk(uint32_t key_index, v1::BlockHeader header,
 }
 
 }  // namespace kvq
-
-namespace grpc {
-
-Status SerializationTraits<kvq::GetChunk, void>::Serialize(
-    const kvq::GetChunk& chunk, ByteBuffer* buffer, bool* own_buffer) {
-  kvq::wire::SerializeReferencingData(chunk.fields(),
-                                      kvq::v1::GetResponse::kDataFieldNumber,
-                                      chunk.data(), chunk.data_owner(), buffer);
-  *own_buffer = true;
-  return Status::OK;
-}
-
-Status SerializationTraits<kvq::GetChunk, void>::Deserialize(
-    ByteBuffer* /*buffer*/, kvq::GetChunk* /*chunk*/) {
-  return Status(StatusCode::UNIMPLEMENTED,
-                "kvq::GetChunk is only ever sent, never received");
-}
-
-}  // namespace grpc
