@@ -14,9 +14,12 @@
 // chunks, sending a get's), so that kvq's overhead and transport time are
 // reported separately.
 //
-// Each cell first moves one untimed block per stream (warm-up: connections,
-// server threads, the CUDA backend's staging buffers), and deletes its blocks
-// afterwards so that no cell makes the next one evict.
+// Each cell first moves a few untimed blocks per stream (warm-up:
+// connections, server threads, the server's staging buffers), and deletes its
+// blocks afterwards so that no cell makes the next one evict. The bare
+// service reads and writes kvq's own messages with kvq-server's own readers
+// and writers (transport_service.h), and its clients are kvq's: the ratio is
+// the share of the transport that kvq's work leaves.
 
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
@@ -65,12 +68,20 @@ ABSL_FLAG(std::vector<std::string>, put_windows,
           "Put / Upload: blocks in flight per stream (1: each block waits for "
           "the previous one's result; more: pipelined, as kvq::Client::PutMany "
           "sends); one put row per window");
+ABSL_FLAG(std::vector<std::string>, get_keys,
+          std::vector<std::string>({"1", "4"}),
+          "Get / Download: keys (blocks) per call (1: one round trip per "
+          "block; more: the server answers them back to back, as a "
+          "kvq::Client::Get of many keys asks); one get row per count");
 ABSL_FLAG(uint64_t, bytes_per_cell, uint64_t{256} << 20,
           "client bytes per measurement (split over streams)");
 ABSL_FLAG(int, min_blocks, 8, "at least this many blocks per stream");
 ABSL_FLAG(int, max_blocks, 256, "at most this many blocks per stream");
-ABSL_FLAG(int, warmup_blocks, 1,
-          "untimed blocks per stream before each measurement");
+ABSL_FLAG(int, warmup_blocks, -1,
+          "untimed blocks per stream before each cell (-1: the largest put "
+          "window + 2, enough to fill a stream's pipeline, so that the "
+          "server has every staging buffer a stream keeps busy before the "
+          "clock starts)");
 ABSL_FLAG(int, repeats, 1,
           "alternating kvq / bare runs per row (medians are reported)");
 ABSL_FLAG(uint32_t, chunk_bytes, 1 << 20, "bytes per message");
@@ -138,10 +149,14 @@ ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
     return (a == after->sum.end() ? 0 : a->second) -
            (b == before->sum.end() ? 0 : b->second);
   };
+  // A put's receive stage includes the copies out of gRPC's buffers
+  // (assemble): they are kvq's work, not transport.
   const double kernel = delta(put ? "quantize" : "dequantize");
-  time.data_path =
-      (delta("host_to_device") + kernel + delta("device_to_host")) / blocks;
-  time.transport = delta(put ? "receive" : "send") / blocks;
+  const double assemble = put ? delta("assemble") : 0;
+  time.data_path = (assemble + delta("host_to_device") + kernel +
+                    delta("device_to_host")) /
+                   blocks;
+  time.transport = (delta(put ? "receive" : "send") - assemble) / blocks;
   return time;
 }
 
@@ -308,9 +323,12 @@ int Run(const std::string& command, const std::string& self) {
   header << "\n"
          << "Client-side GB/s (1e9 bytes/s of FP16/FP32 data as the client "
             "sends or receives it), all streams together; `bare` is a gRPC "
-            "service moving the same chunks with no work behind it, in its own "
-            "process like kvq-server; `kvq/bare` is kvq's share of that "
-            "ceiling. With --repeats=N, kvq and bare run alternately N times: "
+            "service moving the same messages with no work behind it, in its "
+            "own process like kvq-server: its clients are kvq's (data "
+            "referenced, not copied), it reads puts and writes gets with "
+            "kvq-server's own zero-copy message code, and drops what it "
+            "receives and sends a buffer filled at start; `kvq/bare` is "
+            "kvq's share of that ceiling. With --repeats=N, kvq and bare run alternately N times: "
             "GB/s are medians, `kvq/bare` the median ratio of adjacent runs "
             "(`range`: the lowest and highest of them, how much the ceiling "
             "and kvq move between runs), latencies and server times cover all "
@@ -318,12 +336,14 @@ int Run(const std::string& command, const std::string& self) {
             "stream has in flight (1: each block waits for the previous "
             "block's result; more: pipelined, results read while the next blocks "
             "go out, as kvq::Client::PutMany does; the bare Upload runs with "
-            "the same window); a get is one Get RPC per block. Latency is "
+            "the same window); for a get, the keys (blocks) asked for in one "
+            "Get RPC (bare Download: as many blocks in one call). Latency is "
             "per block: first chunk sent to result (put), "
-            "request to last chunk (get). `server data path` is the server's "
-            "kernel + copy time per block, `server transport` its receive "
-            "(put) or send (get) time per block, both from "
-            "kvq_stage_duration_seconds on /metrics.\n\n";
+            "request to the block's last chunk (get). `server data path` is the server's "
+            "kernel + copy time per block (a put's copy out of gRPC's "
+            "buffers, the DMA, the kernel; a get's kernel and DMA), `server "
+            "transport` the rest of its receive (put) or its send (get) time "
+            "per block, both from kvq_stage_duration_seconds on /metrics.\n\n";
   std::fputs(header.str().c_str(), stdout);
   std::fflush(stdout);
 
@@ -344,15 +364,30 @@ int Run(const std::string& command, const std::string& self) {
                     WriteFile(absl::GetFlag(FLAGS_csv), table_csv.str());
     return ok ? markdown.str() : std::string();
   };
-  std::vector<int> windows;
-  for (const std::string& w : absl::GetFlag(FLAGS_put_windows)) {
-    int window = 0;
-    if (!absl::SimpleAtoi(w, &window) || window < 1) {
-      std::fprintf(stderr, "bad --put_windows (%s: want >= 1)\n", w.c_str());
-      return 2;
+  // --put_windows or --get_keys: counts >= 1, or nullopt (said why).
+  auto parse_counts = [](const char* flag, const std::vector<std::string>& texts)
+      -> std::optional<std::vector<int>> {
+    std::vector<int> counts;
+    for (const std::string& text : texts) {
+      int n = 0;
+      if (!absl::SimpleAtoi(text, &n) || n < 1) {
+        std::fprintf(stderr, "bad --%s (%s: want >= 1)\n", flag, text.c_str());
+        return std::nullopt;
+      }
+      counts.push_back(n);
     }
-    windows.push_back(window);
-  }
+    if (counts.empty()) {
+      std::fprintf(stderr, "--%s is empty\n", flag);
+      return std::nullopt;
+    }
+    return counts;
+  };
+  const std::optional<std::vector<int>> put_windows =
+      parse_counts("put_windows", absl::GetFlag(FLAGS_put_windows));
+  const std::optional<std::vector<int>> get_keys =
+      parse_counts("get_keys", absl::GetFlag(FLAGS_get_keys));
+  if (!put_windows || !get_keys) return 2;
+  const std::vector<int>& windows = *put_windows;
   for (const std::string& dtype_name : absl::GetFlag(FLAGS_dtypes)) {
     absl::StatusOr<DType> dtype = ParseDType(dtype_name);
     if (!dtype.ok()) {
@@ -381,10 +416,15 @@ int Run(const std::string& command, const std::string& self) {
         cell.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
         cell.max_message_bytes = kMaxMessageBytes;
 
-        // Warm-up: one untimed round trip per stream on both services.
+        // Warm-up, untimed, on both services: connections, server threads,
+        // and the staging buffers a full pipeline keeps busy (allocating a
+        // page-locked one takes milliseconds).
         Cell warm = cell;
         warm.tag = "warm";
-        warm.blocks_per_stream = std::max(0, absl::GetFlag(FLAGS_warmup_blocks));
+        warm.window = *std::max_element(windows.begin(), windows.end());
+        const int warmup_blocks = absl::GetFlag(FLAGS_warmup_blocks);
+        warm.blocks_per_stream =
+            warmup_blocks >= 0 ? warmup_blocks : warm.window + 2;
         if (warm.blocks_per_stream > 0) {
           for (Workload w : {RunKvqPut, RunKvqGet}) {
             if (absl::StatusOr<CellResult> r = w(kvq_address, warm); !r.ok()) {
@@ -413,7 +453,7 @@ int Run(const std::string& command, const std::string& self) {
         // Every put window, then the gets (of the last put's blocks).
         std::vector<std::pair<bool, int>> ops;
         for (int w : windows) ops.push_back({true, w});
-        ops.push_back({false, 1});
+        for (int k : *get_keys) ops.push_back({false, k});
         for (const auto& [put, window] : ops) {
           Cell op_cell = cell;
           op_cell.window = window;

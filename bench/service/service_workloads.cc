@@ -69,6 +69,20 @@ std::string BlockKey(const Cell& cell, int stream, int block) {
                       cell.block_bytes, "/s", stream, "/b", block);
 }
 
+// The header of block `block` of stream `stream`: its key, dtype and shape.
+kvq::v1::BlockHeader CellHeader(const Cell& cell, int stream, int block) {
+  const BlockShape shape = CellShape(cell);
+  kvq::v1::BlockHeader header;
+  header.set_namespace_("bench");
+  header.set_key(BlockKey(cell, stream, block));
+  header.set_dtype(static_cast<kvq::v1::DType>(cell.dtype));
+  header.mutable_shape()->set_planes(shape.planes);
+  header.mutable_shape()->set_tokens(shape.tokens);
+  header.mutable_shape()->set_heads(shape.heads);
+  header.mutable_shape()->set_head_dim(shape.head_dim);
+  return header;
+}
+
 // Runs `per_stream(stream, channel, latencies)` on cell.streams threads that
 // start together; the wall time covers all of them.
 template <typename PerStream>
@@ -191,18 +205,23 @@ BlockShape CellShape(const Cell& cell) {
                     kHeads, kHeadDim};
 }
 
-absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
-                                     const Cell& cell) {
+namespace {
+
+// `cell`'s puts over `method` (a bidi stream of PutRequests, answered with
+// a PutResponse per block): PutMessages, each chunk's data referenced, not
+// copied, as kvq::Client::PutMany sends a block with a data_owner. kvq's
+// Put and bare Upload get the very same messages.
+absl::StatusOr<CellResult> RunPuts(const std::string& address,
+                                   const Cell& cell,
+                                   const std::string& method_name) {
   // Held by every data slice gRPC keeps (PutMessage), so it outlives them.
   const auto block = std::make_shared<const std::string>(RandomBlock(cell));
   const std::span<const std::byte> bytes =
       std::as_bytes(std::span<const char>(*block));
-  const BlockShape shape = CellShape(cell);
   return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
-    // Put writing PutMessages, as kvq::Client::PutMany does for a block
-    // with a data_owner: each chunk's data goes to gRPC referenced, not
-    // copied.
-    const grpc::internal::RpcMethod method = kvq::PutMethod(channel);
+    const grpc::internal::RpcMethod method(
+        method_name.c_str(), grpc::internal::RpcMethod::BIDI_STREAMING,
+        channel);
     grpc::ClientContext context;
     std::unique_ptr<kvq::PutMessageStream> stream =
         kvq::StartPutStream(channel.get(), method, &context);
@@ -215,28 +234,26 @@ absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
             std::min<uint64_t>(cell.chunk_bytes, bytes.size() - offset);
         request.Clear();
         if (offset == 0) {
-          kvq::v1::BlockHeader* header = request.mutable_header();
-          header->set_namespace_("bench");
-          header->set_key(BlockKey(cell, s, b));
-          header->set_dtype(static_cast<kvq::v1::DType>(cell.dtype));
-          header->mutable_shape()->set_planes(shape.planes);
-          header->mutable_shape()->set_tokens(shape.tokens);
-          header->mutable_shape()->set_heads(shape.heads);
-          header->mutable_shape()->set_head_dim(shape.head_dim);
+          *request.mutable_header() = CellHeader(cell, s, b);
           request.set_sequence(b);
         }
         request.set_offset(offset);
         message.set_data(bytes.subspan(offset, n), block);
         request.set_last(offset + n == bytes.size());
-        if (!stream->Write(message)) return absl::UnavailableError("Put write");
+        if (!stream->Write(message)) {
+          return absl::UnavailableError(absl::StrCat(method_name, " write"));
+        }
       }
       return absl::OkStatus();
     };
     auto receive = [&]() -> absl::Status {
       kvq::v1::PutResponse response;
-      if (!stream->Read(&response)) return absl::UnavailableError("Put read");
+      if (!stream->Read(&response)) {
+        return absl::UnavailableError(absl::StrCat(method_name, " read"));
+      }
       if (response.code() != 0) {
-        return absl::InternalError(absl::StrCat("Put: ", response.message()));
+        return absl::InternalError(
+            absl::StrCat(method_name, ": ", response.message()));
       }
       return absl::OkStatus();
     };
@@ -244,94 +261,108 @@ absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
         SendBlocks(cell.blocks_per_stream, cell.window, send, receive,
                    [&] { context.TryCancel(); }, latencies);
     stream->WritesDone();
-    return StreamOutcome("Put", sent, stream->Finish());
+    return StreamOutcome(method_name.c_str(), sent, stream->Finish());
   });
 }
 
-absl::StatusOr<CellResult> RunKvqGet(const std::string& address,
-                                     const Cell& cell) {
+// Reads the answers to one Get of `keys` keys off `reader` (kvq's Get and
+// bare Download answer alike), checks that every key's bytes came, and adds
+// each key's latency, from `requested` to its last chunk.
+template <class Reader>
+absl::Status ReadBlocks(const char* what, Reader& reader, const Cell& cell,
+                        int keys, Clock::time_point requested,
+                        std::vector<double>& latencies) {
+  kvq::v1::GetResponse response;
+  std::vector<uint64_t> bytes(keys, 0);
+  int finished = 0;
+  while (reader.Read(&response)) {
+    if (response.code() != 0) {
+      return absl::InternalError(absl::StrCat(what, ": ", response.message()));
+    }
+    if (response.key_index() >= static_cast<uint32_t>(keys)) {
+      return absl::InternalError(absl::StrCat(what, " answered key_index ",
+                                              response.key_index()));
+    }
+    bytes[response.key_index()] += response.data().size();
+    if (response.last()) {
+      latencies.push_back(SecondsSince(requested));
+      ++finished;
+    }
+  }
+  grpc::Status status = reader.Finish();
+  if (!status.ok()) return RpcError(what, status);
+  for (int k = 0; k < keys; ++k) {
+    if (bytes[k] != cell.block_bytes) {
+      return absl::InternalError(absl::StrCat(what, " returned ", bytes[k],
+                                              " bytes of key ", k,
+                                              ", expected ", cell.block_bytes));
+    }
+  }
+  if (finished != keys) {
+    return absl::InternalError(
+        absl::StrCat(what, " ended ", finished, " of ", keys, " keys"));
+  }
+  return absl::OkStatus();
+}
+
+// The gets of `cell`, Cell::window keys per call (the last call of a
+// stream may have fewer): get(stream, first_block, keys, latencies) makes
+// one call.
+template <class GetCall>
+absl::StatusOr<CellResult> RunGets(const std::string& address,
+                                   const Cell& cell, GetCall get) {
   return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
-    auto stub = kvq::v1::KVCache::NewStub(channel);
-    kvq::v1::GetResponse response;
-    for (int b = 0; b < cell.blocks_per_stream; ++b) {
-      const Clock::time_point t0 = Clock::now();
-      grpc::ClientContext context;
-      kvq::v1::GetRequest request;
-      request.set_namespace_("bench");
-      request.add_keys(BlockKey(cell, s, b));
-      request.set_chunk_bytes(cell.chunk_bytes);
-      auto reader = stub->Get(&context, request);
-      uint64_t bytes = 0;
-      while (reader->Read(&response)) {
-        if (response.code() != 0) {
-          return absl::InternalError(absl::StrCat("Get: ", response.message()));
-        }
-        bytes += response.data().size();
-      }
-      grpc::Status status = reader->Finish();
-      if (!status.ok()) return RpcError("Get", status);
-      if (bytes != cell.block_bytes) {
-        return absl::InternalError(absl::StrCat("Get returned ", bytes,
-                                                " bytes, expected ",
-                                                cell.block_bytes));
-      }
-      latencies.push_back(SecondsSince(t0));
+    const int per_call = std::max(1, cell.window);
+    for (int b = 0; b < cell.blocks_per_stream; b += per_call) {
+      const int keys = std::min(per_call, cell.blocks_per_stream - b);
+      KVQ_RETURN_IF_ERROR(get(channel, s, b, keys, latencies));
     }
     return absl::OkStatus();
   });
 }
 
+}  // namespace
+
+absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
+                                     const Cell& cell) {
+  return RunPuts(address, cell, "/kvq.v1.KVCache/Put");
+}
+
 absl::StatusOr<CellResult> RunBareUpload(const std::string& address,
                                          const Cell& cell) {
-  const std::string block = RandomBlock(cell);
-  return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
-    auto stub = Transport::NewStub(channel);
+  return RunPuts(address, cell,
+                 absl::StrCat("/", Transport::service_full_name(), "/Upload"));
+}
+
+absl::StatusOr<CellResult> RunKvqGet(const std::string& address,
+                                     const Cell& cell) {
+  return RunGets(address, cell, [&](auto channel, int s, int first, int keys,
+                                    std::vector<double>& latencies) {
     grpc::ClientContext context;
-    auto stream = stub->Upload(&context);
-    auto send = [&](int) -> absl::Status {
-      Chunk chunk;
-      for (uint64_t offset = 0; offset < block.size();
-           offset += cell.chunk_bytes) {
-        const uint64_t n =
-            std::min<uint64_t>(cell.chunk_bytes, block.size() - offset);
-        chunk.set_data(block.data() + offset, n);
-        chunk.set_last(offset + n == block.size());
-        if (!stream->Write(chunk)) return absl::UnavailableError("Upload write");
-      }
-      return absl::OkStatus();
-    };
-    auto receive = [&]() -> absl::Status {
-      Ack ack;
-      if (!stream->Read(&ack)) return absl::UnavailableError("Upload read");
-      return absl::OkStatus();
-    };
-    const absl::Status sent =
-        SendBlocks(cell.blocks_per_stream, cell.window, send, receive,
-                   [&] { context.TryCancel(); }, latencies);
-    stream->WritesDone();
-    return StreamOutcome("Upload", sent, stream->Finish());
+    kvq::v1::GetRequest request;
+    request.set_namespace_("bench");
+    for (int k = 0; k < keys; ++k) request.add_keys(BlockKey(cell, s, first + k));
+    request.set_chunk_bytes(cell.chunk_bytes);
+    const Clock::time_point t0 = Clock::now();
+    auto reader = kvq::v1::KVCache::NewStub(channel)->Get(&context, request);
+    return ReadBlocks("Get", *reader, cell, keys, t0, latencies);
   });
 }
 
 absl::StatusOr<CellResult> RunBareDownload(const std::string& address,
                                            const Cell& cell) {
-  return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
-    auto stub = Transport::NewStub(channel);
-    Chunk chunk;
-    for (int b = 0; b < cell.blocks_per_stream; ++b) {
-      const Clock::time_point t0 = Clock::now();
-      grpc::ClientContext context;
-      DownloadRequest request;
-      request.set_block_bytes(cell.block_bytes);
-      request.set_chunk_bytes(cell.chunk_bytes);
-      auto reader = stub->Download(&context, request);
-      while (reader->Read(&chunk)) {
-      }
-      grpc::Status status = reader->Finish();
-      if (!status.ok()) return RpcError("Download", status);
-      latencies.push_back(SecondsSince(t0));
+  return RunGets(address, cell, [&](auto channel, int s, int first, int keys,
+                                    std::vector<double>& latencies) {
+    grpc::ClientContext context;
+    DownloadRequest request;
+    for (int k = 0; k < keys; ++k) {
+      *request.add_headers() = CellHeader(cell, s, first + k);
     }
-    return absl::OkStatus();
+    request.set_block_bytes(cell.block_bytes);
+    request.set_chunk_bytes(cell.chunk_bytes);
+    const Clock::time_point t0 = Clock::now();
+    auto reader = Transport::NewStub(channel)->Download(&context, request);
+    return ReadBlocks("Download", *reader, cell, keys, t0, latencies);
   });
 }
 

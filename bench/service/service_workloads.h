@@ -2,11 +2,13 @@
 // once (one channel, so one connection, per stream):
 //   kvq Put        blocks as chunks on one bidi stream, one result per block,
 //                  up to Cell::window blocks in flight
-//   kvq Get        one Get RPC per block
-//   bare Upload    the same chunks to the transport service (no work)
-//   bare Download  the same blocks from the transport service (no work)
+//   kvq Get        one Get RPC per Cell::window blocks (keys)
+//   bare Upload    the same messages to the transport service, which reads
+//                  them as kvq-server does and does nothing with them
+//   bare Download  the same answers from the transport service, written as
+//                  kvq-server writes them, from a buffer ready beforehand
 // A block's latency is from its first chunk sent to its result (Put/Upload)
-// or from the request to its last chunk received (Get/Download).
+// or from the request to the block's last chunk received (Get/Download).
 
 #ifndef KVQ_BENCH_SERVICE_SERVICE_WORKLOADS_H_
 #define KVQ_BENCH_SERVICE_SERVICE_WORKLOADS_H_
@@ -26,7 +28,8 @@ struct Cell {
   int streams = 1;
   int blocks_per_stream = 1;
   // Put / Upload: blocks a stream sends before it has their results (1: each
-  // block waits for the previous one's result).
+  // block waits for the previous one's result). Get / Download: keys asked
+  // for in one call.
   int window = 1;
   uint32_t chunk_bytes = 1 << 20;
   int max_message_bytes = 8 << 20;

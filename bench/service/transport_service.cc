@@ -8,54 +8,96 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 
+#include "server/service/get_chunk.h"
+#include "server/service/put_chunk.h"
 #include "transport.grpc.pb.h"
 
 namespace kvq::bench {
 namespace {
 
+// Upload's and Download's indexes among the service's methods (the order of
+// transport.proto).
+constexpr int kUploadMethodIndex = 0;
+constexpr int kDownloadMethodIndex = 1;
+
+// kvq-server's Put and Get without the work: the same readers and writers
+// (PutChunk, GetChunk) registered the same way (kvcache_service.cc), so that
+// the two services differ only in what kvq does with the bytes.
 class TransportService final : public Transport::Service {
  public:
-  grpc::Status Upload(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<Ack, Chunk>* stream) override {
-    Chunk chunk;
+  TransportService() {
+    MarkMethodStreamed(
+        kUploadMethodIndex,
+        new grpc::internal::BidiStreamingHandler<TransportService, PutChunk,
+                                                 v1::PutResponse>(
+            [](TransportService* service, grpc::ServerContext* /*context*/,
+               grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
+              return service->HandleUpload(stream);
+            },
+            this));
+    MarkMethodStreamed(
+        kDownloadMethodIndex,
+        new grpc::internal::SplitServerStreamingHandler<DownloadRequest,
+                                                        GetChunk>(
+            [this](grpc::ServerContext* /*context*/,
+                   grpc::ServerSplitStreamer<DownloadRequest, GetChunk>*
+                       stream) { return HandleDownload(stream); }));
+  }
+
+ private:
+  // Answers each block, once its last chunk is in, with what kvq's Put
+  // answers (sequence, key, bytes); the data is let go of unread.
+  grpc::Status HandleUpload(
+      grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
+    PutChunk chunk;
+    v1::PutResponse response;
     uint64_t bytes = 0;
     while (stream->Read(&chunk)) {
-      bytes += chunk.data().size();
-      if (chunk.last()) {
-        Ack ack;
-        ack.set_bytes(bytes);
-        if (!stream->Write(ack)) break;
-        bytes = 0;
+      const v1::PutRequest& fields = chunk.fields();
+      if (fields.has_header()) {
+        response.set_sequence(fields.sequence());
+        response.set_key(fields.header().key());
+      }
+      bytes += chunk.data_size();
+      chunk.ReleaseData();
+      if (!fields.last()) continue;
+      response.set_logical_bytes(bytes);
+      response.set_stored_bytes(bytes);
+      if (!stream->Write(response)) break;
+      bytes = 0;
+    }
+    return grpc::Status::OK;
+  }
+
+  // Sends the blocks as kvq's Get does (ForEachBlockChunk), from one buffer
+  // filled once for the whole process: producing the bytes is work, and
+  // this service is the no-work ceiling.
+  grpc::Status HandleDownload(
+      grpc::ServerSplitStreamer<DownloadRequest, GetChunk>* stream) {
+    DownloadRequest request;
+    if (!stream->Read(&request)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "no DownloadRequest");
+    }
+    const uint64_t bytes = request.block_bytes();
+    const std::shared_ptr<const std::string> block = BlockOfAtLeast(bytes);
+    for (int i = 0; i < request.headers_size(); ++i) {
+      if (!ForEachBlockChunk(
+              static_cast<uint32_t>(i), request.headers(i),
+              std::as_bytes(std::span<const char>(block->data(), bytes)),
+              block, std::max<uint32_t>(request.chunk_bytes(), 1),
+              [stream](const GetChunk& chunk) {
+                return stream->Write(chunk);
+              })) {
+        break;  // the client went away
       }
     }
     return grpc::Status::OK;
   }
 
-  grpc::Status Download(grpc::ServerContext* context,
-                        const DownloadRequest* request,
-                        grpc::ServerWriter<Chunk>* writer) override {
-    const uint64_t chunk_bytes = std::max<uint32_t>(request->chunk_bytes(), 1);
-    const uint64_t block_bytes = request->block_bytes();
-    // Like kvq's Get, the block sits in a buffer and each chunk is copied
-    // into its message. The buffer is filled once for the whole process:
-    // producing the bytes is work, and this service is the no-work ceiling.
-    // (A buffer per thread was refilled whenever gRPC started a new handler
-    // thread, which made the ceiling slower than kvq at 1 MiB.)
-    const std::shared_ptr<const std::string> block = BlockOfAtLeast(block_bytes);
-    Chunk chunk;
-    for (uint64_t offset = 0; offset < block_bytes; offset += chunk_bytes) {
-      const uint64_t n = std::min<uint64_t>(chunk_bytes, block_bytes - offset);
-      chunk.set_data(block->data() + offset, n);
-      chunk.set_last(offset + n == block_bytes);
-      if (!writer->Write(chunk)) break;
-    }
-    return grpc::Status::OK;
-  }
-
- private:
   // The shared block, regrown (never shrunk) when a bigger one is asked for.
   std::shared_ptr<const std::string> BlockOfAtLeast(uint64_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,5 +1,6 @@
 // The bare transport service of kvq-bench-service (transport.proto): receives
-// and sends blocks exactly as kvq-server does, minus the work. It runs in its
+// and sends blocks exactly as kvq-server does (kvq's messages, read and
+// written by kvq-server's own PutChunk and GetChunk), minus the work. It runs in its
 // own process (kvq-bench-service --serve_transport) so that, like kvq-server,
 // it does not share the client's threads.
 
