@@ -53,7 +53,8 @@ enum class Rpc { kPut, kGet, kLookup, kDelete, kStats };
 
 // Stages of the data path, each with its own latency histogram.
 enum class Stage {
-  kReceive,       // first chunk of a block to its last
+  kReceive,       // first chunk of a block to its last (assembly included)
+  kAssemble,      // copying a put's chunks out of gRPC's buffers into staging
   kHostToDevice,  // staging -> device copy (cuda)
   kQuantize,      // quantize + scatter into pages
   kDequantize,    // gather + dequantize

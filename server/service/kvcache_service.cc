@@ -155,6 +155,7 @@ grpc::Status KVCacheService::HandlePut(
         if (event.block.has_value()) {
           metrics_->ObserveStage(Stage::kReceive,
                                  SecondsSince(event.block->first_chunk_time));
+          metrics_->ObserveStage(Stage::kAssemble, event.block->copy_seconds);
         }
         answers.Submit([&answer, event = std::move(event)]() mutable {
           answer(std::move(event));

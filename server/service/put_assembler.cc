@@ -16,6 +16,15 @@ std::string DescribeSize(const PutHeader& header) {
                       header.logical_bytes(), " bytes");
 }
 
+// Copies `data`'s bytes to `dst`; how long that took, in seconds.
+double TimedCopy(const PutChunk& data, std::byte* dst) {
+  const auto start = std::chrono::steady_clock::now();
+  data.CopyDataTo(dst);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+      .count();
+}
+
 }  // namespace
 
 std::span<const std::byte> AssembledBlock::data() const {
@@ -125,7 +134,7 @@ void PutAssembler::StartBlock(const PutChunk& data,
     return;
   }
   block.staging_ = *std::move(staging);
-  data.CopyDataTo(block.staging_.data());
+  block.copy_seconds += TimedCopy(data, block.staging_.data());
   if (chunk.last()) {  // the whole block in one message
     events.push_back(PutEvent{block.sequence, block.header.key,
                               absl::OkStatus(), std::move(block)});
@@ -157,7 +166,8 @@ void PutAssembler::ContinueBlock(const PutChunk& data,
            chunk.last(), events);
     return;
   }
-  data.CopyDataTo(current_->staging_.data() + received_);
+  current_->copy_seconds +=
+      TimedCopy(data, current_->staging_.data() + received_);
   received_ += size;
   if (!chunk.last()) return;
   if (received_ < total) {

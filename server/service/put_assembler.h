@@ -63,6 +63,9 @@ class AssembledBlock {
   PutHeader header;
   // When the block's first chunk arrived (the receive stage starts there).
   std::chrono::steady_clock::time_point first_chunk_time;
+  // Time spent copying its chunks out of gRPC's buffers into staging (part
+  // of the receive stage, and the service's own work).
+  double copy_seconds = 0;
 
   // The block's logical bytes: header.logical_bytes() of them.
   std::span<const std::byte> data() const;

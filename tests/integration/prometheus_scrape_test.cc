@@ -315,6 +315,11 @@ TEST_F(PrometheusScrapeTest, PrometheusReportsTheWorkloadExactly) {
             d(want.hits));
   EXPECT_GE(q("kvq_stage_duration_seconds_count{stage=\"receive\"}"),
             d(want.stored_blocks));
+  // ... and assembled, once per block received, within its receive time.
+  EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"assemble\"}"),
+            q("kvq_stage_duration_seconds_count{stage=\"receive\"}"));
+  EXPECT_LE(q("kvq_stage_duration_seconds_sum{stage=\"assemble\"}"),
+            q("kvq_stage_duration_seconds_sum{stage=\"receive\"}"));
 
   // Quality: every stored block measured, each well under 10% error.
   EXPECT_EQ(q("kvq_quantization_relative_l2_error_count"),
