@@ -213,6 +213,60 @@ TEST_F(CacheOpsTest, PipelinedPutAnswersEveryBlockInOrderAndStoresTheGoodOnes) {
   EXPECT_EQ(Stats().blocks(), static_cast<uint64_t>(stored));
 }
 
+// A Get of many keys answers every key in the order asked, whatever each
+// one is: a hit (of several sizes and dtypes, some asked for twice), a miss,
+// or a key that is not valid; none of them ends the call.
+TEST_F(CacheOpsTest, GetOfManyKeysAnswersEveryKeyInOrderHitsMissesAndBadKeys) {
+  SCOPED_TRACE(absl::StrCat("seed ", seed_));
+  std::vector<TestBlock> blocks;
+  for (int i = 0; i < 6; ++i) {
+    const v1::DType dtype = i % 2 ? v1::DTYPE_FP16 : v1::DTYPE_FP32;
+    blocks.push_back(Block("many", absl::StrCat("b", i), dtype,
+                           Shape(2, 8 + 24 * i, 4, 64)));
+    PutOrFail(blocks.back());
+  }
+  // What each key should come back as: a block's index, or a code.
+  struct Expected {
+    std::string key;
+    int block = -1;
+    absl::StatusCode code = absl::StatusCode::kOk;
+  };
+  const std::vector<Expected> expected = {
+      {"b0", 0},
+      {"b1", 1},
+      {"gone", -1, absl::StatusCode::kNotFound},
+      {"b2", 2},
+      {"", -1, absl::StatusCode::kInvalidArgument},
+      {"b3", 3},
+      {"b3", 3},
+      {"b4", 4},
+      {"gone-too", -1, absl::StatusCode::kNotFound},
+      {"gone-as-well", -1, absl::StatusCode::kNotFound},
+      {"b5", 5},
+      {"b0", 0},
+  };
+  std::vector<std::string> keys;
+  for (const Expected& e : expected) keys.push_back(e.key);
+  absl::StatusOr<std::vector<GetResult>> got = client_->Get("many", keys);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    SCOPED_TRACE(absl::StrCat("keys[", i, "] = \"", expected[i].key, "\""));
+    const GetResult& result = (*got)[i];
+    EXPECT_EQ(result.status.code(), expected[i].code) << result.status;
+    if (expected[i].block < 0) {
+      EXPECT_TRUE(result.data.empty());
+      continue;
+    }
+    const TestBlock& block = blocks[expected[i].block];
+    EXPECT_EQ(result.header.key(), block.key);
+    EXPECT_TRUE(MatchesReference(block, block.dtype, result.data));
+  }
+  const v1::StatsResponse stats = Stats();
+  EXPECT_EQ(stats.hits(), 8u);
+  EXPECT_EQ(stats.misses(), 3u);
+}
+
 TEST_F(CacheOpsTest, StatsCountMemoryAsStoredInPages) {
   SCOPED_TRACE(absl::StrCat("seed ", seed_));
   const TestBlock block = Block("ops", "k", v1::DTYPE_FP16,
