@@ -207,21 +207,21 @@ BlockShape CellShape(const Cell& cell) {
 
 namespace {
 
-// `cell`'s puts over `method` (a bidi stream of PutRequests, answered with
-// a PutResponse per block): PutMessages, each chunk's data referenced, not
-// copied, as kvq::Client::PutMany sends a block with a data_owner. kvq's
-// Put and bare Upload get the very same messages.
+// `cell`'s puts over the method `method_on(channel)` names (`what`: a bidi
+// stream of PutRequests, answered with a PutResponse per block):
+// PutMessages, each chunk's data referenced, not copied, as
+// kvq::Client::PutMany sends a block with a data_owner. kvq's Put and bare
+// Upload get the very same messages.
+template <class MethodOn>
 absl::StatusOr<CellResult> RunPuts(const std::string& address,
-                                   const Cell& cell,
-                                   const std::string& method_name) {
+                                   const Cell& cell, const char* what,
+                                   MethodOn method_on) {
   // Held by every data slice gRPC keeps (PutMessage), so it outlives them.
   const auto block = std::make_shared<const std::string>(RandomBlock(cell));
   const std::span<const std::byte> bytes =
       std::as_bytes(std::span<const char>(*block));
   return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
-    const grpc::internal::RpcMethod method(
-        method_name.c_str(), grpc::internal::RpcMethod::BIDI_STREAMING,
-        channel);
+    const grpc::internal::RpcMethod method = method_on(channel);
     grpc::ClientContext context;
     std::unique_ptr<kvq::PutMessageStream> stream =
         kvq::StartPutStream(channel.get(), method, &context);
@@ -241,7 +241,7 @@ absl::StatusOr<CellResult> RunPuts(const std::string& address,
         message.set_data(bytes.subspan(offset, n), block);
         request.set_last(offset + n == bytes.size());
         if (!stream->Write(message)) {
-          return absl::UnavailableError(absl::StrCat(method_name, " write"));
+          return absl::UnavailableError(absl::StrCat(what, " write"));
         }
       }
       return absl::OkStatus();
@@ -249,11 +249,11 @@ absl::StatusOr<CellResult> RunPuts(const std::string& address,
     auto receive = [&]() -> absl::Status {
       kvq::v1::PutResponse response;
       if (!stream->Read(&response)) {
-        return absl::UnavailableError(absl::StrCat(method_name, " read"));
+        return absl::UnavailableError(absl::StrCat(what, " read"));
       }
       if (response.code() != 0) {
         return absl::InternalError(
-            absl::StrCat(method_name, ": ", response.message()));
+            absl::StrCat(what, ": ", response.message()));
       }
       return absl::OkStatus();
     };
@@ -261,7 +261,7 @@ absl::StatusOr<CellResult> RunPuts(const std::string& address,
         SendBlocks(cell.blocks_per_stream, cell.window, send, receive,
                    [&] { context.TryCancel(); }, latencies);
     stream->WritesDone();
-    return StreamOutcome(method_name.c_str(), sent, stream->Finish());
+    return StreamOutcome(what, sent, stream->Finish());
   });
 }
 
@@ -325,13 +325,18 @@ absl::StatusOr<CellResult> RunGets(const std::string& address,
 
 absl::StatusOr<CellResult> RunKvqPut(const std::string& address,
                                      const Cell& cell) {
-  return RunPuts(address, cell, "/kvq.v1.KVCache/Put");
+  return RunPuts(address, cell, "Put", kvq::PutMethod);
 }
 
 absl::StatusOr<CellResult> RunBareUpload(const std::string& address,
                                          const Cell& cell) {
-  return RunPuts(address, cell,
-                 absl::StrCat("/", Transport::service_full_name(), "/Upload"));
+  // Names the string RpcMethod keeps a pointer to: it must outlive the call.
+  static const std::string kUpload =
+      absl::StrCat("/", Transport::service_full_name(), "/Upload");
+  return RunPuts(address, cell, "Upload", [](auto channel) {
+    return grpc::internal::RpcMethod(
+        kUpload.c_str(), grpc::internal::RpcMethod::BIDI_STREAMING, channel);
+  });
 }
 
 absl::StatusOr<CellResult> RunKvqGet(const std::string& address,
