@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -23,6 +22,7 @@
 #include "kernels/format.h"
 #include "kvq/v1/kvcache.grpc.pb.h"
 #include "tests/integration/integration_testing.h"
+#include "tests/unit/metrics_exposition_parser.h"
 
 namespace kvq::testing {
 namespace {
@@ -449,10 +449,10 @@ double StagingLentBytes(const ServerProcess& server) {
   absl::StatusOr<std::string> text =
       HttpGet("127.0.0.1", server.metrics_port(), "/metrics");
   if (!text.ok()) return -1;
-  const std::string series = "kvq_staging_bytes{state=\"lent\"} ";
-  const size_t at = text->find("\n" + series);
-  if (at == std::string::npos) return -1;
-  return std::strtod(text->c_str() + at + 1 + series.size(), nullptr);
+  absl::StatusOr<Exposition> exposition = Exposition::Parse(*text);
+  if (!exposition.ok()) return -1;
+  return exposition->Value("kvq_staging_bytes", {{"state", "lent"}})
+      .value_or(-1);
 }
 
 // A client that goes away in the middle of a Get of many keys leaves no

@@ -69,7 +69,8 @@ endfunction()
 kvq_add_server_test(server_roundtrip_test SOURCES roundtrip_test.cc)
 kvq_add_server_test(server_cache_ops_test SOURCES cache_ops_test.cc)
 kvq_add_server_test(server_eviction_test SOURCES eviction_test.cc)
-kvq_add_server_test(server_bad_input_test SOURCES bad_input_test.cc)
+kvq_add_server_test(server_bad_input_test SOURCES bad_input_test.cc
+  LIBS kvq_test_exposition_parser)
 kvq_add_server_test(server_concurrency_test SOURCES concurrency_test.cc)
 kvq_add_server_test(server_operations_test SOURCES operations_test.cc
   LIBS kvq_test_reflection_proto)
