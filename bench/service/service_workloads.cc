@@ -306,16 +306,19 @@ absl::Status ReadBlocks(const char* what, Reader& reader, const Cell& cell,
 }
 
 // The gets of `cell`, Cell::window keys per call (the last call of a
-// stream may have fewer): get(stream, first_block, keys, latencies) makes
+// stream may have fewer), each stream through a stub of its own,
+// NewStub(channel): get(stub, stream, first_block, keys, latencies) makes
 // one call.
-template <class GetCall>
+template <class NewStub, class GetCall>
 absl::StatusOr<CellResult> RunGets(const std::string& address,
-                                   const Cell& cell, GetCall get) {
+                                   const Cell& cell, NewStub new_stub,
+                                   GetCall get) {
   return RunStreams(address, cell, [&](int s, auto channel, auto& latencies) {
+    const auto stub = new_stub(channel);
     const int per_call = std::max(1, cell.window);
     for (int b = 0; b < cell.blocks_per_stream; b += per_call) {
       const int keys = std::min(per_call, cell.blocks_per_stream - b);
-      KVQ_RETURN_IF_ERROR(get(channel, s, b, keys, latencies));
+      KVQ_RETURN_IF_ERROR(get(*stub, s, b, keys, latencies));
     }
     return absl::OkStatus();
   });
@@ -341,23 +344,26 @@ absl::StatusOr<CellResult> RunBareUpload(const std::string& address,
 
 absl::StatusOr<CellResult> RunKvqGet(const std::string& address,
                                      const Cell& cell) {
-  return RunGets(address, cell, [&](auto channel, int s, int first, int keys,
-                                    std::vector<double>& latencies) {
+  auto get = [&](kvq::v1::KVCache::Stub& stub, int s, int first, int keys,
+                 std::vector<double>& latencies) {
     grpc::ClientContext context;
     kvq::v1::GetRequest request;
     request.set_namespace_("bench");
     for (int k = 0; k < keys; ++k) request.add_keys(BlockKey(cell, s, first + k));
     request.set_chunk_bytes(cell.chunk_bytes);
     const Clock::time_point t0 = Clock::now();
-    auto reader = kvq::v1::KVCache::NewStub(channel)->Get(&context, request);
+    auto reader = stub.Get(&context, request);
     return ReadBlocks("Get", *reader, cell, keys, t0, latencies);
-  });
+  };
+  return RunGets(
+      address, cell,
+      [](auto channel) { return kvq::v1::KVCache::NewStub(channel); }, get);
 }
 
 absl::StatusOr<CellResult> RunBareDownload(const std::string& address,
                                            const Cell& cell) {
-  return RunGets(address, cell, [&](auto channel, int s, int first, int keys,
-                                    std::vector<double>& latencies) {
+  auto download = [&](Transport::Stub& stub, int s, int first, int keys,
+                      std::vector<double>& latencies) {
     grpc::ClientContext context;
     DownloadRequest request;
     for (int k = 0; k < keys; ++k) {
@@ -366,9 +372,12 @@ absl::StatusOr<CellResult> RunBareDownload(const std::string& address,
     request.set_block_bytes(cell.block_bytes);
     request.set_chunk_bytes(cell.chunk_bytes);
     const Clock::time_point t0 = Clock::now();
-    auto reader = Transport::NewStub(channel)->Download(&context, request);
+    auto reader = stub.Download(&context, request);
     return ReadBlocks("Download", *reader, cell, keys, t0, latencies);
-  });
+  };
+  return RunGets(
+      address, cell, [](auto channel) { return Transport::NewStub(channel); },
+      download);
 }
 
 absl::Status DeleteCellBlocks(const std::string& address, const Cell& cell) {
