@@ -101,7 +101,10 @@ __global__ void __launch_bounds__(kElementwiseThreads, 4)
     ElementwiseKernel(ElementwisePlan plan, BlockList blocks, Addr addr) {
   constexpr int kUnroll = kElementwiseUnroll<kQuantize>;
   using In = std::conditional_t<kQuantize, Vec<T, kVec>, QuantizedVec<kVec>>;
-  for (uint32_t c = blockIdx.x; c < plan.total_chunks; c += gridDim.x) {
+  for (uint32_t n = blockIdx.x; n < plan.total_chunks; n += gridDim.x) {
+    // Quantize here is a second pass (after SegmentReduce): it walks the
+    // chunks backwards, from the ones whose input may still be in L2.
+    const uint32_t c = kQuantize ? SecondPassItem(n, plan.total_chunks) : n;
     uint32_t b, chunk;
     plan.chunks_per_block.DivMod(c, &b, &chunk);
     const BlockRef<Addr> ref = Resolve(blocks, addr, b);

@@ -103,6 +103,19 @@ __device__ __forceinline__ void CombineScale(uint32_t* slot,
             __float_as_uint(ScaleFromAbsmax(__uint_as_float(absmax_bits))));
 }
 
+// The n-th item a CTA takes in the second pass of a two-pass quantize, of
+// `total`: the items in reverse. The first pass read the input front to
+// back, so its tail may still be in L2 when the second pass starts; taken
+// first, those items read it from there instead of DRAM. Measured on an
+// H200 (60 MiB of L2), quantize of 64 MiB FP32 blocks: per-channel 86-87%
+// -> 100% of copy, per-tensor 90-91% -> 104-105%; 256 MiB and up within a
+// point of forward order. Within one launch only: a batch split over
+// launches (ForEachSubBatch) reverses each launch's items.
+__device__ __forceinline__ uint32_t SecondPassItem(uint32_t n,
+                                                   uint32_t total) {
+  return total - 1 - n;
+}
+
 // Magnitudes of a vector, packed as the raw storage allows: a float's
 // |x| bits, or two 16-bit |x| patterns per word for FP16 / BF16 (integer
 // order of a 16-bit magnitude pattern is value order too, NaN and Inf on

@@ -95,7 +95,12 @@ __global__ void __launch_bounds__(kColumnMaxThreads, 2)
   const uint32_t col = threadIdx.x & ((1u << plan.sw_shift) - 1);
   const uint32_t row = threadIdx.x >> plan.sw_shift;
 
-  for (uint32_t w = blockIdx.x; w < plan.total_items; w += gridDim.x) {
+  for (uint32_t n = blockIdx.x; n < plan.total_items; n += gridDim.x) {
+    // The apply stage walks the items backwards (SecondPassItem): the
+    // reduce stage's last rows may still be in L2.
+    const uint32_t w = kStage == ColumnStage::kApply
+                           ? SecondPassItem(n, plan.total_items)
+                           : n;
     uint32_t rest, row_chunk, strip, b, p;
     plan.strips.DivMod(w, &rest, &strip);
     plan.row_chunks.DivMod(rest, &rest, &row_chunk);

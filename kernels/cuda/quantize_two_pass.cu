@@ -9,7 +9,9 @@
 //                         each chunk's scale combined: CombineScale)
 //   ElementwiseQuantize   q := QuantizeValue(x, slot)
 //
-// The input is read twice; the second read often hits L2 for small blocks.
+// The input is read twice; the second pass walks its work backwards
+// (SecondPassItem), so that it starts on what the first pass read last,
+// which may still be in L2.
 
 #include <algorithm>
 
