@@ -134,8 +134,10 @@ std::optional<StageTotals> ScrapeStages(int metrics_port) {
 
 // What the server spent per block between two scrapes.
 struct ServerTime {
-  double data_path = -1;  // kernel + copies, seconds per block; -1 unknown
+  double data_path = -1;  // kernel + copies + index, seconds per block;
+                          // -1 unknown
   double transport = -1;  // receive (put) or send (get), seconds per block
+  double queue = -1;      // a put block waiting for its storer; -1 for gets
 };
 
 ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
@@ -153,10 +155,11 @@ ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
   // (assemble): they are kvq's work, not transport.
   const double kernel = delta(put ? "quantize" : "dequantize");
   const double assemble = put ? delta("assemble") : 0;
-  time.data_path = (assemble + delta("host_to_device") + kernel +
-                    delta("device_to_host")) /
+  time.data_path = (assemble + delta("index") + delta("host_to_device") +
+                    kernel + delta("device_to_host")) /
                    blocks;
   time.transport = (delta(put ? "receive" : "send") - assemble) / blocks;
+  if (put) time.queue = delta("queue") / blocks;
   return time;
 }
 
@@ -231,7 +234,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
   const uint64_t blocks = uint64_t(cell.blocks_per_stream) * cell.streams;
   OpResult op;
   std::vector<double> kvq_gbps, bare_gbps, ratios;
-  double data_path = 0, transport = 0;
+  double data_path = 0, transport = 0, queue = 0;
   bool server_known = true;
   for (int r = 0; r < repeats; ++r) {
     const std::optional<StageTotals> before = ScrapeStages(at.metrics_port);
@@ -247,6 +250,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
     server_known = server_known && server.data_path >= 0;
     data_path += server.data_path;
     transport += server.transport;
+    queue += server.queue;
     kvq_gbps.push_back(ours->gbps());
     bare_gbps.push_back(ceiling->gbps());
     ratios.push_back(ceiling->gbps() > 0 ? ours->gbps() / ceiling->gbps() : 0);
@@ -266,6 +270,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
   if (server_known) {
     op.server.data_path = data_path / repeats;
     op.server.transport = transport / repeats;
+    if (put) op.server.queue = queue / repeats;
   }
   return op;
 }
@@ -340,10 +345,13 @@ int Run(const std::string& command, const std::string& self) {
             "Get RPC (bare Download: as many blocks in one call). Latency is "
             "per block: first chunk sent to result (put), "
             "request to the block's last chunk (get). `server data path` is the server's "
-            "kernel + copy time per block (a put's copy out of gRPC's "
-            "buffers, the DMA, the kernel; a get's kernel and DMA), `server "
-            "transport` the rest of its receive (put) or its send (get) time "
-            "per block, both from kvq_stage_duration_seconds on /metrics.\n\n";
+            "own work per block (a put's copy out of gRPC's buffers, the "
+            "pool's bookkeeping, the DMA, the kernel; a get's pool lookup, "
+            "kernel and DMA), `server transport` the rest of its receive "
+            "(put) or its send (get) time per block, `server queue` the time "
+            "a received put block waits for the thread that stores its "
+            "stream's blocks (high: the store, not the transport, sets the "
+            "pace), all from kvq_stage_duration_seconds on /metrics.\n\n";
   std::fputs(header.str().c_str(), stdout);
   std::fflush(stdout);
 
@@ -351,7 +359,7 @@ int Run(const std::string& command, const std::string& self) {
                "kvq GB/s",
                "bare GB/s", "kvq/bare", "range", "kvq p50 ms", "kvq p99 ms",
                "bare p50 ms", "bare p99 ms", "server data path ms/block",
-               "server transport ms/block"});
+               "server transport ms/block", "server queue ms/block"});
   // The report so far, rewritten after every cell: a run cut short (the GPU
   // machine's command limit) still leaves the rows it measured.
   auto write_report = [&]() -> std::string {
@@ -481,7 +489,8 @@ int Run(const std::string& command, const std::string& self) {
                         Ms(op->kvq.percentile(0.99)),
                         Ms(op->bare.percentile(0.5)),
                         Ms(op->bare.percentile(0.99)),
-                        Ms(op->server.data_path), Ms(op->server.transport)});
+                        Ms(op->server.data_path), Ms(op->server.transport),
+                        Ms(op->server.queue)});
           std::fprintf(stderr,
                        "%s %s %s x%d w%d: kvq %.3f GB/s, bare %.3f GB/s "
                        "(%.2f)\n",

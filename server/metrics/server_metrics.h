@@ -55,6 +55,8 @@ enum class Rpc { kPut, kGet, kLookup, kDelete, kStats };
 enum class Stage {
   kReceive,       // first chunk of a block to its last (assembly included)
   kAssemble,      // copying a put's chunks out of gRPC's buffers into staging
+  kQueue,         // a received put block waiting for its stream's storer
+  kIndex,         // the pool's bookkeeping: reserve + commit a put, pin a get
   kHostToDevice,  // staging -> device copy (cuda)
   kQuantize,      // quantize + scatter into pages
   kDequantize,    // gather + dequantize

@@ -1,5 +1,6 @@
 #include "server/service/block_store.h"
 
+#include <chrono>
 #include <new>
 #include <string>
 #include <utility>
@@ -8,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "kernels/quantize.h"
 #include "server/service/quant_error.h"
+#include "server/service/seconds_since.h"
 #include "server/service/string_views.h"
 
 namespace kvq {
@@ -45,6 +47,27 @@ absl::Status CheckRange(const BlockMeta& meta, DType wanted) {
       ", or leave dtype unspecified"));
 }
 
+// The time of one call's pool operations, summed between Start() / Stop()
+// pairs and recorded as the index stage when the call returns, whichever
+// way it returns.
+class IndexTimer {
+ public:
+  explicit IndexTimer(ServerMetrics* metrics) : metrics_(metrics) {}
+  ~IndexTimer() {
+    if (metrics_ != nullptr) metrics_->ObserveStage(Stage::kIndex, seconds_);
+  }
+  IndexTimer(const IndexTimer&) = delete;
+  IndexTimer& operator=(const IndexTimer&) = delete;
+
+  void Start() { start_ = std::chrono::steady_clock::now(); }
+  void Stop() { seconds_ += SecondsSince(start_); }
+
+ private:
+  ServerMetrics* const metrics_;
+  std::chrono::steady_clock::time_point start_;
+  double seconds_ = 0;
+};
+
 }  // namespace
 
 BlockStore::BlockStore(BlockPool* pool, Backend* backend,
@@ -59,7 +82,10 @@ BlockStore::BlockStore(BlockPool* pool, Backend* backend,
 absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
                                            std::span<const std::byte> data) {
   const BlockLayout& layout = header.layout;
+  IndexTimer index(metrics_);
+  index.Start();
   absl::StatusOr<Reservation> reservation = pool_->Reserve(layout.payload_bytes);
+  index.Stop();
   if (!reservation.ok()) return reservation.status();
 
   DataPathTimings timings;
@@ -91,14 +117,22 @@ absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
   meta.layout = layout;
   meta.logical_bytes = header.logical_bytes();
   meta.absmax = *absmax;
+  index.Start();
   pool_->Commit(*std::move(reservation), header.ns, header.key, meta);
+  index.Stop();
   return layout.payload_bytes;
 }
 
 absl::StatusOr<FetchedBlock> BlockStore::Fetch(std::string_view ns,
                                                std::string_view key,
                                                std::optional<DType> dtype) {
-  std::optional<PinnedBlock> pinned = pool_->Pin(ns, key);
+  std::optional<PinnedBlock> pinned;
+  {
+    IndexTimer index(metrics_);
+    index.Start();
+    pinned = pool_->Pin(ns, key);
+    index.Stop();
+  }
   if (!pinned.has_value()) {
     return absl::NotFoundError(absl::StrCat("key ", DescribeKey(key),
                                             " is not held in namespace \"", ToAbsl(ns),

@@ -10,8 +10,9 @@
 // the StagingPool; the pin is released before Fetch returns, so a slow reader
 // never holds pool pages while its answer is being sent (only the buffer).
 //
-// Records the data-path stage latencies (and the sampled quality) in
-// `metrics` when it is not null. Thread-safe.
+// Records the data-path stage latencies (index: the pool calls, once per
+// Store or Fetch whatever its outcome; the backend's copies and kernel) and
+// the sampled quality in `metrics` when it is not null. Thread-safe.
 
 #ifndef KVQ_SERVER_SERVICE_BLOCK_STORE_H_
 #define KVQ_SERVER_SERVICE_BLOCK_STORE_H_

@@ -12,6 +12,7 @@
 #include "server/service/header_validation.h"
 #include "server/service/put_assembler.h"
 #include "server/service/rpc_call.h"
+#include "server/service/seconds_since.h"
 #include "server/service/serial_executor.h"
 #include "server/service/status_mapping.h"
 
@@ -104,13 +105,15 @@ grpc::Status KVCacheService::HandlePut(
 
   // Stores (or reports) one block and writes its result. Runs on `answers`
   // while this thread reads on: gRPC allows one reader and one writer of a
-  // stream at a time.
-  auto answer = [&](PutEvent event) {
+  // stream at a time. `queued_at`: when the block was handed over.
+  auto answer = [&](PutEvent event,
+                    std::chrono::steady_clock::time_point queued_at) {
     if (client_gone.load(std::memory_order_relaxed)) return;  // nobody to tell
     v1::PutResponse response;
     response.set_sequence(event.sequence);
     absl::Status status = std::move(event.status);
     if (status.ok()) {
+      metrics_->ObserveStage(Stage::kQueue, SecondsSince(queued_at));
       const AssembledBlock& block = *event.block;
       absl::StatusOr<uint64_t> stored_bytes =
           store_->Store(block.header, block.data());
@@ -157,8 +160,9 @@ grpc::Status KVCacheService::HandlePut(
                                  SecondsSince(event.block->first_chunk_time));
           metrics_->ObserveStage(Stage::kAssemble, event.block->copy_seconds);
         }
-        answers.Submit([&answer, event = std::move(event)]() mutable {
-          answer(std::move(event));
+        answers.Submit([&answer, event = std::move(event),
+                        queued_at = std::chrono::steady_clock::now()]() mutable {
+          answer(std::move(event), queued_at);
         });
       }
     }

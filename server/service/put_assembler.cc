@@ -1,4 +1,5 @@
 #include "server/service/put_assembler.h"
+#include "server/service/seconds_since.h"
 #include "server/service/string_views.h"
 
 #include <utility>
@@ -20,9 +21,7 @@ std::string DescribeSize(const PutHeader& header) {
 double TimedCopy(const PutChunk& data, std::byte* dst) {
   const auto start = std::chrono::steady_clock::now();
   data.CopyDataTo(dst);
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                       start)
-      .count();
+  return SecondsSince(start);
 }
 
 }  // namespace

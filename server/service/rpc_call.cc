@@ -1,4 +1,5 @@
 #include "server/service/rpc_call.h"
+#include "server/service/seconds_since.h"
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
@@ -27,12 +28,6 @@ spdlog::level::level_enum ErrorLevel(absl::StatusCode code) {
 }
 
 }  // namespace
-
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                       start)
-      .count();
-}
 
 RpcCall::RpcCall(ServerMetrics& metrics, Rpc rpc, grpc::ServerContext* context)
     : metrics_(metrics),

@@ -47,9 +47,6 @@ class RpcCall {
   const std::chrono::steady_clock::time_point start_;
 };
 
-// Seconds from `start` to now.
-double SecondsSince(std::chrono::steady_clock::time_point start);
-
 }  // namespace kvq
 
 #endif  // KVQ_SERVER_SERVICE_RPC_CALL_H_

@@ -320,6 +320,14 @@ TEST_F(PrometheusScrapeTest, PrometheusReportsTheWorkloadExactly) {
             q("kvq_stage_duration_seconds_count{stage=\"receive\"}"));
   EXPECT_LE(q("kvq_stage_duration_seconds_sum{stage=\"assemble\"}"),
             q("kvq_stage_duration_seconds_sum{stage=\"receive\"}"));
+  // Each received block waited once for the thread that stores it; it and
+  // each key a Get asked for went through the pool's index once (the NaN
+  // block too: the pool reserved its pages before the kernel refused it).
+  EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"queue\"}"),
+            q("kvq_stage_duration_seconds_count{stage=\"receive\"}"));
+  EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"index\"}"),
+            q("kvq_stage_duration_seconds_count{stage=\"receive\"}") +
+                d(want.hits + want.misses));
 
   // Quality: every stored block measured, each well under 10% error.
   EXPECT_EQ(q("kvq_quantization_relative_l2_error_count"),

@@ -222,6 +222,44 @@ TEST_F(BlockStoreTest, FullPoolWithRejectPolicyIsResourceExhaustedNoLeak) {
   EXPECT_EQ(pool_->Stats().pages_used, pages_used);
 }
 
+TEST_F(BlockStoreTest, IndexStageIsRecordedOncePerStoreAndFetchWhateverTheOutcome) {
+  MakeStore(8, EvictionPolicy::kReject);
+  // Each block: 4 x 128 values + 4 scales = 528 bytes = 3 pages; 8 pages
+  // hold two.
+  const BlockShape shape{1, 4, 1, 128};
+  auto data = [&] { return RandomBlockBytes(DType::kFp16, 512, rng_); };
+  std::string bad = data();
+  SetElement(bad, DType::kFp16, Uniform(0, 511),
+             std::numeric_limits<float>::quiet_NaN());
+  const int stored = static_cast<int>(Uniform(1, 2));
+  for (int i = 0; i < stored; ++i) {
+    ASSERT_TRUE(store_->Store(Header(absl::StrCat("k", i), DType::kFp16, shape),
+                              AsBytes(data()))
+                    .ok());
+  }
+  EXPECT_FALSE(store_->Store(Header("nan", DType::kFp16, shape), AsBytes(bad))
+                   .ok());  // reserved, then refused by the kernel
+  const int hits = static_cast<int>(Uniform(1, 5));
+  for (int i = 0; i < hits; ++i) {
+    EXPECT_TRUE(store_->Fetch("ns", absl::StrCat("k", i % stored),
+                              std::nullopt)
+                    .ok());
+  }
+  EXPECT_FALSE(store_->Fetch("ns", "absent", std::nullopt).ok());  // a miss
+  int calls = stored + 1 + hits + 1;
+  if (stored == 2) {  // the pool is full: refused by the reservation
+    EXPECT_FALSE(store_->Store(Header("k2", DType::kFp16, shape),
+                               AsBytes(data()))
+                     .ok());
+    ++calls;
+  }
+
+  EXPECT_THAT(metrics_->Render(),
+              HasSubstr(absl::StrCat(
+                  "\nkvq_stage_duration_seconds_count{stage=\"index\"} ",
+                  calls, "\n")));
+}
+
 TEST_F(BlockStoreTest, QualityIsSampledOnceEveryNStores) {
   MakeStore(256, EvictionPolicy::kLru, /*quality_sample_every=*/2);
   for (int i = 0; i < 5; ++i) {
