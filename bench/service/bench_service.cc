@@ -66,8 +66,10 @@ ABSL_FLAG(std::vector<std::string>, streams,
 ABSL_FLAG(std::vector<std::string>, put_windows,
           std::vector<std::string>({"1", "4"}),
           "Put / Upload: blocks in flight per stream (1: each block waits for "
-          "the previous one's result; more: pipelined, as kvq::Client::PutMany "
-          "sends); one put row per window");
+          "the previous one's result; more: pipelined; all: every block of "
+          "the cell may be in flight, as kvq::Client::PutMany sends, which "
+          "waits for no result before the last block); one put row per "
+          "window");
 ABSL_FLAG(std::vector<std::string>, get_keys,
           std::vector<std::string>({"1", "4"}),
           "Get / Download: keys (blocks) per call (1: one round trip per "
@@ -98,6 +100,8 @@ namespace kvq::bench {
 namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;
+// --put_windows=all: no bound on the blocks a put stream has in flight.
+constexpr int kAllBlocks = 0;
 
 // Sum and count of every kvq_stage_duration_seconds series, by stage.
 struct StageTotals {
@@ -340,8 +344,8 @@ int Run(const std::string& command, const std::string& self) {
             "N. `window`: blocks a put "
             "stream has in flight (1: each block waits for the previous "
             "block's result; more: pipelined, results read while the next blocks "
-            "go out, as kvq::Client::PutMany does; the bare Upload runs with "
-            "the same window); for a get, the keys (blocks) asked for in one "
+            "go out; all: no bound, as kvq::Client::PutMany sends; the bare "
+            "Upload runs with the same window); for a get, the keys (blocks) asked for in one "
             "Get RPC (bare Download: as many blocks in one call). Latency is "
             "per block: first chunk sent to result (put), "
             "request to the block's last chunk (get). `server data path` is the server's "
@@ -372,14 +376,20 @@ int Run(const std::string& command, const std::string& self) {
                     WriteFile(absl::GetFlag(FLAGS_csv), table_csv.str());
     return ok ? markdown.str() : std::string();
   };
-  // --put_windows or --get_keys: counts >= 1, or nullopt (said why).
-  auto parse_counts = [](const char* flag, const std::vector<std::string>& texts)
-      -> std::optional<std::vector<int>> {
+  // --put_windows or --get_keys: counts >= 1 (`all_ok`: or "all", which is
+  // kAllBlocks), or nullopt (said why).
+  auto parse_counts = [](const char* flag, const std::vector<std::string>& texts,
+                         bool all_ok) -> std::optional<std::vector<int>> {
     std::vector<int> counts;
     for (const std::string& text : texts) {
       int n = 0;
+      if (all_ok && text == "all") {
+        counts.push_back(kAllBlocks);
+        continue;
+      }
       if (!absl::SimpleAtoi(text, &n) || n < 1) {
-        std::fprintf(stderr, "bad --%s (%s: want >= 1)\n", flag, text.c_str());
+        std::fprintf(stderr, "bad --%s (%s: want >= 1%s)\n", flag,
+                     text.c_str(), all_ok ? " or all" : "");
         return std::nullopt;
       }
       counts.push_back(n);
@@ -391,9 +401,11 @@ int Run(const std::string& command, const std::string& self) {
     return counts;
   };
   const std::optional<std::vector<int>> put_windows =
-      parse_counts("put_windows", absl::GetFlag(FLAGS_put_windows));
+      parse_counts("put_windows", absl::GetFlag(FLAGS_put_windows),
+                   /*all_ok=*/true);
   const std::optional<std::vector<int>> get_keys =
-      parse_counts("get_keys", absl::GetFlag(FLAGS_get_keys));
+      parse_counts("get_keys", absl::GetFlag(FLAGS_get_keys),
+                   /*all_ok=*/false);
   if (!put_windows || !get_keys) return 2;
   const std::vector<int>& windows = *put_windows;
   for (const std::string& dtype_name : absl::GetFlag(FLAGS_dtypes)) {
@@ -429,7 +441,14 @@ int Run(const std::string& command, const std::string& self) {
         // page-locked one takes milliseconds).
         Cell warm = cell;
         warm.tag = "warm";
+        // A full pipeline: the deepest bounded window, and at least the
+        // three blocks a kvq-server stream holds (one stored, one waiting,
+        // one arriving: kvcache_service.cc) when the window is unbounded.
         warm.window = *std::max_element(windows.begin(), windows.end());
+        if (std::find(windows.begin(), windows.end(), kAllBlocks) !=
+            windows.end()) {
+          warm.window = std::max(warm.window, 3);
+        }
         const int warmup_blocks = absl::GetFlag(FLAGS_warmup_blocks);
         warm.blocks_per_stream =
             warmup_blocks >= 0 ? warmup_blocks : warm.window + 2;
@@ -464,12 +483,16 @@ int Run(const std::string& command, const std::string& self) {
         for (int k : *get_keys) ops.push_back({false, k});
         for (const auto& [put, window] : ops) {
           Cell op_cell = cell;
-          op_cell.window = window;
+          op_cell.window = window == kAllBlocks && put
+                               ? cell.blocks_per_stream
+                               : window;
+          const std::string window_text =
+              window == kAllBlocks ? "all" : Int(window);
           absl::StatusOr<OpResult> op = MeasureOp(put, op_cell, endpoints);
           if (!op.ok()) {
-            std::fprintf(stderr, "%s %s %s x%d w%d: %s\n",
+            std::fprintf(stderr, "%s %s %s x%d window %s: %s\n",
                          put ? "put" : "get", dtype_name.c_str(),
-                         size_text.c_str(), cell.streams, window,
+                         size_text.c_str(), cell.streams, window_text.c_str(),
                          op.status().ToString().c_str());
             return 1;
           }
@@ -482,7 +505,7 @@ int Run(const std::string& command, const std::string& self) {
           }
           table.AddRow({put ? "put" : "get", dtype_name,
                         BlockName(cell.block_bytes), Int(cell.streams),
-                        Int(window), Int(blocks), Fixed(op->kvq_gbps, 3),
+                        window_text, Int(blocks), Fixed(op->kvq_gbps, 3),
                         Fixed(op->bare_gbps, 3), Fixed(op->ratio, 2),
                         Fixed(op->ratio_min, 2) + "-" + Fixed(op->ratio_max, 2),
                         Ms(op->kvq.percentile(0.5)),
@@ -492,11 +515,12 @@ int Run(const std::string& command, const std::string& self) {
                         Ms(op->server.data_path), Ms(op->server.transport),
                         Ms(op->server.queue)});
           std::fprintf(stderr,
-                       "%s %s %s x%d w%d: kvq %.3f GB/s, bare %.3f GB/s "
+                       "%s %s %s x%d window %s: kvq %.3f GB/s, bare %.3f GB/s "
                        "(%.2f)\n",
                        put ? "put" : "get", dtype_name.c_str(),
                        BlockName(cell.block_bytes).c_str(), cell.streams,
-                       window, op->kvq_gbps, op->bare_gbps, op->ratio);
+                       window_text.c_str(), op->kvq_gbps, op->bare_gbps,
+                       op->ratio);
         }
         write_report();
         for (const Cell& c : {cell, warm}) {

@@ -7,11 +7,12 @@ endif()
 
 add_test(NAME bench_service_smoke
   COMMAND kvq-bench-service --device=cpu --dtypes=fp16 --block_sizes=65536
-          --streams=1 --put_windows=1,4 --repeats=2 --bytes_per_cell=262144
+          --streams=1 --put_windows=1,4,all --repeats=2 --bytes_per_cell=262144
           --min_blocks=4 --max_blocks=4 --pool_bytes=67108864)
-# Every row kvq and bare, with a median ratio and its range.
+# Every row kvq and bare, with a median ratio and its range; the unbounded
+# window (kvq::Client::PutMany's) has its own row.
 set_tests_properties(bench_service_smoke PROPERTIES
   LABELS integration
   TIMEOUT 120
   PASS_REGULAR_EXPRESSION
-    "\\| put \\| fp16 \\| 64 KiB \\| 1 \\| 4 \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+-[0-9.]+ \\|.*\\| get \\| fp16 \\| 64 KiB \\| 1 \\| 1 \\| 4 \\|")
+    "\\| put \\| fp16 \\| 64 KiB \\| 1 \\| 4 \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+-[0-9.]+ \\|.*\\| put \\| fp16 \\| 64 KiB \\| 1 \\| all \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\|.*\\| get \\| fp16 \\| 64 KiB \\| 1 \\| 1 \\| 4 \\|")
