@@ -3,9 +3,12 @@
 # bundled folder, on the lent GPU machine (which has no gRPC libraries).
 #
 # Here (build machine, no GPU), after building with CUDA:
-#   bench/run-device.sh bundle BUILD_DIR [BUNDLE_DIR=.device]
+#   bench/run-device.sh bundle BUILD_DIR [BUNDLE_DIR=.device] [EXTRA...]
 #     copies every test binary labelled gpu (per ctest), kvq-server, kvqctl,
-#     kvq-bench-kernels and kvq-bench-service, with the shared libraries the
+#     kvq-bench-kernels and kvq-bench-service, and the EXTRA programs (other
+#     builds to compare, each under a name of its own, or wrapper scripts
+#     that set an environment and exec a bundled program: `ab` below),
+#     with the shared libraries the
 #     GPU machine lacks, into BUNDLE_DIR (git-ignored) via
 #     ../shared/tools/bundle-device, and writes BUNDLE_DIR/gpu-tests.txt: one
 #     line per test binary, "NAME [VAR=VALUE...]" (the environment ctest
@@ -14,7 +17,7 @@
 #     tool's 64 MiB) and unpack it there first (tar -xJf .device.tar.xz).
 # There (GPU machine, device tool, repository root; carry BUNDLE_DIR):
 #   bench/run-device.sh run [--bundle=DIR] PHASE...
-#     PHASE: tests | kernels | service | profile. Writes into $OUT (or
+#     PHASE: tests | kernels | service | profile | ab. Writes into $OUT (or
 #     /tmp/kvq-device-out when OUT is unset):
 #       environment.txt        nvidia-smi, driver, CPU
 #       gpu-tests.log          tests: every GPU test binary's output
@@ -24,6 +27,15 @@
 #       profile-<case>.txt     profile: Nsight Compute (ncu) on the kernels
 #                              of each kvq-bench-kernels --case in
 #                              $KVQ_PROFILE_CASES (space-separated)
+#       ab.tgz                 ab: builds side by side, $KVQ_AB_ROUNDS
+#                              (default 2) alternating rounds: each server
+#                              in $KVQ_AB_SERVERS (bundled program names)
+#                              under kvq-bench-service --device=cuda
+#                              --server_binary=it $KVQ_SERVICE_ARGS, and each
+#                              kernel benchmark in $KVQ_AB_KERNELS on every
+#                              --case in $KVQ_AB_CASES; ab/service-NAME-R.md
+#                              are the reports, ab/rows.txt every row tagged
+#                              with its build and round (also printed)
 #       bench.log              the benchmarks' progress (stderr)
 #     and prints a short summary last. Exit status: non-zero if a test or a
 #     benchmark failed. KVQ_KERNELS_TIMEOUT / KVQ_SERVICE_TIMEOUT (seconds)
@@ -34,7 +46,7 @@
 # none); they run against the CPU backend in CI.
 set -uo pipefail
 
-usage() { sed -n '2,34p' "$0"; exit 2; }
+usage() { sed -n '2,46p' "$0"; exit 2; }
 [ $# -ge 1 ] || usage
 mode=$1; shift
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +55,7 @@ bundle_mode() {
   [ $# -ge 1 ] || usage
   local build bundle tests
   build=$(cd "$1" && pwd); bundle=${2:-.device}
+  local extras=("${@:3}")
   # "path<TAB>env..." per GPU test binary, from ctest's own test list.
   tests=$(ctest --test-dir "$build" -L gpu --show-only=json-v1 2>/dev/null |
     python3 -c 'import json, sys
@@ -66,7 +79,8 @@ for path, env in seen:
   rm -rf "$bundle"
   # shellcheck disable=SC2046
   "$repo/../shared/tools/bundle-device" "$bundle" \
-    $(printf '%s\n' "$tests" | cut -f1 | sort -u) "${programs[@]}" || exit 1
+    $(printf '%s\n' "$tests" | cut -f1 | sort -u) "${programs[@]}" \
+    "${extras[@]}" || exit 1
   printf '%s\n' "$tests" |
     awk -F'\t' '{n = split($1, p, "/"); print p[n] ($2 == "" ? "" : " " $2)}' \
     > "$bundle/gpu-tests.txt"
@@ -82,7 +96,7 @@ run_mode() {
   for arg in "$@"; do
     case "$arg" in
       --bundle=*) bundle=${arg#--bundle=} ;;
-      tests|kernels|service|profile) phases+=("$arg") ;;
+      tests|kernels|service|profile|ab) phases+=("$arg") ;;
       *) usage ;;
     esac
   done
@@ -163,6 +177,40 @@ run_mode() {
         rc=$?
         summary+="profile $case_name: rc=$rc"$'\n'
       done
+      ;;
+    ab)
+      # Alternating rounds, so that the machine's drift between runs falls
+      # on every build alike; a difference counts when every round shows it.
+      mkdir -p "$out/ab"
+      : > "$out/ab/rows.txt"
+      local round name row
+      for round in $(seq 1 "${KVQ_AB_ROUNDS:-2}"); do
+        for name in ${KVQ_AB_SERVERS:-}; do
+          # shellcheck disable=SC2086
+          timeout "${KVQ_SERVICE_TIMEOUT:-420}" "$bundle/run" \
+            kvq-bench-service --device=cuda \
+            --server_binary="$bundle/bin/$name" ${KVQ_SERVICE_ARGS:-} \
+            --markdown="$out/ab/service-$name-$round.md" \
+            > /dev/null 2>> "$out/bench.log"
+          rc=$?
+          summary+="ab service $name round $round: rc=$rc"$'\n'
+          [ $rc -eq 0 ] || status=1
+          grep -E '^\| (put|get) ' "$out/ab/service-$name-$round.md" \
+            2>/dev/null | sed "s/^/$name $round /" >> "$out/ab/rows.txt"
+        done
+        for name in ${KVQ_AB_KERNELS:-}; do
+          for case_name in ${KVQ_AB_CASES:-}; do
+            row=$(timeout 120 "$bundle/run" "$name" --case="$case_name" \
+                    --repeats=30 2>> "$out/bench.log" |
+                  grep -E '^\| (fp16|bf16|fp32) ')
+            rc=$?
+            [ $rc -eq 0 ] || { status=1; summary+="ab $name $case_name: no row"$'\n'; }
+            printf '%s %s %s\n' "$name" "$round" "$row" >> "$out/ab/rows.txt"
+          done
+        done
+      done
+      summary+=$(cat "$out/ab/rows.txt")$'\n'
+      tar -czf "$out/ab.tgz" -C "$out" ab
       ;;
     esac
   done
