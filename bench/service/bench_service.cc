@@ -345,7 +345,8 @@ int Run(const std::string& command, const std::string& self) {
             "stream has in flight (1: each block waits for the previous "
             "block's result; more: pipelined, results read while the next blocks "
             "go out; all: no bound, as kvq::Client::PutMany sends; the bare "
-            "Upload runs with the same window); for a get, the keys (blocks) asked for in one "
+            "Upload runs with the same window); for a get, the keys (blocks) "
+            "asked for in one "
             "Get RPC (bare Download: as many blocks in one call). Latency is "
             "per block: first chunk sent to result (put), "
             "request to the block's last chunk (get). `server data path` is the server's "
@@ -378,7 +379,8 @@ int Run(const std::string& command, const std::string& self) {
   };
   // --put_windows or --get_keys: counts >= 1 (`all_ok`: or "all", which is
   // kAllBlocks), or nullopt (said why).
-  auto parse_counts = [](const char* flag, const std::vector<std::string>& texts,
+  auto parse_counts = [](const char* flag,
+                         const std::vector<std::string>& texts,
                          bool all_ok) -> std::optional<std::vector<int>> {
     std::vector<int> counts;
     for (const std::string& text : texts) {

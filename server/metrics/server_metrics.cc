@@ -49,8 +49,8 @@ constexpr std::array<std::string_view, kCodes> kCodeNames = {
 constexpr std::array<Rpc, kRpcs> kAllRpcs = {Rpc::kPut, Rpc::kGet, Rpc::kLookup,
                                              Rpc::kDelete, Rpc::kStats};
 constexpr std::array<Stage, kStages> kAllStages = {
-    Stage::kReceive,  Stage::kAssemble,   Stage::kQueue,
-    Stage::kIndex,    Stage::kHostToDevice, Stage::kQuantize,
+    Stage::kReceive,    Stage::kAssemble,     Stage::kQueue,
+    Stage::kIndex,      Stage::kHostToDevice, Stage::kQuantize,
     Stage::kDequantize, Stage::kDeviceToHost, Stage::kSend};
 constexpr std::array<DType, kDTypes> kAllDTypes = {DType::kFp16, DType::kBf16,
                                                    DType::kFp32};

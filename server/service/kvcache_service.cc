@@ -160,10 +160,11 @@ grpc::Status KVCacheService::HandlePut(
                                  SecondsSince(event.block->first_chunk_time));
           metrics_->ObserveStage(Stage::kAssemble, event.block->copy_seconds);
         }
-        answers.Submit([&answer, event = std::move(event),
-                        queued_at = std::chrono::steady_clock::now()]() mutable {
-          answer(std::move(event), queued_at);
-        });
+        answers.Submit(
+            [&answer, event = std::move(event),
+             queued_at = std::chrono::steady_clock::now()]() mutable {
+              answer(std::move(event), queued_at);
+            });
       }
     }
     answers.Drain();

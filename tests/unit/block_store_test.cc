@@ -222,7 +222,7 @@ TEST_F(BlockStoreTest, FullPoolWithRejectPolicyIsResourceExhaustedNoLeak) {
   EXPECT_EQ(pool_->Stats().pages_used, pages_used);
 }
 
-TEST_F(BlockStoreTest, IndexStageIsRecordedOncePerStoreAndFetchWhateverTheOutcome) {
+TEST_F(BlockStoreTest, IndexStageIsRecordedOncePerCallWhateverItsOutcome) {
   MakeStore(8, EvictionPolicy::kReject);
   // Each block: 4 x 128 values + 4 scales = 528 bytes = 3 pages; 8 pages
   // hold two.

@@ -370,8 +370,8 @@ TEST_F(ServerMetricsTest, LatencyBucketsResolveTenMicrosecondsToTenSeconds) {
 TEST_F(ServerMetricsTest, EveryStageHasItsOwnHistogram) {
   ServerMetrics metrics(TestBuild(), nullptr);
   const std::vector<Stage> stages = {
-      Stage::kReceive,  Stage::kAssemble,     Stage::kQueue,
-      Stage::kIndex,    Stage::kHostToDevice, Stage::kQuantize,
+      Stage::kReceive,    Stage::kAssemble,     Stage::kQueue,
+      Stage::kIndex,      Stage::kHostToDevice, Stage::kQuantize,
       Stage::kDequantize, Stage::kDeviceToHost, Stage::kSend};
   std::map<std::string, int> expected;
   for (int i = 0; i < 500; ++i) {
