@@ -91,6 +91,11 @@ ABSL_FLAG(uint64_t, pool_bytes, uint64_t{4} << 30,
           "--pool_bytes for kvq-server");
 ABSL_FLAG(std::string, markdown, "", "write the report (markdown) here too");
 ABSL_FLAG(std::string, csv, "", "write the table as CSV here");
+ABSL_FLAG(std::string, bare_api, "sync",
+          "gRPC server API of the bare service: sync (kvq-server's: a thread "
+          "per stream, blocking reads and writes) or callback (reactors on "
+          "gRPC's own threads, as gRPC's performance guide recommends for "
+          "servers): whether the API kvq-server uses limits the ceiling");
 // Internal: the transport server mode of this same binary.
 ABSL_FLAG(bool, serve_transport, false, "internal: run the bare service");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "internal: transport address");
@@ -280,6 +285,12 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
 }
 
 int Run(const std::string& command, const std::string& self) {
+  const std::string bare_api = absl::GetFlag(FLAGS_bare_api);
+  if (bare_api != "sync" && bare_api != "callback") {
+    std::fprintf(stderr, "bad --bare_api=%s (want sync or callback)\n",
+                 bare_api.c_str());
+    return 2;
+  }
   std::string server_binary = absl::GetFlag(FLAGS_server_binary);
   if (server_binary.empty()) {
     server_binary = self.substr(0, self.rfind('/') + 1) + "kvq-server";
@@ -299,7 +310,9 @@ int Run(const std::string& command, const std::string& self) {
     return 1;
   }
   absl::StatusOr<ChildProcess> bare = ChildProcess::Start(
-      {self, "--serve_transport", "--listen=127.0.0.1:0"}, 30);
+      {self, "--serve_transport", "--listen=127.0.0.1:0",
+       "--bare_api=" + absl::GetFlag(FLAGS_bare_api)},
+      30);
   if (!bare.ok()) {
     std::fprintf(stderr, "transport: %s\n", bare.status().ToString().c_str());
     return 1;
@@ -321,6 +334,8 @@ int Run(const std::string& command, const std::string& self) {
       {"machine", absl::StrCat(CpuDescription(), "; load average at start ",
                                load_at_start)},
       {"server", ServerLine(kvq_address)},
+      {"bare", absl::StrCat("gRPC ", absl::GetFlag(FLAGS_bare_api),
+                            " API")},
       {"date", absl::StrCat(UtcNow(), "; git revision ", GitRevision())},
   };
   std::ostringstream header, csv;
@@ -551,9 +566,12 @@ int main(int argc, char** argv) {
   const std::string command = kvq::bench::CommandLine(argc, argv);
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_serve_transport)) {
-    return kvq::bench::ServeTransport(absl::GetFlag(FLAGS_listen),
-                                      absl::GetFlag(FLAGS_ready_file),
-                                      kvq::bench::kMaxMessageBytes);
+    return kvq::bench::ServeTransport(
+        absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_ready_file),
+        kvq::bench::kMaxMessageBytes,
+        absl::GetFlag(FLAGS_bare_api) == "callback"
+            ? kvq::bench::ServerApi::kCallback
+            : kvq::bench::ServerApi::kSync);
   }
   // This program's own path, to start itself as the transport server and to
   // find kvq-server beside it however it was invoked.

@@ -5,11 +5,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
 
 #include "server/service/get_chunk.h"
 #include "server/service/put_chunk.h"
@@ -23,12 +28,162 @@ namespace {
 constexpr int kUploadMethodIndex = 0;
 constexpr int kDownloadMethodIndex = 1;
 
+// What Upload answers for each block once its last chunk is in: what kvq's
+// Put answers (sequence, key, bytes). The data is let go of unread.
+class UploadAnswers {
+ public:
+  // Takes the stream's next chunk; its block's answer when it was the last.
+  std::optional<v1::PutResponse> Take(PutChunk& chunk) {
+    const v1::PutRequest& fields = chunk.fields();
+    if (fields.has_header()) {
+      response_.set_sequence(fields.sequence());
+      response_.set_key(fields.header().key());
+    }
+    bytes_ += chunk.data_size();
+    chunk.ReleaseData();
+    if (!fields.last()) return std::nullopt;
+    response_.set_logical_bytes(bytes_);
+    response_.set_stored_bytes(bytes_);
+    bytes_ = 0;
+    return response_;
+  }
+
+ private:
+  v1::PutResponse response_;
+  uint64_t bytes_ = 0;
+};
+
+// Download's chunks, as kvq's Get sends them (ForEachBlockChunk), all
+// referencing `block`; stops when `write` returns false.
+bool ForEachDownloadChunk(const DownloadRequest& request,
+                          const std::shared_ptr<const std::string>& block,
+                          absl::FunctionRef<bool(const GetChunk&)> write) {
+  const std::span<const std::byte> data = std::as_bytes(
+      std::span<const char>(block->data(), request.block_bytes()));
+  for (int i = 0; i < request.headers_size(); ++i) {
+    if (!ForEachBlockChunk(static_cast<uint32_t>(i), request.headers(i), data,
+                           block, std::max<uint32_t>(request.chunk_bytes(), 1),
+                           write)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Upload on gRPC's callback API: reads complete on gRPC's own threads, and
+// answers queue behind the one write the API allows in flight.
+class UploadReactor final
+    : public grpc::ServerBidiReactor<PutChunk, v1::PutResponse> {
+ public:
+  UploadReactor() { StartRead(&chunk_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client is done sending, or gone
+      std::lock_guard<std::mutex> lock(mu_);
+      reads_done_ = true;
+      if (!writing_) FinishOnce();
+      return;
+    }
+    if (std::optional<v1::PutResponse> answer = answers_.Take(chunk_)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.push_back(*std::move(answer));
+      if (!writing_) {
+        writing_ = true;
+        StartWrite(&pending_.front());
+      }
+    }
+    StartRead(&chunk_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.pop_front();
+    if (ok && !pending_.empty()) {
+      StartWrite(&pending_.front());
+      return;
+    }
+    writing_ = false;
+    if (reads_done_ || !ok) FinishOnce();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void FinishOnce() {  // mu_ held
+    if (finished_) return;
+    finished_ = true;
+    Finish(grpc::Status::OK);
+  }
+
+  PutChunk chunk_;  // the read in flight
+  UploadAnswers answers_;
+  std::mutex mu_;
+  std::deque<v1::PutResponse> pending_;  // front: the write in flight
+  bool writing_ = false;
+  bool reads_done_ = false;
+  bool finished_ = false;
+};
+
+// Download on gRPC's callback API: the request's chunks (references to one
+// shared block, no bytes copied) written one after another.
+class DownloadReactor final : public grpc::ServerWriteReactor<GetChunk> {
+ public:
+  DownloadReactor(const DownloadRequest& request,
+                  const std::shared_ptr<const std::string>& block) {
+    ForEachDownloadChunk(request, block, [this](const GetChunk& chunk) {
+      chunks_.push_back(chunk);
+      return true;
+    });
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the client went away
+      Finish(grpc::Status::OK);
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (next_ == chunks_.size()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    StartWrite(&chunks_[next_++]);
+  }
+
+  std::vector<GetChunk> chunks_;
+  size_t next_ = 0;
+};
+
 // kvq-server's Put and Get without the work: the same readers and writers
 // (PutChunk, GetChunk) registered the same way (kvcache_service.cc), so that
-// the two services differ only in what kvq does with the bytes.
+// the two services differ only in what kvq does with the bytes; or the same
+// on gRPC's callback API (ServerApi::kCallback), to see whether the sync API
+// that kvq-server uses limits the ceiling.
 class TransportService final : public Transport::Service {
  public:
-  TransportService() {
+  explicit TransportService(ServerApi api) {
+    if (api == ServerApi::kCallback) {
+      MarkMethodCallback(
+          kUploadMethodIndex,
+          new grpc::internal::CallbackBidiHandler<PutChunk, v1::PutResponse>(
+              [](grpc::CallbackServerContext*) { return new UploadReactor; }));
+      MarkMethodCallback(
+          kDownloadMethodIndex,
+          new grpc::internal::CallbackServerStreamingHandler<DownloadRequest,
+                                                             GetChunk>(
+              [this](grpc::CallbackServerContext*,
+                     const DownloadRequest* request) {
+                return new DownloadReactor(
+                    *request, BlockOfAtLeast(request->block_bytes()));
+              }));
+      return;
+    }
     MarkMethodStreamed(
         kUploadMethodIndex,
         new grpc::internal::BidiStreamingHandler<TransportService, PutChunk,
@@ -48,33 +203,19 @@ class TransportService final : public Transport::Service {
   }
 
  private:
-  // Answers each block, once its last chunk is in, with what kvq's Put
-  // answers (sequence, key, bytes); the data is let go of unread.
   grpc::Status HandleUpload(
       grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
     PutChunk chunk;
-    v1::PutResponse response;
-    uint64_t bytes = 0;
+    UploadAnswers answers;
     while (stream->Read(&chunk)) {
-      const v1::PutRequest& fields = chunk.fields();
-      if (fields.has_header()) {
-        response.set_sequence(fields.sequence());
-        response.set_key(fields.header().key());
-      }
-      bytes += chunk.data_size();
-      chunk.ReleaseData();
-      if (!fields.last()) continue;
-      response.set_logical_bytes(bytes);
-      response.set_stored_bytes(bytes);
-      if (!stream->Write(response)) break;
-      bytes = 0;
+      std::optional<v1::PutResponse> answer = answers.Take(chunk);
+      if (answer && !stream->Write(*answer)) break;
     }
     return grpc::Status::OK;
   }
 
-  // Sends the blocks as kvq's Get does (ForEachBlockChunk), from one buffer
-  // filled once for the whole process: producing the bytes is work, and
-  // this service is the no-work ceiling.
+  // Sends from one buffer filled once for the whole process: producing the
+  // bytes is work, and this service is the no-work ceiling.
   grpc::Status HandleDownload(
       grpc::ServerSplitStreamer<DownloadRequest, GetChunk>* stream) {
     DownloadRequest request;
@@ -82,19 +223,10 @@ class TransportService final : public Transport::Service {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "no DownloadRequest");
     }
-    const uint64_t bytes = request.block_bytes();
-    const std::shared_ptr<const std::string> block = BlockOfAtLeast(bytes);
-    for (int i = 0; i < request.headers_size(); ++i) {
-      if (!ForEachBlockChunk(
-              static_cast<uint32_t>(i), request.headers(i),
-              std::as_bytes(std::span<const char>(block->data(), bytes)),
-              block, std::max<uint32_t>(request.chunk_bytes(), 1),
-              [stream](const GetChunk& chunk) {
-                return stream->Write(chunk);
-              })) {
-        break;  // the client went away
-      }
-    }
+    ForEachDownloadChunk(request, BlockOfAtLeast(request.block_bytes()),
+                         [stream](const GetChunk& chunk) {
+                           return stream->Write(chunk);
+                         });
     return grpc::Status::OK;
   }
 
@@ -114,14 +246,14 @@ class TransportService final : public Transport::Service {
 }  // namespace
 
 int ServeTransport(const std::string& listen, const std::string& ready_file,
-                   int max_message_bytes) {
+                   int max_message_bytes, ServerApi api) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  TransportService service;
+  TransportService service(api);
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);

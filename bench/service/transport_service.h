@@ -11,10 +11,15 @@
 
 namespace kvq::bench {
 
+// Which gRPC server API the handlers use: kvq-server's (sync: a thread per
+// stream, blocking reads and writes), or the callback API (reactors run on
+// gRPC's own threads), which gRPC's performance guide recommends for servers.
+enum class ServerApi { kSync, kCallback };
+
 // Serves Transport on `listen` (port 0 = any) until SIGTERM/SIGINT; writes
 // "grpc_port=N" to `ready_file` once serving. Returns the process exit code.
 int ServeTransport(const std::string& listen, const std::string& ready_file,
-                   int max_message_bytes);
+                   int max_message_bytes, ServerApi api);
 
 }  // namespace kvq::bench
 

@@ -16,3 +16,15 @@ set_tests_properties(bench_service_smoke PROPERTIES
   TIMEOUT 120
   PASS_REGULAR_EXPRESSION
     "\\| put \\| fp16 \\| 64 KiB \\| 1 \\| 4 \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+-[0-9.]+ \\|.*\\| put \\| fp16 \\| 64 KiB \\| 1 \\| all \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\|.*\\| get \\| fp16 \\| 64 KiB \\| 1 \\| 1 \\| 4 \\|")
+
+# The same against a bare service on gRPC's callback API (--bare_api).
+add_test(NAME bench_service_smoke_callback_ceiling
+  COMMAND kvq-bench-service --device=cpu --dtypes=fp16 --block_sizes=65536
+          --streams=1,2 --put_windows=4 --get_keys=4 --repeats=2
+          --bytes_per_cell=262144 --min_blocks=4 --max_blocks=4
+          --pool_bytes=67108864 --bare_api=callback)
+set_tests_properties(bench_service_smoke_callback_ceiling PROPERTIES
+  LABELS integration
+  TIMEOUT 120
+  PASS_REGULAR_EXPRESSION
+    "- bare: gRPC callback API.*\\| put \\| fp16 \\| 64 KiB \\| 2 \\| 4 \\| 8 \\| [0-9.]+ \\| [0-9.]+ \\|.*\\| get \\| fp16 \\| 64 KiB \\| 2 \\| 4 \\| 8 \\| [0-9.]+ \\| [0-9.]+ \\|")
