@@ -143,8 +143,7 @@ std::optional<StageTotals> ScrapeStages(int metrics_port) {
 
 // What the server spent per block between two scrapes.
 struct ServerTime {
-  double data_path = -1;  // kernel + copies + index, seconds per block;
-                          // -1 unknown
+  double data_path = -1;  // kvq's own work, seconds per block; -1 unknown
   double transport = -1;  // receive (put) or send (get), seconds per block
   double queue = -1;      // a put block waiting for its storer; -1 for gets
 };
@@ -162,11 +161,11 @@ ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
   };
   // A put's receive stage includes the copies out of gRPC's buffers
   // (assemble): they are kvq's work, not transport.
-  const double kernel = delta(put ? "quantize" : "dequantize");
+  // The rest of the server's work per block is the whole store (put) or
+  // fetch (get): the pool's bookkeeping, staging, the backend's copies and
+  // kernel and their calls.
   const double assemble = put ? delta("assemble") : 0;
-  time.data_path = (assemble + delta("index") + delta("host_to_device") +
-                    kernel + delta("device_to_host")) /
-                   blocks;
+  time.data_path = (assemble + delta(put ? "store" : "fetch")) / blocks;
   time.transport = (delta(put ? "receive" : "send") - assemble) / blocks;
   if (put) time.queue = delta("queue") / blocks;
   return time;
@@ -365,9 +364,9 @@ int Run(const std::string& command, const std::string& self) {
             "Get RPC (bare Download: as many blocks in one call). Latency is "
             "per block: first chunk sent to result (put), "
             "request to the block's last chunk (get). `server data path` is the server's "
-            "own work per block (a put's copy out of gRPC's buffers, the "
-            "pool's bookkeeping, the DMA, the kernel; a get's pool lookup, "
-            "kernel and DMA), `server transport` the rest of its receive "
+            "own work per block (a put's copy out of gRPC's buffers and its "
+            "store, a get's fetch: pool bookkeeping, staging, DMA, kernel), "
+            "`server transport` the rest of its receive "
             "(put) or its send (get) time per block, `server queue` the time "
             "a received put block waits for the thread that stores its "
             "stream's blocks (high: the store, not the transport, sets the "

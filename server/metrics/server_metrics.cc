@@ -21,7 +21,7 @@ using metrics::Label;
 using metrics::MetricType;
 
 constexpr size_t kRpcs = 5;
-constexpr size_t kStages = 9;
+constexpr size_t kStages = 11;
 constexpr size_t kDTypes = 3;
 constexpr size_t kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED
 constexpr int kUnknownCode = 2;
@@ -49,9 +49,10 @@ constexpr std::array<std::string_view, kCodes> kCodeNames = {
 constexpr std::array<Rpc, kRpcs> kAllRpcs = {Rpc::kPut, Rpc::kGet, Rpc::kLookup,
                                              Rpc::kDelete, Rpc::kStats};
 constexpr std::array<Stage, kStages> kAllStages = {
-    Stage::kReceive,    Stage::kAssemble,     Stage::kQueue,
-    Stage::kIndex,      Stage::kHostToDevice, Stage::kQuantize,
-    Stage::kDequantize, Stage::kDeviceToHost, Stage::kSend};
+    Stage::kReceive,      Stage::kAssemble, Stage::kQueue,
+    Stage::kStore,        Stage::kFetch,    Stage::kIndex,
+    Stage::kHostToDevice, Stage::kQuantize, Stage::kDequantize,
+    Stage::kDeviceToHost, Stage::kSend};
 constexpr std::array<DType, kDTypes> kAllDTypes = {DType::kFp16, DType::kBf16,
                                                    DType::kFp32};
 
@@ -141,8 +142,9 @@ std::string_view RpcName(Rpc rpc) {
 
 std::string_view StageName(Stage stage) {
   constexpr std::array<std::string_view, kStages> kNames = {
-      "receive",  "assemble",   "queue",          "index", "host_to_device",
-      "quantize", "dequantize", "device_to_host", "send"};
+      "receive", "assemble",       "queue",    "store",      "fetch",
+      "index",   "host_to_device", "quantize", "dequantize", "device_to_host",
+      "send"};
   return kNames[StageIndex(stage)];
 }
 

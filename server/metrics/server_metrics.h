@@ -56,6 +56,8 @@ enum class Stage {
   kReceive,       // first chunk of a block to its last (assembly included)
   kAssemble,      // copying a put's chunks out of gRPC's buffers into staging
   kQueue,         // a received put block waiting for its stream's storer
+  kStore,         // storing a received block: all of the below for a put
+  kFetch,         // reading a block back for a get: all of the below
   kIndex,         // the pool's bookkeeping: reserve + commit a put, pin a get
   kHostToDevice,  // staging -> device copy (cuda)
   kQuantize,      // quantize + scatter into pages

@@ -47,24 +47,36 @@ absl::Status CheckRange(const BlockMeta& meta, DType wanted) {
       ", or leave dtype unspecified"));
 }
 
-// The time of one call's pool operations, summed between Start() / Stop()
-// pairs and recorded as the index stage when the call returns, whichever
-// way it returns.
-class IndexTimer {
+// One observation of `stage` per call, recorded when the call returns,
+// whichever way it returns: the time between each Start() and Stop() (the
+// first Start() at construction when `running`).
+class StageTimer {
  public:
-  explicit IndexTimer(ServerMetrics* metrics) : metrics_(metrics) {}
-  ~IndexTimer() {
-    if (metrics_ != nullptr) metrics_->ObserveStage(Stage::kIndex, seconds_);
+  StageTimer(ServerMetrics* metrics, Stage stage, bool running)
+      : metrics_(metrics), stage_(stage) {
+    if (running) Start();
   }
-  IndexTimer(const IndexTimer&) = delete;
-  IndexTimer& operator=(const IndexTimer&) = delete;
+  ~StageTimer() {
+    if (running_) Stop();
+    if (metrics_ != nullptr) metrics_->ObserveStage(stage_, seconds_);
+  }
+  StageTimer(const StageTimer&) = delete;
+  StageTimer& operator=(const StageTimer&) = delete;
 
-  void Start() { start_ = std::chrono::steady_clock::now(); }
-  void Stop() { seconds_ += SecondsSince(start_); }
+  void Start() {
+    start_ = std::chrono::steady_clock::now();
+    running_ = true;
+  }
+  void Stop() {
+    seconds_ += SecondsSince(start_);
+    running_ = false;
+  }
 
  private:
   ServerMetrics* const metrics_;
+  const Stage stage_;
   std::chrono::steady_clock::time_point start_;
+  bool running_ = false;
   double seconds_ = 0;
 };
 
@@ -82,7 +94,8 @@ BlockStore::BlockStore(BlockPool* pool, Backend* backend,
 absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
                                            std::span<const std::byte> data) {
   const BlockLayout& layout = header.layout;
-  IndexTimer index(metrics_);
+  StageTimer store(metrics_, Stage::kStore, /*running=*/true);
+  StageTimer index(metrics_, Stage::kIndex, /*running=*/false);
   index.Start();
   absl::StatusOr<Reservation> reservation = pool_->Reserve(layout.payload_bytes);
   index.Stop();
@@ -126,12 +139,11 @@ absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
 absl::StatusOr<FetchedBlock> BlockStore::Fetch(std::string_view ns,
                                                std::string_view key,
                                                std::optional<DType> dtype) {
+  StageTimer fetch(metrics_, Stage::kFetch, /*running=*/true);
   std::optional<PinnedBlock> pinned;
   {
-    IndexTimer index(metrics_);
-    index.Start();
+    StageTimer index(metrics_, Stage::kIndex, /*running=*/true);
     pinned = pool_->Pin(ns, key);
-    index.Stop();
   }
   if (!pinned.has_value()) {
     return absl::NotFoundError(absl::StrCat("key ", DescribeKey(key),

@@ -10,9 +10,10 @@
 // the StagingPool; the pin is released before Fetch returns, so a slow reader
 // never holds pool pages while its answer is being sent (only the buffer).
 //
-// Records the data-path stage latencies (index: the pool calls, once per
-// Store or Fetch whatever its outcome; the backend's copies and kernel) and
-// the sampled quality in `metrics` when it is not null. Thread-safe.
+// Records in `metrics`, when it is not null, once per Store / Fetch
+// whatever its outcome: the whole call (store, fetch stages) and its pool
+// calls (index); and the backend's copies and kernel, and the sampled
+// quality. Thread-safe.
 
 #ifndef KVQ_SERVER_SERVICE_BLOCK_STORE_H_
 #define KVQ_SERVER_SERVICE_BLOCK_STORE_H_

@@ -320,11 +320,16 @@ TEST_F(PrometheusScrapeTest, PrometheusReportsTheWorkloadExactly) {
             q("kvq_stage_duration_seconds_count{stage=\"receive\"}"));
   EXPECT_LE(q("kvq_stage_duration_seconds_sum{stage=\"assemble\"}"),
             q("kvq_stage_duration_seconds_sum{stage=\"receive\"}"));
-  // Each received block waited once for the thread that stores it; it and
-  // each key a Get asked for went through the pool's index once (the NaN
+  // Each received block waited once for the thread that stores it and was
+  // stored (or refused: the NaN block) once; each key a Get asked for was
+  // fetched once; each of those went through the pool's index once (the NaN
   // block too: the pool reserved its pages before the kernel refused it).
   EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"queue\"}"),
             q("kvq_stage_duration_seconds_count{stage=\"receive\"}"));
+  EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"store\"}"),
+            q("kvq_stage_duration_seconds_count{stage=\"receive\"}"));
+  EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"fetch\"}"),
+            d(want.hits + want.misses));
   EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"index\"}"),
             q("kvq_stage_duration_seconds_count{stage=\"receive\"}") +
                 d(want.hits + want.misses));

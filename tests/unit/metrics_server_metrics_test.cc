@@ -370,9 +370,10 @@ TEST_F(ServerMetricsTest, LatencyBucketsResolveTenMicrosecondsToTenSeconds) {
 TEST_F(ServerMetricsTest, EveryStageHasItsOwnHistogram) {
   ServerMetrics metrics(TestBuild(), nullptr);
   const std::vector<Stage> stages = {
-      Stage::kReceive,    Stage::kAssemble,     Stage::kQueue,
-      Stage::kIndex,      Stage::kHostToDevice, Stage::kQuantize,
-      Stage::kDequantize, Stage::kDeviceToHost, Stage::kSend};
+      Stage::kReceive,      Stage::kAssemble, Stage::kQueue,
+      Stage::kStore,        Stage::kFetch,    Stage::kIndex,
+      Stage::kHostToDevice, Stage::kQuantize, Stage::kDequantize,
+      Stage::kDeviceToHost, Stage::kSend};
   std::map<std::string, int> expected;
   for (int i = 0; i < 500; ++i) {
     const Stage stage = stages[Uniform(0, stages.size() - 1)];
@@ -388,10 +389,10 @@ TEST_F(ServerMetricsTest, EveryStageHasItsOwnHistogram) {
   }
   std::set<std::string> names;
   for (Stage stage : stages) names.insert(std::string(StageName(stage)));
-  EXPECT_EQ(names,
-            (std::set<std::string>{"receive", "assemble", "queue", "index",
-                                   "host_to_device", "quantize", "dequantize",
-                                   "device_to_host", "send"}));
+  EXPECT_EQ(names, (std::set<std::string>{
+                       "receive", "assemble", "queue", "store", "fetch",
+                       "index", "host_to_device", "quantize", "dequantize",
+                       "device_to_host", "send"}));
 }
 
 TEST_F(ServerMetricsTest, QuantizationErrorIsAHistogramFromOneInTenThousand) {
