@@ -1,8 +1,10 @@
 # Deploy artifacts (Dockerfile, compose, Prometheus, Grafana, Kubernetes),
 # validated without a Docker engine or a cluster. Label "deploy".
 #
-# The validators come from scripts/setup: hadolint, kubernetes-validate and
-# PyYAML in .venv/ (KVQ_VENV overrides), promtool from Debian's prometheus.
+# The validators come from scripts/setup: hadolint, shellcheck (for the
+# project's shell scripts, which the Dockerfile and CI run),
+# kubernetes-validate and PyYAML in .venv/ (KVQ_VENV overrides), promtool
+# from Debian's prometheus.
 # They are looked up when a test runs, not here, so that configuring works
 # before setup; a missing tool fails the test with a message saying so.
 
@@ -18,6 +20,8 @@ endfunction()
 
 kvq_add_deploy_test(dockerfile_passes_hadolint
   bash ${CMAKE_CURRENT_SOURCE_DIR}/deploy_hadolint_test.sh)
+kvq_add_deploy_test(shell_scripts_pass_shellcheck
+  bash ${CMAKE_CURRENT_SOURCE_DIR}/deploy_shellcheck_test.sh)
 kvq_add_deploy_test(dockerfile_builds_with_the_scripts_ci_runs
   ${KVQ_DEPLOY_PY} ${CMAKE_CURRENT_SOURCE_DIR}/deploy_dockerfile_test.py)
 kvq_add_deploy_test(prometheus_config_and_alerts_pass_promtool
