@@ -258,7 +258,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
     server_known = server_known && server.data_path >= 0;
     data_path += server.data_path;
     transport += server.transport;
-    queue += server.queue;
+    if (put) queue += server.queue;
     kvq_gbps.push_back(ours->gbps());
     bare_gbps.push_back(ceiling->gbps());
     ratios.push_back(ceiling->gbps() > 0 ? ours->gbps() / ceiling->gbps() : 0);
@@ -310,7 +310,7 @@ int Run(const std::string& command, const std::string& self) {
   }
   absl::StatusOr<ChildProcess> bare = ChildProcess::Start(
       {self, "--serve_transport", "--listen=127.0.0.1:0",
-       "--bare_api=" + absl::GetFlag(FLAGS_bare_api)},
+       "--bare_api=" + bare_api},
       30);
   if (!bare.ok()) {
     std::fprintf(stderr, "transport: %s\n", bare.status().ToString().c_str());
@@ -333,8 +333,7 @@ int Run(const std::string& command, const std::string& self) {
       {"machine", absl::StrCat(CpuDescription(), "; load average at start ",
                                load_at_start)},
       {"server", ServerLine(kvq_address)},
-      {"bare", absl::StrCat("gRPC ", absl::GetFlag(FLAGS_bare_api),
-                            " API")},
+      {"bare", absl::StrCat("gRPC ", bare_api, " API")},
       {"date", absl::StrCat(UtcNow(), "; git revision ", GitRevision())},
   };
   std::ostringstream header, csv;
