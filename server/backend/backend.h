@@ -12,7 +12,9 @@
 //     b % page_bytes. It returns the block's absmax. On any error (non-finite
 //     input: INVALID_ARGUMENT; a device fault: INTERNAL) the pages hold
 //     garbage and the caller must drop the reservation, never publish it.
-//   - DequantizeFrom writes layout.logical_bytes(dtype) bytes to `dst`.
+//   - DequantizeFrom writes layout.logical_bytes(dtype) bytes to `dst`; with
+//     `ready`, it may say while it runs which prefix of `dst` is final
+//     (ReadyPrefixes).
 //   - Both may be called from many threads at once.
 //   - `timings`, when not null, receives where the time went.
 //   - AllocateHostBuffer's memory is the fastest `src` / `dst` there is
@@ -28,6 +30,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "kernels/format.h"
 #include "server/backend/host_buffer.h"
@@ -41,6 +44,19 @@ struct DataPathTimings {
   double host_to_device_seconds = 0;
   double kernel_seconds = 0;  // quantize+scatter or gather+dequantize
   double device_to_host_seconds = 0;
+};
+
+// Lets a DequantizeFrom caller send the front of a block while the rest is
+// still being written. A backend calls ready(n) when dst[0, n) holds its
+// final bytes, n growing, in steps of at most piece_bytes (the CUDA backend
+// copies a block back from the GPU in pieces of that size); it may also
+// report nothing. Whatever it reported, all of `dst` is final once
+// DequantizeFrom returns OK; on an error, only what was reported is. By its
+// first ready call the backend is done with `pages` (and their bytes): the
+// caller may let the pool reuse them from then on.
+struct ReadyPrefixes {
+  uint64_t piece_bytes;  // > 0
+  absl::FunctionRef<void(uint64_t ready_bytes)> ready;
 };
 
 struct ArenaOptions {
@@ -65,7 +81,8 @@ class Backend {
                                       std::span<const uint32_t> pages,
                                       DType dtype,
                                       std::span<std::byte> dst,
-                                      DataPathTimings* timings = nullptr) = 0;
+                                      DataPathTimings* timings = nullptr,
+                                      const ReadyPrefixes* ready = nullptr) = 0;
 
   // `bytes` of host memory that blocks move to and from this backend the
   // fastest: page-locked for CUDA, plain for the CPU. RESOURCE_EXHAUSTED

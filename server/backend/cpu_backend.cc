@@ -144,10 +144,13 @@ class CpuBackend final : public Backend {
     return absmax;
   }
 
+  // Dequantizes the whole block at once: nothing to report before it
+  // returns (ReadyPrefixes).
   absl::Status DequantizeFrom(const BlockLayout& layout,
                               std::span<const uint32_t> pages, DType dtype,
                               std::span<std::byte> dst,
-                              DataPathTimings* timings) override {
+                              DataPathTimings* timings,
+                              const ReadyPrefixes* /*ready*/) override {
     if (dst.size() != layout.logical_bytes(dtype)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "output buffer is ", dst.size(), " bytes, but dtype ",

@@ -15,6 +15,10 @@
 // memory. Any other memory goes through the context's pinned
 // staging buffer: one more copy, spread over the CPU worker pool.
 //
+// A get with ReadyPrefixes into page-locked memory is copied back in pieces,
+// an event after each: the caller is told each piece has landed while the
+// next ones are still on their way, and can send it meanwhile.
+//
 // Timings: host_to_device covers the copy of the block into pinned staging
 // (when there is one) plus the DMA to the device, device_to_host the DMA back
 // plus the copy out of staging; kernel is the fused kernel alone (CUDA
@@ -74,6 +78,7 @@ size_t MaxStreamContexts() {
 struct StreamContext {
   cudaStream_t stream = nullptr;
   cudaEvent_t marks[4] = {};  // start, after H2D, after kernel, after D2H
+  std::vector<cudaEvent_t> pieces;  // after each piece of a D2H in pieces
   PinnedBuffer staging;       // host side of every copy
   DeviceBuffer block;         // the block in its client dtype, on the device
   DeviceBuffer page_table;    // uint32 page ids
@@ -83,6 +88,7 @@ struct StreamContext {
     for (cudaEvent_t e : marks) {
       if (e != nullptr) cudaEventDestroy(e);
     }
+    for (cudaEvent_t e : pieces) cudaEventDestroy(e);
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
 };
@@ -164,7 +170,8 @@ class CudaBackend final : public Backend {
   absl::Status DequantizeFrom(const BlockLayout& layout,
                               std::span<const uint32_t> pages, DType dtype,
                               std::span<std::byte> dst,
-                              DataPathTimings* timings) override {
+                              DataPathTimings* timings,
+                              const ReadyPrefixes* ready) override {
     if (dst.size() != layout.logical_bytes(dtype)) {
       return absl::InternalError(
           absl::StrCat("output buffer is ", dst.size(), " bytes, expected ",
@@ -174,7 +181,7 @@ class CudaBackend final : public Backend {
     absl::StatusOr<std::unique_ptr<StreamContext>> ctx = Borrow();
     if (!ctx.ok()) return ctx.status();
     absl::Status status =
-        RunDequantize(**ctx, layout, dtype, pages, dst, timings);
+        RunDequantize(**ctx, layout, dtype, pages, dst, timings, ready);
     Return(*std::move(ctx), status.ok());
     return status;
   }
@@ -278,7 +285,8 @@ class CudaBackend final : public Backend {
   absl::Status RunDequantize(StreamContext& ctx, const BlockLayout& layout,
                              DType dtype, std::span<const uint32_t> pages,
                              std::span<std::byte> dst,
-                             DataPathTimings* timings) {
+                             DataPathTimings* timings,
+                             const ReadyPrefixes* ready) {
     // Staging layout: [page ids][block bytes read back, unless DMA writes
     // them to `dst`].
     const bool direct = PageLocked(dst.data());
@@ -304,10 +312,41 @@ class CudaBackend final : public Backend {
     KVQ_RETURN_IF_ERROR(cuda::DequantizeFromPages(layout, src, dtype,
                                                   ctx.block.data(), s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[2], s));
-    KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(host_block, ctx.block.data(),
-                                             dst.size(),
-                                             cudaMemcpyDeviceToHost, s));
+    // In pieces only where DMA lands in `dst` itself: through staging, the
+    // block is final only after the copy out of it.
+    const uint64_t piece =
+        direct && ready != nullptr ? std::max<uint64_t>(ready->piece_bytes, 1)
+                                   : dst.size();
+    const size_t piece_count =
+        dst.empty() ? 0 : static_cast<size_t>((dst.size() + piece - 1) / piece);
+    const bool in_pieces = piece_count > 1;
+    if (in_pieces) {
+      while (ctx.pieces.size() < piece_count) {
+        cudaEvent_t e = nullptr;
+        KVQ_RETURN_IF_CUDA_ERROR(
+            cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+        ctx.pieces.push_back(e);
+      }
+    }
+    const auto* device_block = static_cast<const std::byte*>(ctx.block.data());
+    for (size_t k = 0; k < (in_pieces ? piece_count : 1); ++k) {
+      const uint64_t from = k * piece;
+      const uint64_t n = in_pieces ? std::min(piece, dst.size() - from)
+                                   : dst.size();
+      KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(host_block + from,
+                                               device_block + from, n,
+                                               cudaMemcpyDeviceToHost, s));
+      if (in_pieces) {
+        KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.pieces[k], s));
+      }
+    }
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[3], s));
+    if (in_pieces) {
+      for (size_t k = 0; k + 1 < piece_count; ++k) {
+        KVQ_RETURN_IF_CUDA_ERROR(cudaEventSynchronize(ctx.pieces[k]));
+        ready->ready((k + 1) * piece);
+      }
+    }
     KVQ_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(s));
     const Clock::time_point unstaged_from = Clock::now();
     if (!direct) ParallelCopy(dst.data(), host_block, dst.size());

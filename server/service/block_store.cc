@@ -136,9 +136,9 @@ absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
   return layout.payload_bytes;
 }
 
-absl::StatusOr<FetchedBlock> BlockStore::Fetch(std::string_view ns,
-                                               std::string_view key,
-                                               std::optional<DType> dtype) {
+absl::StatusOr<std::shared_ptr<const FetchedBlock>> BlockStore::Fetch(
+    std::string_view ns, std::string_view key, std::optional<DType> dtype,
+    const FetchProgress* progress) {
   StageTimer fetch(metrics_, Stage::kFetch, /*running=*/true);
   std::optional<PinnedBlock> pinned;
   {
@@ -151,22 +151,33 @@ absl::StatusOr<FetchedBlock> BlockStore::Fetch(std::string_view ns,
                                             "\""));
   }
   const BlockMeta& meta = pinned->meta();
-  FetchedBlock fetched;
-  fetched.dtype = dtype.value_or(meta.dtype);
-  fetched.layout = meta.layout;
-  if (absl::Status s = CheckRange(meta, fetched.dtype); !s.ok()) return s;
+  auto fetched = std::make_shared<FetchedBlock>();
+  fetched->dtype = dtype.value_or(meta.dtype);
+  fetched->layout = meta.layout;
+  if (absl::Status s = CheckRange(meta, fetched->dtype); !s.ok()) return s;
 
   absl::StatusOr<StagingBuffer> out =
-      staging_->Acquire(meta.layout.logical_bytes(fetched.dtype));
+      staging_->Acquire(meta.layout.logical_bytes(fetched->dtype));
   if (!out.ok()) return out.status();
+  fetched->data = *std::move(out);
+  const std::shared_ptr<const FetchedBlock> shared = fetched;
+  // The backend is done with the pages once it reports a prefix: the pin
+  // goes then, so that a slow reader of the rest holds no pool pages.
+  auto report = [&](uint64_t ready_bytes) {
+    pinned.reset();
+    progress->ready(shared, ready_bytes);
+  };
+  const ReadyPrefixes prefixes{progress != nullptr ? progress->piece_bytes : 1,
+                               report};
   DataPathTimings timings;
-  absl::Status s = backend_->DequantizeFrom(meta.layout, pinned->pages(),
-                                            fetched.dtype, out->bytes(),
-                                            &timings);
+  absl::Status s = backend_->DequantizeFrom(
+      fetched->layout, pinned->pages(), fetched->dtype, fetched->data.bytes(),
+      &timings, progress != nullptr ? &prefixes : nullptr);
   ObserveTimings(timings, /*put=*/false);
+  pinned.reset();
   if (!s.ok()) return s;
-  fetched.data = *std::move(out);
-  return fetched;
+  if (progress != nullptr) progress->ready(shared, fetched->data.size());
+  return shared;
 }
 
 bool BlockStore::ShouldSampleQuality() {

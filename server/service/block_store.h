@@ -7,8 +7,10 @@
 // decoded again and its relative L2 error against the input is recorded.
 //
 // Fetch: pool.Pin -> range check -> backend.DequantizeFrom into a buffer of
-// the StagingPool; the pin is released before Fetch returns, so a slow reader
-// never holds pool pages while its answer is being sent (only the buffer).
+// the StagingPool; the pin is released before Fetch returns, or as soon as
+// the backend reports the front of the block final (FetchProgress), so a
+// slow reader never holds pool pages while its answer is being sent (only
+// the buffer).
 //
 // Records in `metrics`, when it is not null, once per Store / Fetch
 // whatever its outcome: the whole call (store, fetch stages) and its pool
@@ -26,6 +28,7 @@
 #include <span>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "kernels/format.h"
 #include "server/backend/backend.h"
@@ -43,6 +46,18 @@ struct FetchedBlock {
   StagingBuffer data;  // layout.logical_bytes(dtype) bytes
 };
 
+// Lets a Fetch caller send a block while it is still being read back: ready
+// gets the block (dtype, layout and buffer final) each time a longer prefix
+// of its data is final, in steps of about piece_bytes where the backend
+// copies in pieces (ReadyPrefixes), and data.size() last when Fetch
+// succeeds. Called on the thread that called Fetch, before it returns.
+struct FetchProgress {
+  uint64_t piece_bytes;  // > 0
+  absl::FunctionRef<void(const std::shared_ptr<const FetchedBlock>& block,
+                         uint64_t ready_bytes)>
+      ready;
+};
+
 class BlockStore {
  public:
   // `pool`, `backend`, `staging` and `metrics` (may be null) must outlive
@@ -57,10 +72,12 @@ class BlockStore {
   absl::StatusOr<uint64_t> Store(const PutHeader& header,
                                  std::span<const std::byte> data);
 
-  // Reads (ns, key) dequantized to `dtype` (nullopt: as put). NOT_FOUND on a
-  // miss; OUT_OF_RANGE when the block holds values `dtype` cannot represent.
-  absl::StatusOr<FetchedBlock> Fetch(std::string_view ns, std::string_view key,
-                                     std::optional<DType> dtype);
+  // Reads (ns, key) dequantized to `dtype` (nullopt: as put), telling
+  // `progress` (may be null) as it goes. NOT_FOUND on a miss; OUT_OF_RANGE
+  // when the block holds values `dtype` cannot represent.
+  absl::StatusOr<std::shared_ptr<const FetchedBlock>> Fetch(
+      std::string_view ns, std::string_view key, std::optional<DType> dtype,
+      const FetchProgress* progress = nullptr);
 
  private:
   bool ShouldSampleQuality();

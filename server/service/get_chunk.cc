@@ -5,26 +5,42 @@
 
 namespace kvq {
 
+BlockChunks::BlockChunks(uint32_t key_index, v1::BlockHeader header,
+                         std::span<const std::byte> data,
+                         std::shared_ptr<const void> owner,
+                         uint64_t chunk_bytes)
+    : key_index_(key_index),
+      header_(std::move(header)),
+      data_(data),
+      owner_(std::move(owner)),
+      chunk_bytes_(std::max<uint64_t>(chunk_bytes, 1)) {}
+
+bool BlockChunks::WriteReady(uint64_t ready_bytes,
+                             absl::FunctionRef<bool(const GetChunk&)> write) {
+  ready_bytes = std::min<uint64_t>(ready_bytes, data_.size());
+  while (offset_ < data_.size()) {
+    const uint64_t n = std::min<uint64_t>(chunk_bytes_, data_.size() - offset_);
+    if (offset_ + n > ready_bytes) return true;  // not final yet
+    v1::GetResponse& fields = chunk_.fields();
+    fields.Clear();
+    fields.set_key_index(key_index_);
+    if (offset_ == 0) *fields.mutable_header() = std::move(header_);
+    fields.set_offset(offset_);
+    chunk_.set_data(data_.subspan(offset_, n), owner_);
+    offset_ += n;
+    fields.set_last(offset_ == data_.size());
+    if (!write(chunk_)) return false;
+  }
+  return true;
+}
+
 bool ForEachBlockChunk(uint32_t key_index, v1::BlockHeader header,
                        std::span<const std::byte> data,
                        std::shared_ptr<const void> owner, uint64_t chunk_bytes,
                        absl::FunctionRef<bool(const GetChunk&)> write) {
-  // One chunk serves them all: gRPC serializes a message within Write(),
-  // and the slices it may keep hold owner references of their own.
-  GetChunk chunk;
-  for (uint64_t offset = 0; offset < data.size();) {
-    const uint64_t n = std::min<uint64_t>(chunk_bytes, data.size() - offset);
-    v1::GetResponse& fields = chunk.fields();
-    fields.Clear();
-    fields.set_key_index(key_index);
-    if (offset == 0) *fields.mutable_header() = std::move(header);
-    fields.set_offset(offset);
-    chunk.set_data(data.subspan(offset, n), owner);
-    offset += n;
-    fields.set_last(offset == data.size());
-    if (!write(chunk)) return false;
-  }
-  return true;
+  return BlockChunks(key_index, std::move(header), data, std::move(owner),
+                     chunk_bytes)
+      .WriteReady(data.size(), write);
 }
 
 }  // namespace kvq

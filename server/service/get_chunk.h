@@ -21,11 +21,40 @@ namespace kvq {
 
 using GetChunk = wire::ReferencedDataMessage<v1::GetResponse>;
 
-// Answers one block: `data` (kept alive by `owner`) for the key at
+// The answer to one key: `data` (kept alive by `owner`) for the key at
 // `key_index`, as chunks of at most `chunk_bytes` (> 0) bytes in order,
 // `header` on the first, `last` on the final one, each referencing its
-// range of `data`. Calls `write` with each chunk; stops, returning false,
-// when `write` does (the client went away). An empty block has no chunk.
+// range of `data`, written as the data becomes final: WriteReady(n) writes
+// every chunk that lies within data[0, n) and was not written yet. An empty
+// block has no chunk.
+class BlockChunks {
+ public:
+  BlockChunks(uint32_t key_index, v1::BlockHeader header,
+              std::span<const std::byte> data,
+              std::shared_ptr<const void> owner, uint64_t chunk_bytes);
+
+  // Calls `write` with each chunk now within data[0, ready_bytes); stops,
+  // returning false, when `write` does (the client went away).
+  bool WriteReady(uint64_t ready_bytes,
+                  absl::FunctionRef<bool(const GetChunk&)> write);
+
+  // True once the first chunk went out (a failure after that ends the
+  // key's answer mid-block).
+  bool started() const { return offset_ > 0; }
+
+ private:
+  const uint32_t key_index_;
+  v1::BlockHeader header_;  // moved into the first chunk
+  const std::span<const std::byte> data_;
+  const std::shared_ptr<const void> owner_;
+  const uint64_t chunk_bytes_;
+  uint64_t offset_ = 0;  // of the next chunk
+  // One chunk serves them all: gRPC serializes a message within Write(),
+  // and the slices it may keep hold owner references of their own.
+  GetChunk chunk_;
+};
+
+// BlockChunks(...).WriteReady(data.size(), write): the whole answer at once.
 bool ForEachBlockChunk(uint32_t key_index, v1::BlockHeader header,
                        std::span<const std::byte> data,
                        std::shared_ptr<const void> owner, uint64_t chunk_bytes,

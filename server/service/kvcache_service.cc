@@ -231,10 +231,32 @@ grpc::Status KVCacheService::HandleGet(
     const std::string& key = request.keys(i);
     const absl::Status key_status =
         ValidateKey(key, absl::StrCat("keys[", i, "]"));
-    absl::StatusOr<FetchedBlock> block =
+    // The block's chunks go out as their bytes become final (FetchProgress):
+    // with CUDA, the first while the rest is still on its way from the GPU.
+    // Every chunk's data slice shares the block: its buffer goes back to the
+    // StagingPool once gRPC lets go of the last slice, which may be after
+    // the write that sent it, or this call, has returned.
+    std::optional<BlockChunks> chunks;
+    std::chrono::steady_clock::time_point send_start;
+    bool gone = false;
+    auto send_ready = [&](const std::shared_ptr<const FetchedBlock>& block,
+                          uint64_t ready_bytes) {
+      if (gone) return;
+      if (!chunks.has_value()) {
+        send_start = std::chrono::steady_clock::now();
+        chunks.emplace(key_index,
+                       ToWireHeader(request.namespace_(), key, block->dtype,
+                                    block->layout),
+                       block->data.bytes(), block, chunk_bytes);
+      }
+      gone = !chunks->WriteReady(ready_bytes, write);
+    };
+    const FetchProgress progress{chunk_bytes, send_ready};
+    absl::StatusOr<std::shared_ptr<const FetchedBlock>> block =
         key_status.ok()
-            ? store_->Fetch(request.namespace_(), key, *dtype)
-            : absl::StatusOr<FetchedBlock>(key_status);
+            ? store_->Fetch(request.namespace_(), key, *dtype, &progress)
+            : absl::StatusOr<std::shared_ptr<const FetchedBlock>>(key_status);
+    if (gone) return call.Finish(ClientGone(), summary());
     if (!block.ok()) {
       if (absl::IsNotFound(block.status())) {
         metrics_->CountGetMiss();
@@ -242,6 +264,8 @@ grpc::Status KVCacheService::HandleGet(
       } else {
         ++failed;
       }
+      // Also after part of the block went out: the client drops that part
+      // (an error chunk ends a key's answer, kvcache.proto).
       GetChunk answer;
       v1::GetResponse& response = answer.fields();
       response.set_key_index(key_index);
@@ -252,20 +276,7 @@ grpc::Status KVCacheService::HandleGet(
       if (!write(answer)) return call.Finish(ClientGone(), summary());
       continue;
     }
-
-    const auto send_start = std::chrono::steady_clock::now();
-    // Every chunk's data slice shares the block: its buffer goes back to the
-    // StagingPool once gRPC lets go of the last slice, which may be after
-    // the write that sent it, or this call, has returned.
-    const auto sent_block =
-        std::make_shared<const FetchedBlock>(*std::move(block));
-    const std::span<const std::byte> data = sent_block->data.bytes();
-    if (!ForEachBlockChunk(key_index,
-                           ToWireHeader(request.namespace_(), key,
-                                        sent_block->dtype, sent_block->layout),
-                           data, sent_block, chunk_bytes, write)) {
-      return call.Finish(ClientGone(), summary());
-    }
+    const std::span<const std::byte> data = (*block)->data.bytes();
     metrics_->ObserveStage(Stage::kSend, SecondsSince(send_start));
     metrics_->CountGetHit(data.size());
     ++hits;

@@ -109,6 +109,60 @@ TEST_P(CudaBackendHostMemoryTest,
   }
 }
 
+TEST_P(CudaBackendHostMemoryTest,
+       ReadyPrefixesComeInPiecesInOrderEachFinalWhenReported) {
+  for (int trial = 0; trial < 4; ++trial) {
+    const BlockShape shape{2, static_cast<uint32_t>(8 + rng_() % 120),
+                           static_cast<uint32_t>(1 + rng_() % 8),
+                           static_cast<uint32_t>(8 * (1 + rng_() % 32))};
+    const BlockLayout layout = Layout(shape);
+    const std::string name = gpu_testing::CaseName(layout, dtype());
+    const auto block = RandomBlock(shape, dtype(), rng_);
+    const uint64_t bytes = layout.logical_bytes(dtype());
+    const std::vector<uint32_t> page_ids =
+        ScatteredPages((layout.payload_bytes + kPageBytes - 1) / kPageBytes);
+    const std::span<const std::byte> src(
+        reinterpret_cast<const std::byte*>(block.data()), bytes);
+    ASSERT_TRUE(cpu_->QuantizeInto(layout, dtype(), src, page_ids).ok());
+    std::vector<std::byte> expected(bytes);
+    ASSERT_TRUE(cpu_->DequantizeFrom(layout, page_ids, dtype(), expected).ok());
+    ASSERT_TRUE(cuda_->QuantizeInto(layout, dtype(), src, page_ids).ok());
+
+    // Pieces that do not divide the block, into page-locked memory (the
+    // server's case): every piece but the last is reported, in order, each
+    // holding its final bytes when it is.
+    const uint64_t piece = 1 + rng_() % (bytes / 3 + 1);
+    absl::StatusOr<HostBuffer> dst = cuda_->AllocateHostBuffer(bytes);
+    ASSERT_TRUE(dst.ok()) << dst.status();
+    std::memset(dst->data(), 0x7f, bytes);
+    std::vector<uint64_t> reported;
+    auto ready = [&](uint64_t ready_bytes) {
+      EXPECT_TRUE(std::memcmp(dst->data(), expected.data(), ready_bytes) == 0)
+          << name << ": prefix of " << ready_bytes << " bytes";
+      reported.push_back(ready_bytes);
+    };
+    const ReadyPrefixes prefixes{piece, ready};
+    ASSERT_TRUE(cuda_->DequantizeFrom(layout, page_ids, dtype(), dst->bytes(),
+                                      nullptr, &prefixes)
+                    .ok());
+    const uint64_t pieces = (bytes + piece - 1) / piece;
+    ASSERT_EQ(reported.size(), pieces - 1) << name << ", pieces of " << piece;
+    for (size_t k = 0; k < reported.size(); ++k) {
+      EXPECT_EQ(reported[k], (k + 1) * piece) << name;
+    }
+    EXPECT_TRUE(std::memcmp(dst->data(), expected.data(), bytes) == 0) << name;
+
+    // Plain memory goes through staging: nothing is final before the end.
+    std::vector<std::byte> plain(bytes, std::byte{0x7f});
+    reported.clear();
+    ASSERT_TRUE(cuda_->DequantizeFrom(layout, page_ids, dtype(), plain,
+                                      nullptr, &prefixes)
+                    .ok());
+    EXPECT_TRUE(reported.empty()) << name;
+    EXPECT_TRUE(std::memcmp(plain.data(), expected.data(), bytes) == 0) << name;
+  }
+}
+
 KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(CudaBackendHostMemoryTest);
 
 }  // namespace

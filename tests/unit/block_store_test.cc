@@ -4,7 +4,9 @@
 
 #include "server/service/block_store.h"
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <limits>
 #include <string>
 #include <vector>
@@ -114,18 +116,20 @@ TEST_F(BlockStoreTest, StoredBlocksReadBackAsTheReferenceInEveryDtype) {
       ASSERT_TRUE(stored.ok()) << stored.status();
       EXPECT_EQ(*stored, header.layout.payload_bytes);
 
-      absl::StatusOr<FetchedBlock> as_put =
+      absl::StatusOr<std::shared_ptr<const FetchedBlock>> as_put =
           store_->Fetch("ns", "k", std::nullopt);
       ASSERT_TRUE(as_put.ok()) << as_put.status();
-      EXPECT_EQ(as_put->dtype, dtype);
-      EXPECT_EQ(as_put->layout.shape, shape);
-      EXPECT_TRUE(AsString(as_put->data.bytes()) == Reference(header, data, dtype));
+      EXPECT_EQ((*as_put)->dtype, dtype);
+      EXPECT_EQ((*as_put)->layout.shape, shape);
+      EXPECT_TRUE(AsString((*as_put)->data.bytes()) ==
+                  Reference(header, data, dtype));
       for (DType out : kAllDTypes) {
-        absl::StatusOr<FetchedBlock> fetched =
+        absl::StatusOr<std::shared_ptr<const FetchedBlock>> fetched =
             store_->Fetch("ns", "k", out);
         ASSERT_TRUE(fetched.ok()) << fetched.status();
-        EXPECT_EQ(fetched->dtype, out);
-        EXPECT_TRUE(AsString(fetched->data.bytes()) == Reference(header, data, out))
+        EXPECT_EQ((*fetched)->dtype, out);
+        EXPECT_TRUE(AsString((*fetched)->data.bytes()) ==
+                    Reference(header, data, out))
             << DTypeName(dtype) << " -> " << DTypeName(out);
       }
     }
@@ -164,16 +168,17 @@ TEST_F(BlockStoreTest, RefusedOverwriteKeepsTheOldBlock) {
 
   EXPECT_FALSE(store_->Store(header, AsBytes(bad)).ok());
 
-  absl::StatusOr<FetchedBlock> fetched =
+  absl::StatusOr<std::shared_ptr<const FetchedBlock>> fetched =
       store_->Fetch("ns", "k", std::nullopt);
   ASSERT_TRUE(fetched.ok()) << fetched.status();
-  EXPECT_TRUE(AsString(fetched->data.bytes()) == Reference(header, good, DType::kFp16));
+  EXPECT_TRUE(AsString((*fetched)->data.bytes()) ==
+              Reference(header, good, DType::kFp16));
   EXPECT_EQ(pool_->Stats().pages_used, pages_used);
 }
 
 TEST_F(BlockStoreTest, MissIsNotFoundNamingKeyAndNamespace) {
   MakeStore(16);
-  absl::StatusOr<FetchedBlock> miss =
+  absl::StatusOr<std::shared_ptr<const FetchedBlock>> miss =
       store_->Fetch("ns", "absent-key", std::nullopt);
   EXPECT_EQ(miss.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(miss.status().message(), HasSubstr("\"absent-key\""));
@@ -189,7 +194,7 @@ TEST_F(BlockStoreTest, ReadingAsADtypeTooNarrowForTheValuesIsOutOfRange) {
              Uniform(0, 1) ? big : -big);
   ASSERT_TRUE(store_->Store(header, AsBytes(data)).ok());
 
-  absl::StatusOr<FetchedBlock> as_fp16 =
+  absl::StatusOr<std::shared_ptr<const FetchedBlock>> as_fp16 =
       store_->Fetch("ns", "wide", DType::kFp16);
 
   EXPECT_EQ(as_fp16.status().code(), absl::StatusCode::kOutOfRange);
@@ -263,6 +268,44 @@ TEST_F(BlockStoreTest, StageTimesAreRecordedOncePerCallWhateverItsOutcome) {
   EXPECT_THAT(exposition, HasSubstr(count_of("store", stores)));
   EXPECT_THAT(exposition, HasSubstr(count_of("fetch", fetches)));
   EXPECT_THAT(exposition, HasSubstr(count_of("index", stores + fetches)));
+}
+
+TEST_F(BlockStoreTest, FetchProgressSeesTheFinalBlockAndNoPinIsHeldByThen) {
+  MakeStore(256);
+  const PutHeader header = Header("k", DType::kBf16, {2, 8, 2, 32});
+  const std::string data =
+      RandomBlockBytes(DType::kBf16, header.layout.elements, rng_);
+  ASSERT_TRUE(store_->Store(header, AsBytes(data)).ok());
+  const std::string want = Reference(header, data, DType::kFp32);
+
+  std::vector<uint64_t> reported;
+  auto ready = [&](const std::shared_ptr<const FetchedBlock>& block,
+                   uint64_t ready_bytes) {
+    EXPECT_EQ(block->dtype, DType::kFp32);
+    EXPECT_EQ(block->layout.shape, header.layout.shape);
+    // What is reported is final, and the pool no longer lends its pages.
+    EXPECT_TRUE(AsString(block->data.bytes().first(ready_bytes)) ==
+                want.substr(0, ready_bytes));
+    EXPECT_EQ(pool_->Stats().pages_pinned, 0u);
+    reported.push_back(ready_bytes);
+  };
+  const FetchProgress progress{Uniform(1, 4096), ready};
+  absl::StatusOr<std::shared_ptr<const FetchedBlock>> fetched =
+      store_->Fetch("ns", "k", DType::kFp32, &progress);
+
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  ASSERT_FALSE(reported.empty());
+  EXPECT_TRUE(std::is_sorted(reported.begin(), reported.end()));
+  EXPECT_EQ(reported.back(), want.size());
+  EXPECT_TRUE(AsString((*fetched)->data.bytes()) == want);
+
+  // A miss reports nothing.
+  reported.clear();
+  EXPECT_EQ(store_->Fetch("ns", "absent", std::nullopt, &progress)
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(reported.empty());
 }
 
 TEST_F(BlockStoreTest, QualityIsSampledOnceEveryNStores) {

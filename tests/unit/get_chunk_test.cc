@@ -322,6 +322,48 @@ TEST_F(GetChunkTest, BlockChunksOfASmallOrEmptyBlockAndAWriteThatFails) {
   EXPECT_EQ(writes, 2);
 }
 
+TEST_F(GetChunkTest, BlockChunksGoOutAsTheirBytesBecomeFinalNeverBefore) {
+  const uint64_t chunk_bytes = Uniform(50, 200);
+  const uint64_t size =
+      chunk_bytes * Uniform(3, 8) + Uniform(1, chunk_bytes - 1);
+  const auto block = std::make_shared<const std::string>(RandomBytes(size));
+  const std::span<const std::byte> data =
+      std::as_bytes(std::span<const char>(*block));
+  const v1::BlockHeader header = RandomHeader();
+  BlockChunks chunks(/*key_index=*/2, header, data, block, chunk_bytes);
+  std::vector<v1::GetResponse> sent;
+  auto write = [&](const GetChunk& chunk) {
+    sent.push_back(ReadAsClient(Serialize(chunk)));
+    return true;
+  };
+
+  // Readiness in steps that do not fall on chunk ends: each step sends the
+  // whole chunks it completes, and nothing of the chunk it cuts.
+  EXPECT_FALSE(chunks.started());
+  uint64_t ready = 0;
+  while (ready < size) {
+    ready = std::min<uint64_t>(size, ready + Uniform(1, 2 * chunk_bytes));
+    ASSERT_TRUE(chunks.WriteReady(ready, write));
+    const uint64_t whole =
+        ready == size ? size : ready / chunk_bytes * chunk_bytes;
+    uint64_t covered = 0;
+    for (const v1::GetResponse& got : sent) covered += got.data().size();
+    EXPECT_EQ(covered, whole) << "ready " << ready;
+  }
+  ASSERT_TRUE(chunks.WriteReady(size, write));  // again: nothing new
+  EXPECT_TRUE(chunks.started());
+
+  std::string reassembled;
+  for (size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(sent[i].key_index(), 2u);
+    EXPECT_EQ(sent[i].offset(), reassembled.size());
+    EXPECT_EQ(sent[i].has_header(), i == 0);
+    EXPECT_EQ(sent[i].last(), i + 1 == sent.size());
+    reassembled += sent[i].data();
+  }
+  EXPECT_TRUE(reassembled == *block);
+}
+
 TEST_F(GetChunkTest, IsNeverDeserialized) {
   const std::string bytes = v1::GetResponse().SerializeAsString();
   grpc::Slice slice(bytes.data(), bytes.size());

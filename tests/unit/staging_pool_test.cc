@@ -34,8 +34,8 @@ class HostMemoryBackend final : public Backend {
     return absl::UnimplementedError("not a real backend");
   }
   absl::Status DequantizeFrom(const BlockLayout&, std::span<const uint32_t>,
-                              DType, std::span<std::byte>,
-                              DataPathTimings*) override {
+                              DType, std::span<std::byte>, DataPathTimings*,
+                              const ReadyPrefixes*) override {
     return absl::UnimplementedError("not a real backend");
   }
   absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) override {
