@@ -45,6 +45,40 @@ class CudaBackendHostMemoryTest : public gpu_testing::DtypeGranularityTest {
     return all;
   }
 
+  // A random block of at least `min_tokens` tokens on scattered pages, and
+  // what the CPU backend reads back of it (the reference).
+  struct Case {
+    BlockLayout layout;
+    std::string name;
+    std::vector<uint8_t> block;  // the client's bytes, in dtype()
+    uint64_t bytes = 0;
+    std::vector<uint32_t> page_ids;
+    std::vector<std::byte> expected;
+    std::span<const std::byte> src() const {
+      return {reinterpret_cast<const std::byte*>(block.data()), bytes};
+    }
+  };
+  Case RandomCase(uint32_t min_tokens) {
+    Case c;
+    const BlockShape shape{2, static_cast<uint32_t>(min_tokens + rng_() % 64),
+                           static_cast<uint32_t>(1 + rng_() % 8),
+                           static_cast<uint32_t>(8 * (1 + rng_() % 32))};
+    c.layout = Layout(shape);
+    c.name = gpu_testing::CaseName(c.layout, dtype());
+    const auto block = RandomBlock(shape, dtype(), rng_);
+    c.bytes = c.layout.logical_bytes(dtype());
+    const auto* first = reinterpret_cast<const uint8_t*>(block.data());
+    c.block.assign(first, first + c.bytes);
+    c.page_ids = ScatteredPages((c.layout.payload_bytes + kPageBytes - 1) /
+                                kPageBytes);
+    EXPECT_TRUE(
+        cpu_->QuantizeInto(c.layout, dtype(), c.src(), c.page_ids).ok());
+    c.expected.resize(c.bytes);
+    EXPECT_TRUE(
+        cpu_->DequantizeFrom(c.layout, c.page_ids, dtype(), c.expected).ok());
+    return c;
+  }
+
   std::unique_ptr<Backend> cuda_;
   std::unique_ptr<Backend> cpu_;
 };
@@ -61,26 +95,17 @@ TEST_P(CudaBackendHostMemoryTest, HostBuffersArePageLocked) {
 TEST_P(CudaBackendHostMemoryTest,
        PageLockedAndPlainMemoryMoveTheSameBytesAsTheCpuBackend) {
   for (int trial = 0; trial < 4; ++trial) {
-    const BlockShape shape{2, static_cast<uint32_t>(1 + rng_() % 64),
-                           static_cast<uint32_t>(1 + rng_() % 8),
-                           static_cast<uint32_t>(8 * (1 + rng_() % 32))};
-    const BlockLayout layout = Layout(shape);
-    const std::string name = gpu_testing::CaseName(layout, dtype());
-    const auto block = RandomBlock(shape, dtype(), rng_);
-    const uint64_t bytes = layout.logical_bytes(dtype());
-    const uint64_t pages = (layout.payload_bytes + kPageBytes - 1) / kPageBytes;
-    const std::vector<uint32_t> page_ids = ScatteredPages(pages);
-    const std::span<const std::byte> plain_src(
-        reinterpret_cast<const std::byte*>(block.data()), bytes);
-
-    // The reference: the CPU backend, same pages, read back into plain memory.
-    ASSERT_TRUE(cpu_->QuantizeInto(layout, dtype(), plain_src, page_ids).ok());
-    std::vector<std::byte> expected(bytes);
-    ASSERT_TRUE(cpu_->DequantizeFrom(layout, page_ids, dtype(), expected).ok());
+    const Case c = RandomCase(/*min_tokens=*/1);
+    const BlockLayout& layout = c.layout;
+    const std::string& name = c.name;
+    const uint64_t bytes = c.bytes;
+    const std::vector<uint32_t>& page_ids = c.page_ids;
+    const std::span<const std::byte> plain_src = c.src();
+    const std::vector<std::byte>& expected = c.expected;
 
     absl::StatusOr<HostBuffer> locked = cuda_->AllocateHostBuffer(bytes);
     ASSERT_TRUE(locked.ok()) << locked.status();
-    std::memcpy(locked->data(), block.data(), bytes);
+    std::memcpy(locked->data(), c.block.data(), bytes);
     for (const bool locked_src : {false, true}) {
       const std::span<const std::byte> src =
           locked_src ? std::span<const std::byte>(locked->data(), bytes)
@@ -112,21 +137,13 @@ TEST_P(CudaBackendHostMemoryTest,
 TEST_P(CudaBackendHostMemoryTest,
        ReadyPrefixesComeInPiecesInOrderEachFinalWhenReported) {
   for (int trial = 0; trial < 4; ++trial) {
-    const BlockShape shape{2, static_cast<uint32_t>(8 + rng_() % 120),
-                           static_cast<uint32_t>(1 + rng_() % 8),
-                           static_cast<uint32_t>(8 * (1 + rng_() % 32))};
-    const BlockLayout layout = Layout(shape);
-    const std::string name = gpu_testing::CaseName(layout, dtype());
-    const auto block = RandomBlock(shape, dtype(), rng_);
-    const uint64_t bytes = layout.logical_bytes(dtype());
-    const std::vector<uint32_t> page_ids =
-        ScatteredPages((layout.payload_bytes + kPageBytes - 1) / kPageBytes);
-    const std::span<const std::byte> src(
-        reinterpret_cast<const std::byte*>(block.data()), bytes);
-    ASSERT_TRUE(cpu_->QuantizeInto(layout, dtype(), src, page_ids).ok());
-    std::vector<std::byte> expected(bytes);
-    ASSERT_TRUE(cpu_->DequantizeFrom(layout, page_ids, dtype(), expected).ok());
-    ASSERT_TRUE(cuda_->QuantizeInto(layout, dtype(), src, page_ids).ok());
+    const Case c = RandomCase(/*min_tokens=*/8);
+    const BlockLayout& layout = c.layout;
+    const std::string& name = c.name;
+    const uint64_t bytes = c.bytes;
+    const std::vector<uint32_t>& page_ids = c.page_ids;
+    const std::vector<std::byte>& expected = c.expected;
+    ASSERT_TRUE(cuda_->QuantizeInto(layout, dtype(), c.src(), page_ids).ok());
 
     // Pieces that do not divide the block, into page-locked memory (the
     // server's case): every piece but the last is reported, in order, each
