@@ -57,13 +57,14 @@ enum class Stage {
   kAssemble,      // copying a put's chunks out of gRPC's buffers into staging
   kQueue,         // a received put block waiting for its stream's storer
   kStore,         // storing a received block: all of the below for a put
-  kFetch,         // reading a block back for a get: all of the below
+  kFetch,         // reading a block back for a get: all of the below (not
+                  // its sending meanwhile, which is kSend's)
   kIndex,         // the pool's bookkeeping: reserve + commit a put, pin a get
   kHostToDevice,  // staging -> device copy (cuda)
   kQuantize,      // quantize + scatter into pages
   kDequantize,    // gather + dequantize
   kDeviceToHost,  // device -> staging copy (cuda)
-  kSend,          // first chunk of an answer to its last
+  kSend,          // writing an answer's chunks (waits between them excluded)
 };
 
 // Label values: "put", "get", ...; "receive", "host_to_device", ...

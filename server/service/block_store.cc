@@ -163,9 +163,13 @@ absl::StatusOr<std::shared_ptr<const FetchedBlock>> BlockStore::Fetch(
   const std::shared_ptr<const FetchedBlock> shared = fetched;
   // The backend is done with the pages once it reports a prefix: the pin
   // goes then, so that a slow reader of the rest holds no pool pages.
+  // The caller's time in `ready` (sending) is not the fetch's: the fetch
+  // stage stops meanwhile, so that it and the send stage do not overlap.
   auto report = [&](uint64_t ready_bytes) {
     pinned.reset();
+    fetch.Stop();
     progress->ready(shared, ready_bytes);
+    fetch.Start();
   };
   const ReadyPrefixes prefixes{progress != nullptr ? progress->piece_bytes : 1,
                                report};
@@ -176,7 +180,7 @@ absl::StatusOr<std::shared_ptr<const FetchedBlock>> BlockStore::Fetch(
   ObserveTimings(timings, /*put=*/false);
   pinned.reset();
   if (!s.ok()) return s;
-  if (progress != nullptr) progress->ready(shared, fetched->data.size());
+  if (progress != nullptr) report(fetched->data.size());
   return shared;
 }
 

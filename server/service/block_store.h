@@ -13,7 +13,8 @@
 // the buffer).
 //
 // Records in `metrics`, when it is not null, once per Store / Fetch
-// whatever its outcome: the whole call (store, fetch stages) and its pool
+// whatever its outcome: the whole call (store, fetch stages; fetch less the
+// time spent in FetchProgress::ready, which is the caller's) and its pool
 // calls (index); and the backend's copies and kernel, and the sampled
 // quality. Thread-safe.
 

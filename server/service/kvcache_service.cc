@@ -236,20 +236,23 @@ grpc::Status KVCacheService::HandleGet(
     // Every chunk's data slice shares the block: its buffer goes back to the
     // StagingPool once gRPC lets go of the last slice, which may be after
     // the write that sent it, or this call, has returned.
+    // The send stage is the time spent writing, not the waits between
+    // pieces (those are the fetch's).
     std::optional<BlockChunks> chunks;
-    std::chrono::steady_clock::time_point send_start;
+    double send_seconds = 0;
     bool gone = false;
     auto send_ready = [&](const std::shared_ptr<const FetchedBlock>& block,
                           uint64_t ready_bytes) {
       if (gone) return;
+      const auto send_start = std::chrono::steady_clock::now();
       if (!chunks.has_value()) {
-        send_start = std::chrono::steady_clock::now();
         chunks.emplace(key_index,
                        ToWireHeader(request.namespace_(), key, block->dtype,
                                     block->layout),
                        block->data.bytes(), block, chunk_bytes);
       }
       gone = !chunks->WriteReady(ready_bytes, write);
+      send_seconds += SecondsSince(send_start);
     };
     const FetchProgress progress{chunk_bytes, send_ready};
     absl::StatusOr<std::shared_ptr<const FetchedBlock>> block =
@@ -277,7 +280,7 @@ grpc::Status KVCacheService::HandleGet(
       continue;
     }
     const std::span<const std::byte> data = (*block)->data.bytes();
-    metrics_->ObserveStage(Stage::kSend, SecondsSince(send_start));
+    metrics_->ObserveStage(Stage::kSend, send_seconds);
     metrics_->CountGetHit(data.size());
     ++hits;
     bytes_out += data.size();
