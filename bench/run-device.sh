@@ -35,7 +35,8 @@
 #                              kernel benchmark in $KVQ_AB_KERNELS on every
 #                              --case in $KVQ_AB_CASES; ab/service-NAME-R.md
 #                              are the reports, ab/rows.txt every row tagged
-#                              with its build and round (also printed)
+#                              with its build and round, "stages" after the
+#                              round for the per-stage table (also printed)
 #       bench.log              the benchmarks' progress (stderr)
 #     and prints a short summary last. Exit status: non-zero if a test or a
 #     benchmark failed. KVQ_KERNELS_TIMEOUT / KVQ_SERVICE_TIMEOUT (seconds)
@@ -195,8 +196,13 @@ run_mode() {
           rc=$?
           summary+="ab service $name round $round: rc=$rc"$'\n'
           [ $rc -eq 0 ] || status=1
-          grep -E '^\| (put|get) ' "$out/ab/service-$name-$round.md" \
-            2>/dev/null | sed "s/^/$name $round /" >> "$out/ab/rows.txt"
+          # The main table's rows, then the stage table's, tagged.
+          sed '/^## Server stages/,$d' "$out/ab/service-$name-$round.md" \
+            2>/dev/null | grep -E '^\| (put|get) ' |
+            sed "s/^/$name $round /" >> "$out/ab/rows.txt"
+          sed -n '/^## Server stages/,$p' "$out/ab/service-$name-$round.md" \
+            2>/dev/null | grep -E '^\| (put|get) ' |
+            sed "s/^/$name $round stages /" >> "$out/ab/rows.txt"
         done
         for name in ${KVQ_AB_KERNELS:-}; do
           for case_name in ${KVQ_AB_CASES:-}; do

@@ -141,11 +141,21 @@ std::optional<StageTotals> ScrapeStages(int metrics_port) {
   return totals;
 }
 
+// The stages of the second table ("Server stages"), in the server's order
+// (server_metrics.h): where one block's time goes, stage by stage.
+const std::vector<std::string>& StageNames() {
+  static const auto* names = new std::vector<std::string>{
+      "receive", "assemble", "queue", "store", "fetch", "index",
+      "host_to_device", "quantize", "dequantize", "device_to_host", "send"};
+  return *names;
+}
+
 // What the server spent per block between two scrapes.
 struct ServerTime {
   double data_path = -1;  // kvq's own work, seconds per block; -1 unknown
   double transport = -1;  // receive (put) or send (get), seconds per block
   double queue = -1;      // a put block waiting for its storer; -1 for gets
+  std::map<std::string, double> stages;  // seconds per block, by stage
 };
 
 ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
@@ -168,6 +178,9 @@ ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
   time.data_path = (assemble + delta(put ? "store" : "fetch")) / blocks;
   time.transport = (delta(put ? "receive" : "send") - assemble) / blocks;
   if (put) time.queue = delta("queue") / blocks;
+  for (const std::string& stage : StageNames()) {
+    time.stages[stage] = delta(stage) / blocks;
+  }
   return time;
 }
 
@@ -259,6 +272,9 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
     data_path += server.data_path;
     transport += server.transport;
     if (put) queue += server.queue;
+    for (const auto& [stage, seconds] : server.stages) {
+      op.server.stages[stage] += seconds / repeats;
+    }
     kvq_gbps.push_back(ours->gbps());
     bare_gbps.push_back(ceiling->gbps());
     ratios.push_back(ceiling->gbps() > 0 ? ours->gbps() / ceiling->gbps() : 0);
@@ -369,7 +385,10 @@ int Run(const std::string& command, const std::string& self) {
             "(put) or its send (get) time per block, `server queue` the time "
             "a received put block waits for the thread that stores its "
             "stream's blocks (high: the store, not the transport, sets the "
-            "pace), all from kvq_stage_duration_seconds on /metrics.\n\n";
+            "pace), all from kvq_stage_duration_seconds on /metrics; the "
+            "second table has every stage, ms per block (stages overlap: "
+            "store and fetch contain index, the copies and the kernels; "
+            "receive contains assemble).\n\n";
   std::fputs(header.str().c_str(), stdout);
   std::fflush(stdout);
 
@@ -378,12 +397,18 @@ int Run(const std::string& command, const std::string& self) {
                "bare GB/s", "kvq/bare", "range", "kvq p50 ms", "kvq p99 ms",
                "bare p50 ms", "bare p99 ms", "server data path ms/block",
                "server transport ms/block", "server queue ms/block"});
+  std::vector<std::string> stage_columns = {"op", "dtype", "block",
+                                            "streams", "window"};
+  for (const std::string& stage : StageNames()) stage_columns.push_back(stage);
+  Table stages(stage_columns);
   // The report so far, rewritten after every cell: a run cut short (the GPU
   // machine's command limit) still leaves the rows it measured.
   auto write_report = [&]() -> std::string {
     std::ostringstream markdown, table_csv;
     markdown << header.str();
     table.WriteMarkdown(markdown);
+    markdown << "\n## Server stages, ms per block\n\n";
+    stages.WriteMarkdown(markdown);
     table_csv << csv.str();
     table.WriteCsv(table_csv);
     const bool ok = WriteFile(absl::GetFlag(FLAGS_markdown), markdown.str()) &&
@@ -529,6 +554,17 @@ int Run(const std::string& command, const std::string& self) {
                         Ms(op->bare.percentile(0.99)),
                         Ms(op->server.data_path), Ms(op->server.transport),
                         Ms(op->server.queue)});
+          std::vector<std::string> stage_row = {
+              put ? "put" : "get", dtype_name, BlockName(cell.block_bytes),
+              Int(cell.streams), window_text};
+          for (const std::string& stage : StageNames()) {
+            auto it = op->server.stages.find(stage);
+            stage_row.push_back(op->server.data_path < 0 ||
+                                        it == op->server.stages.end()
+                                    ? "-"
+                                    : Ms(it->second));
+          }
+          stages.AddRow(std::move(stage_row));
           std::fprintf(stderr,
                        "%s %s %s x%d window %s: kvq %.3f GB/s, bare %.3f GB/s "
                        "(%.2f)\n",

@@ -10,12 +10,13 @@ add_test(NAME bench_service_smoke
           --streams=1 --put_windows=1,4,all --repeats=2 --bytes_per_cell=262144
           --min_blocks=4 --max_blocks=4 --pool_bytes=67108864)
 # Every row kvq and bare, with a median ratio and its range; the unbounded
-# window (kvq::Client::PutMany's) has its own row.
+# window (kvq::Client::PutMany's) has its own row; the stage table has each
+# row's receive, assemble, queue and store, ms per block.
 set_tests_properties(bench_service_smoke PROPERTIES
   LABELS integration
   TIMEOUT 120
   PASS_REGULAR_EXPRESSION
-    "\\| put \\| fp16 \\| 64 KiB \\| 1 \\| 4 \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+-[0-9.]+ \\|.*\\| put \\| fp16 \\| 64 KiB \\| 1 \\| all \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\|.*\\| get \\| fp16 \\| 64 KiB \\| 1 \\| 1 \\| 4 \\|")
+    "\\| put \\| fp16 \\| 64 KiB \\| 1 \\| 4 \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+-[0-9.]+ \\|.*\\| put \\| fp16 \\| 64 KiB \\| 1 \\| all \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\|.*\\| get \\| fp16 \\| 64 KiB \\| 1 \\| 1 \\| 4 \\|.*## Server stages, ms per block.*\\| put \\| fp16 \\| 64 KiB \\| 1 \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+ \\|")
 
 # The same against a bare service on gRPC's callback API (--bare_api).
 add_test(NAME bench_service_smoke_callback_ceiling
