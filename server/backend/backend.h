@@ -12,6 +12,9 @@
 //     b % page_bytes. It returns the block's absmax. On any error (non-finite
 //     input: INVALID_ARGUMENT; a device fault: INTERNAL) the pages hold
 //     garbage and the caller must drop the reservation, never publish it.
+//     With `error`, it also decodes the pages back into `dtype` and sums how
+//     far that is from `src` (kernels/quant_error.h): the quality sample,
+//     measured where the block is (the GPU, for CUDA).
 //   - DequantizeFrom writes layout.logical_bytes(dtype) bytes to `dst`; with
 //     `ready`, it may say while it runs which prefix of `dst` is final
 //     (ReadyPrefixes).
@@ -33,6 +36,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "kernels/format.h"
+#include "kernels/quant_error.h"
 #include "server/backend/host_buffer.h"
 
 namespace kvq {
@@ -75,7 +79,8 @@ class Backend {
                                              DType dtype,
                                              std::span<const std::byte> src,
                                              std::span<const uint32_t> pages,
-                                             DataPathTimings* timings = nullptr) = 0;
+                                             DataPathTimings* timings = nullptr,
+                                             ErrorSums* error = nullptr) = 0;
 
   virtual absl::Status DequantizeFrom(const BlockLayout& layout,
                                       std::span<const uint32_t> pages,

@@ -15,6 +15,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -112,35 +113,21 @@ class CpuBackend final : public Backend {
   absl::StatusOr<float> QuantizeInto(const BlockLayout& layout, DType dtype,
                                      std::span<const std::byte> src,
                                      std::span<const uint32_t> pages,
-                                     DataPathTimings* timings) override {
-    if (src.size() != layout.logical_bytes(dtype)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "block data is ", src.size(), " bytes, but dtype ",
-          Sv(DTypeName(dtype)), " x shape needs ", layout.logical_bytes(dtype)));
-    }
-    if (absl::Status s = CheckPages(layout.payload_bytes, pages); !s.ok()) {
-      return s;
-    }
-    const KernelTimer timer(timings);
-    if (uint8_t* run = ContiguousRun(pages, layout.payload_bytes)) {
-      if (absl::Status s = Quantize(layout, dtype, src.data(), run); !s.ok()) {
-        return s;
-      }
-      return BlockAbsmax(layout, run);
-    }
-    std::unique_ptr<uint8_t[]> owned;
-    uint8_t* payload = Scratch(layout.payload_bytes, owned);
-    if (payload == nullptr) return ScratchExhausted(layout.payload_bytes);
-    if (absl::Status s = Quantize(layout, dtype, src.data(), payload);
+                                     DataPathTimings* timings,
+                                     ErrorSums* error) override {
+    absl::StatusOr<float> absmax =
+        QuantizeToPages(layout, dtype, src, pages, timings);
+    if (!absmax.ok() || error == nullptr) return absmax;
+    // The quality sample: decoded as a get would be, then compared.
+    std::vector<std::byte> decoded(src.size());
+    DataPathTimings ignored;
+    if (absl::Status s = DequantizeFrom(layout, pages, dtype, decoded,
+                                        &ignored, nullptr);
         !s.ok()) {
       return s;
     }
-    const float absmax = BlockAbsmax(layout, payload);
-    for (uint64_t done = 0, i = 0; done < layout.payload_bytes; ++i) {
-      const uint64_t n = std::min(page_bytes_, layout.payload_bytes - done);
-      std::memcpy(PageAddress(pages[i]), payload + done, n);
-      done += n;
-    }
+    *error = SumSquaredError(dtype, src.data(), decoded.data(),
+                             layout.elements);
     return absmax;
   }
 
@@ -181,6 +168,41 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  absl::StatusOr<float> QuantizeToPages(const BlockLayout& layout, DType dtype,
+                                        std::span<const std::byte> src,
+                                        std::span<const uint32_t> pages,
+                                        DataPathTimings* timings) {
+    if (src.size() != layout.logical_bytes(dtype)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "block data is ", src.size(), " bytes, but dtype ",
+          Sv(DTypeName(dtype)), " x shape needs ", layout.logical_bytes(dtype)));
+    }
+    if (absl::Status s = CheckPages(layout.payload_bytes, pages); !s.ok()) {
+      return s;
+    }
+    const KernelTimer timer(timings);
+    if (uint8_t* run = ContiguousRun(pages, layout.payload_bytes)) {
+      if (absl::Status s = Quantize(layout, dtype, src.data(), run); !s.ok()) {
+        return s;
+      }
+      return BlockAbsmax(layout, run);
+    }
+    std::unique_ptr<uint8_t[]> owned;
+    uint8_t* payload = Scratch(layout.payload_bytes, owned);
+    if (payload == nullptr) return ScratchExhausted(layout.payload_bytes);
+    if (absl::Status s = Quantize(layout, dtype, src.data(), payload);
+        !s.ok()) {
+      return s;
+    }
+    const float absmax = BlockAbsmax(layout, payload);
+    for (uint64_t done = 0, i = 0; done < layout.payload_bytes; ++i) {
+      const uint64_t n = std::min(page_bytes_, layout.payload_bytes - done);
+      std::memcpy(PageAddress(pages[i]), payload + done, n);
+      done += n;
+    }
+    return absmax;
+  }
+
   uint8_t* PageAddress(uint32_t page) const {
     return arena_.get() + uint64_t{page} * page_bytes_;
   }

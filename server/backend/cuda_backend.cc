@@ -19,10 +19,14 @@
 // an event after each: the caller is told each piece has landed while the
 // next ones are still on their way, and can send it meanwhile.
 //
+// A put's quality sample (QuantizeInto's `error`) decodes the pages into a
+// second device buffer and sums the error there, while the block is still on
+// the GPU: two more kernels and 16 more bytes back, nothing else.
+//
 // Timings: host_to_device covers the copy of the block into pinned staging
 // (when there is one) plus the DMA to the device, device_to_host the DMA back
 // plus the copy out of staging; kernel is the fused kernel alone (CUDA
-// events).
+// events), without a quality sample's kernels.
 //
 // Failure: a CUDA error becomes INTERNAL naming the call. The context is then
 // synchronized and thrown away (never reused with work possibly in flight),
@@ -45,6 +49,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/paged_kernels.h"
+#include "kernels/cuda/quant_error_cuda.h"
 #include "kernels/parallel.h"
 #include "kernels/quant_math.h"
 #include "kernels/quantize.h"
@@ -77,10 +82,12 @@ size_t MaxStreamContexts() {
 // One worker's stream and buffers.
 struct StreamContext {
   cudaStream_t stream = nullptr;
-  cudaEvent_t marks[4] = {};  // start, after H2D, after kernel, after D2H
+  // start, after H2D, after kernel, after D2H; after a quality sample
+  cudaEvent_t marks[5] = {};
   std::vector<cudaEvent_t> pieces;  // after each piece of a D2H in pieces
   PinnedBuffer staging;       // host side of every copy
   DeviceBuffer block;         // the block in its client dtype, on the device
+  DeviceBuffer decoded;       // a sampled put's block decoded back
   DeviceBuffer page_table;    // uint32 page ids
   DeviceBuffer flags;         // DeviceFlags
 
@@ -93,10 +100,12 @@ struct StreamContext {
   }
 };
 
-// What the quantize kernel reports besides the payload.
+// What the quantize kernel (and a quality sample) reports besides the
+// payload.
 struct DeviceFlags {
   float absmax;        // max |x| of the block
   uint32_t nonfinite;  // non-zero if any value was NaN or Inf
+  double error[2];     // quality sample: sum (x - y)^2, sum x^2
 };
 
 // True for page-locked host memory (cudaHostAlloc / cudaHostRegister), which
@@ -137,7 +146,8 @@ class CudaBackend final : public Backend {
   absl::StatusOr<float> QuantizeInto(const BlockLayout& layout, DType dtype,
                                      std::span<const std::byte> src,
                                      std::span<const uint32_t> pages,
-                                     DataPathTimings* timings) override {
+                                     DataPathTimings* timings,
+                                     ErrorSums* error) override {
     if (src.size() != layout.logical_bytes(dtype)) {
       return absl::InvalidArgumentError(
           absl::StrCat("block data is ", src.size(), " bytes, expected ",
@@ -147,7 +157,8 @@ class CudaBackend final : public Backend {
     absl::StatusOr<std::unique_ptr<StreamContext>> ctx = Borrow();
     if (!ctx.ok()) return ctx.status();
     absl::StatusOr<DeviceFlags> flags =
-        RunQuantize(**ctx, layout, dtype, src, pages, timings);
+        RunQuantize(**ctx, layout, dtype, src, pages, timings,
+                    /*sample=*/error != nullptr);
     Return(*std::move(ctx), flags.ok());
     if (!flags.ok()) return flags.status();
     if (flags->nonfinite != 0) {
@@ -163,8 +174,10 @@ class CudaBackend final : public Backend {
     // What the CPU backend returns (BlockAbsmax: 127 x the largest scale,
     // the largest magnitude the payload decodes to), from the same
     // arithmetic: the largest scale is the scale of the largest |x|.
-    return DequantizeValue(static_cast<int8_t>(kQMax),
-                           ScaleFromAbsmax(flags->absmax));
+    const float absmax = DequantizeValue(static_cast<int8_t>(kQMax),
+                                         ScaleFromAbsmax(flags->absmax));
+    if (error != nullptr) *error = {flags->error[0], flags->error[1]};
+    return absmax;
   }
 
   absl::Status DequantizeFrom(const BlockLayout& layout,
@@ -228,7 +241,8 @@ class CudaBackend final : public Backend {
                                           DType dtype,
                                           std::span<const std::byte> src,
                                           std::span<const uint32_t> pages,
-                                          DataPathTimings* timings) {
+                                          DataPathTimings* timings,
+                                          bool sample) {
     // Staging layout: [block bytes, unless DMA reads them from
     // `src`][page ids][flags read back].
     const bool direct = PageLocked(src.data());
@@ -240,6 +254,7 @@ class CudaBackend final : public Backend {
     KVQ_RETURN_IF_ERROR(ctx.block.Reserve(src.size()));
     KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(pages.size_bytes()));
     KVQ_RETURN_IF_ERROR(ctx.flags.Reserve(sizeof(DeviceFlags)));
+    if (sample) KVQ_RETURN_IF_ERROR(ctx.decoded.Reserve(src.size()));
 
     std::byte* host = ctx.staging.data();
     const Clock::time_point staged_from = Clock::now();
@@ -267,6 +282,14 @@ class CudaBackend final : public Backend {
         layout, dtype, ctx.block.data(), dst, &device_flags->absmax,
         &device_flags->nonfinite, s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[2], s));
+    if (sample) {
+      KVQ_RETURN_IF_ERROR(cuda::DequantizeFromPages(layout, dst, dtype,
+                                                    ctx.decoded.data(), s));
+      KVQ_RETURN_IF_ERROR(cuda::SumSquaredErrorOnDevice(
+          dtype, ctx.block.data(), ctx.decoded.data(), layout.elements,
+          device_flags->error, s));
+    }
+    KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[4], s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(host_flags, device_flags,
                                              sizeof(DeviceFlags),
                                              cudaMemcpyDeviceToHost, s));
@@ -277,7 +300,7 @@ class CudaBackend final : public Backend {
           staging_seconds + ElapsedSeconds(ctx.marks[0], ctx.marks[1]);
       timings->kernel_seconds = ElapsedSeconds(ctx.marks[1], ctx.marks[2]);
       timings->device_to_host_seconds =
-          ElapsedSeconds(ctx.marks[2], ctx.marks[3]);
+          ElapsedSeconds(ctx.marks[4], ctx.marks[3]);
     }
     return *host_flags;
   }

@@ -8,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kernels/quantize.h"
-#include "server/service/quant_error.h"
 #include "server/service/seconds_since.h"
 #include "server/service/string_views.h"
 
@@ -101,28 +100,20 @@ absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
   index.Stop();
   if (!reservation.ok()) return reservation.status();
 
+  // A sampled block is decoded from its reserved pages, before anyone else
+  // can see (or replace) it, into the dtype it was put with: the error a
+  // reader asking for that dtype gets. The backend measures it where the
+  // block is; a block that cannot be decoded is not stored.
+  const bool sample = ShouldSampleQuality();
+  ErrorSums error;
   DataPathTimings timings;
-  absl::StatusOr<float> absmax = backend_->QuantizeInto(
-      layout, header.dtype, data, reservation->pages(), &timings);
+  absl::StatusOr<float> absmax =
+      backend_->QuantizeInto(layout, header.dtype, data, reservation->pages(),
+                             &timings, sample ? &error : nullptr);
   ObserveTimings(timings, /*put=*/true);
   if (!absmax.ok()) return absmax.status();  // drops the reservation
-
-  if (ShouldSampleQuality()) {
-    // Decode from the reserved pages, before anyone else can see (or
-    // replace) the block, into the dtype it was put with: the error a
-    // reader asking for that dtype gets.
-    absl::StatusOr<StagingBuffer> decoded = staging_->Acquire(data.size());
-    if (decoded.ok()) {
-      DataPathTimings ignored;
-      absl::Status s =
-          backend_->DequantizeFrom(layout, reservation->pages(), header.dtype,
-                                   decoded->bytes(), &ignored);
-      if (!s.ok()) return s;  // a block that cannot be decoded is not stored
-      if (metrics_ != nullptr) {
-        metrics_->ObserveQuantError(
-            RelativeL2Error(header.dtype, data, decoded->bytes()));
-      }
-    }
+  if (sample && metrics_ != nullptr) {
+    metrics_->ObserveQuantError(error.RelativeL2());
   }
 
   BlockMeta meta;

@@ -4,7 +4,8 @@
 // visible only after Commit; on any failure the reservation is dropped, so
 // no page is leaked and nothing is published (a failed overwrite leaves the
 // old block in place). Every `quality_sample_every`-th stored block is also
-// decoded again and its relative L2 error against the input is recorded.
+// decoded again by the backend (on the GPU for CUDA) and its relative L2
+// error against the input is recorded.
 //
 // Fetch: pool.Pin -> range check -> backend.DequantizeFrom into a buffer of
 // the StagingPool; the pin is released before Fetch returns, or as soon as

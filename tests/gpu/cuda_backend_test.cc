@@ -180,6 +180,34 @@ TEST_P(CudaBackendHostMemoryTest,
   }
 }
 
+TEST_P(CudaBackendHostMemoryTest,
+       QualitySampleSumsTheErrorOnTheGpuAsTheCpuBackendDoes) {
+  for (int trial = 0; trial < 4; ++trial) {
+    const Case c = RandomCase(/*min_tokens=*/1 + rng_() % 300);
+    ErrorSums cpu_error, cuda_error;
+    ASSERT_TRUE(cpu_->QuantizeInto(c.layout, dtype(), c.src(), c.page_ids,
+                                   nullptr, &cpu_error)
+                    .ok());
+    // The decoded bytes are equal (the test above), so only the order of
+    // the additions differs.
+    DataPathTimings timings;
+    ASSERT_TRUE(cuda_->QuantizeInto(c.layout, dtype(), c.src(), c.page_ids,
+                                    &timings, &cuda_error)
+                    .ok());
+    EXPECT_GT(cpu_error.norm, 0) << c.name;
+    EXPECT_NEAR(cuda_error.diff, cpu_error.diff, 1e-9 * cpu_error.diff)
+        << c.name;
+    EXPECT_NEAR(cuda_error.norm, cpu_error.norm, 1e-9 * cpu_error.norm)
+        << c.name;
+    // A sampled put stores the same payload as any other.
+    std::vector<std::byte> back(c.bytes, std::byte{0x7f});
+    ASSERT_TRUE(
+        cuda_->DequantizeFrom(c.layout, c.page_ids, dtype(), back).ok());
+    EXPECT_TRUE(std::memcmp(back.data(), c.expected.data(), c.bytes) == 0)
+        << c.name;
+  }
+}
+
 KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(CudaBackendHostMemoryTest);
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/quant_error.h"
 #include "kernels/quantize.h"
 #include "server/backend/backend.h"
 #include "tests/unit/service_test_util.h"
@@ -126,6 +127,31 @@ TEST_F(CpuBackendTest, BlocksOverContiguousPagesReadBackAsTheReference) {
       std::iota(pages.begin(), pages.end(),
                 static_cast<uint32_t>(Uniform(0, 512 - n)));
       ExpectRoundTripMatchesReference(*backend, dtype, layout, pages);
+    }
+  }
+}
+
+TEST_F(CpuBackendTest, QualitySampleSumsTheErrorOfTheBlockAsServedBack) {
+  auto backend = NewBackend(512);
+  for (DType dtype : kAllDTypes) {
+    for (Granularity granularity : kAllGranularities) {
+      const BlockLayout layout = RandomLayout(granularity);
+      const std::vector<uint32_t> pages = ScatteredPages(PagesFor(layout), 512);
+      const std::string data = RandomBlockBytes(dtype, layout.elements, rng_,
+                                                0.5f + Uniform(0, 100));
+      ErrorSums error{-1, -1};
+      ASSERT_TRUE(backend
+                      ->QuantizeInto(layout, dtype, AsBytes(data), pages,
+                                     nullptr, &error)
+                      .ok());
+      float absmax = 0;
+      const std::string served =
+          Reference(layout, dtype, data, dtype, &absmax);
+      const ErrorSums want =
+          SumSquaredError(dtype, data.data(), served.data(), layout.elements);
+      EXPECT_EQ(error.diff, want.diff) << GranularityName(granularity);
+      EXPECT_EQ(error.norm, want.norm) << GranularityName(granularity);
+      EXPECT_GT(error.diff, 0) << "quantizing random data loses something";
     }
   }
 }

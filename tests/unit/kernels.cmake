@@ -1,5 +1,6 @@
 # Kernels unit tests: block format, float conversions, quantization
-# arithmetic, worker pool, CPU quantization (reference and fast path).
+# arithmetic, worker pool, CPU quantization (reference and fast path), the
+# quantization error.
 kvq_add_test(format_test
   SOURCES format_test.cc
   LIBS kvq_kernels GTest::gmock)
@@ -19,3 +20,6 @@ kvq_add_test(kernels_parallel_test
 kvq_add_test(quantize_test
   SOURCES quantize_test.cc
   LIBS kvq_kernels GTest::gmock)
+kvq_add_test(quant_error_test
+  SOURCES quant_error_test.cc
+  LIBS kvq_kernels)

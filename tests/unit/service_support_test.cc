@@ -1,7 +1,6 @@
 // The service's small pure parts: environment overrides of flags, JSON log
-// lines, Get chunk sizes, the relative L2 error.
+// lines, Get chunk sizes.
 
-#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -11,7 +10,6 @@
 #include "server/service/env_flags.h"
 #include "server/service/kvcache_service.h"
 #include "server/service/logging.h"
-#include "server/service/quant_error.h"
 #include "spdlog/details/log_msg.h"
 #include "tests/unit/service_test_util.h"
 
@@ -21,7 +19,6 @@ ABSL_FLAG(std::string, env_test_name, "default", "another one");
 namespace kvq {
 namespace {
 
-using ::kvq::service_testing::RandomBlockBytes;
 using ::kvq::service_testing::SeededTest;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
@@ -96,40 +93,6 @@ TEST(GetChunkBytesTest, DefaultIsOneMebibyteAndRequestsAreCappedBelowTheLimit) {
   EXPECT_LT(GetChunkBytes(0, 512 << 10), uint64_t{512} << 10);
   EXPECT_GE(GetChunkBytes(0, 4096), 1u);
   EXPECT_LT(GetChunkBytes(0, 4096), 4096u);
-}
-
-class RelativeL2ErrorTest : public SeededTest {};
-
-TEST_F(RelativeL2ErrorTest, IdenticalBlocksHaveNoError) {
-  for (DType dtype : service_testing::kAllDTypes) {
-    const std::string x = RandomBlockBytes(dtype, Uniform(1, 500), rng_);
-    const auto bytes = std::span<const std::byte>(
-        reinterpret_cast<const std::byte*>(x.data()), x.size());
-    EXPECT_EQ(RelativeL2Error(dtype, bytes, bytes), 0.0);
-  }
-}
-
-TEST_F(RelativeL2ErrorTest, IsTheNormOfTheDifferenceOverTheNormOfTheInput) {
-  // x = (3, 4) has norm 5; y = (3, 4 + d) differs by d.
-  const float d = static_cast<float>(Uniform(1, 8)) / 8;  // exact in binary
-  const float x[] = {3, 4};
-  const float y[] = {3, 4 + d};
-  const auto xs = std::span<const std::byte>(
-      reinterpret_cast<const std::byte*>(x), sizeof x);
-  const auto ys = std::span<const std::byte>(
-      reinterpret_cast<const std::byte*>(y), sizeof y);
-  EXPECT_DOUBLE_EQ(RelativeL2Error(DType::kFp32, xs, ys), d / 5.0);
-}
-
-TEST_F(RelativeL2ErrorTest, AllZeroInputGivesZeroOrInfinity) {
-  const float zeros[] = {0, 0, 0};
-  const float other[] = {0, 1, 0};
-  const auto z = std::span<const std::byte>(
-      reinterpret_cast<const std::byte*>(zeros), sizeof zeros);
-  const auto o = std::span<const std::byte>(
-      reinterpret_cast<const std::byte*>(other), sizeof other);
-  EXPECT_EQ(RelativeL2Error(DType::kFp32, z, z), 0.0);
-  EXPECT_TRUE(std::isinf(RelativeL2Error(DType::kFp32, z, o)));
 }
 
 }  // namespace

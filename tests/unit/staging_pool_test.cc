@@ -30,7 +30,7 @@ class HostMemoryBackend final : public Backend {
   absl::StatusOr<float> QuantizeInto(const BlockLayout&, DType,
                                      std::span<const std::byte>,
                                      std::span<const uint32_t>,
-                                     DataPathTimings*) override {
+                                     DataPathTimings*, ErrorSums*) override {
     return absl::UnimplementedError("not a real backend");
   }
   absl::Status DequantizeFrom(const BlockLayout&, std::span<const uint32_t>,
