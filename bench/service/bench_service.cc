@@ -146,7 +146,8 @@ std::optional<StageTotals> ScrapeStages(int metrics_port) {
 const std::vector<std::string>& StageNames() {
   static const auto* names = new std::vector<std::string>{
       "receive", "assemble", "queue", "store", "fetch", "index",
-      "host_to_device", "quantize", "dequantize", "device_to_host", "send"};
+      "host_to_device", "quantize", "dequantize", "device_to_host", "send",
+      "answer"};
   return *names;
 }
 

@@ -21,7 +21,7 @@ using metrics::Label;
 using metrics::MetricType;
 
 constexpr size_t kRpcs = 5;
-constexpr size_t kStages = 11;
+constexpr size_t kStages = 12;
 constexpr size_t kDTypes = 3;
 constexpr size_t kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED
 constexpr int kUnknownCode = 2;
@@ -52,7 +52,7 @@ constexpr std::array<Stage, kStages> kAllStages = {
     Stage::kReceive,      Stage::kAssemble, Stage::kQueue,
     Stage::kStore,        Stage::kFetch,    Stage::kIndex,
     Stage::kHostToDevice, Stage::kQuantize, Stage::kDequantize,
-    Stage::kDeviceToHost, Stage::kSend};
+    Stage::kDeviceToHost, Stage::kSend,     Stage::kAnswer};
 constexpr std::array<DType, kDTypes> kAllDTypes = {DType::kFp16, DType::kBf16,
                                                    DType::kFp32};
 
@@ -144,7 +144,7 @@ std::string_view StageName(Stage stage) {
   constexpr std::array<std::string_view, kStages> kNames = {
       "receive", "assemble",       "queue",    "store",      "fetch",
       "index",   "host_to_device", "quantize", "dequantize", "device_to_host",
-      "send"};
+      "send",    "answer"};
   return kNames[StageIndex(stage)];
 }
 

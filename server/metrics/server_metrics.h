@@ -65,6 +65,7 @@ enum class Stage {
   kDequantize,    // gather + dequantize
   kDeviceToHost,  // device -> staging copy (cuda)
   kSend,          // writing an answer's chunks (waits between them excluded)
+  kAnswer,        // writing a put block's result back on its stream
 };
 
 // Label values: "put", "get", ...; "receive", "host_to_device", ...

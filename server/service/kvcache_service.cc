@@ -138,9 +138,11 @@ grpc::Status KVCacheService::HandlePut(
       ++refused;
     }
     response.set_key(std::move(event.key));
+    const auto write_start = std::chrono::steady_clock::now();
     if (!stream->Write(response)) {
       client_gone.store(true, std::memory_order_relaxed);
     }
+    metrics_->ObserveStage(Stage::kAnswer, SecondsSince(write_start));
   };
   PutChunk request;
   {

@@ -328,6 +328,9 @@ TEST_F(PrometheusScrapeTest, PrometheusReportsTheWorkloadExactly) {
             q("kvq_stage_duration_seconds_count{stage=\"receive\"}"));
   EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"store\"}"),
             q("kvq_stage_duration_seconds_count{stage=\"receive\"}"));
+  // Every put result written back, stored or refused, was timed once.
+  EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"answer\"}"),
+            q("sum(kvq_puts_total)") + q("sum(kvq_put_errors_total)"));
   EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"fetch\"}"),
             d(want.hits + want.misses));
   EXPECT_EQ(q("kvq_stage_duration_seconds_count{stage=\"index\"}"),

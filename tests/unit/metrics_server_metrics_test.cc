@@ -373,7 +373,7 @@ TEST_F(ServerMetricsTest, EveryStageHasItsOwnHistogram) {
       Stage::kReceive,      Stage::kAssemble, Stage::kQueue,
       Stage::kStore,        Stage::kFetch,    Stage::kIndex,
       Stage::kHostToDevice, Stage::kQuantize, Stage::kDequantize,
-      Stage::kDeviceToHost, Stage::kSend};
+      Stage::kDeviceToHost, Stage::kSend,     Stage::kAnswer};
   std::map<std::string, int> expected;
   for (int i = 0; i < 500; ++i) {
     const Stage stage = stages[Uniform(0, stages.size() - 1)];
@@ -392,7 +392,7 @@ TEST_F(ServerMetricsTest, EveryStageHasItsOwnHistogram) {
   EXPECT_EQ(names, (std::set<std::string>{
                        "receive", "assemble", "queue", "store", "fetch",
                        "index", "host_to_device", "quantize", "dequantize",
-                       "device_to_host", "send"}));
+                       "device_to_host", "send", "answer"}));
 }
 
 TEST_F(ServerMetricsTest, QuantizationErrorIsAHistogramFromOneInTenThousand) {
