@@ -38,10 +38,6 @@ class BlockChunks {
   bool WriteReady(uint64_t ready_bytes,
                   absl::FunctionRef<bool(const GetChunk&)> write);
 
-  // True once the first chunk went out (a failure after that ends the
-  // key's answer mid-block).
-  bool started() const { return offset_ > 0; }
-
  private:
   const uint32_t key_index_;
   v1::BlockHeader header_;  // moved into the first chunk
