@@ -22,13 +22,11 @@
 // the share of the transport that kvq's work leaves.
 
 #include <grpcpp/grpcpp.h>
-#include <httplib.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -42,6 +40,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/common/report.h"
 #include "bench/service/child_process.h"
+#include "bench/service/server_stages.h"
 #include "bench/service/service_workloads.h"
 #include "bench/service/transport_service.h"
 #include "kernels/status_macros.h"
@@ -107,83 +106,6 @@ namespace {
 constexpr int kMaxMessageBytes = 64 << 20;
 // --put_windows=all: no bound on the blocks a put stream has in flight.
 constexpr int kAllBlocks = 0;
-
-// Sum and count of every kvq_stage_duration_seconds series, by stage.
-struct StageTotals {
-  std::map<std::string, double> sum;
-  std::map<std::string, double> count;
-};
-
-// nullopt when /metrics cannot be read or has no stage histograms (then the
-// server columns say "-", never a made-up 0).
-std::optional<StageTotals> ScrapeStages(int metrics_port) {
-  httplib::Client http("127.0.0.1", metrics_port);
-  httplib::Result res = http.Get("/metrics");
-  if (!res || res->status != 200) return std::nullopt;
-  StageTotals totals;
-  std::istringstream lines(res->body);
-  const std::string prefix = "kvq_stage_duration_seconds_";
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(prefix, 0) != 0) continue;
-    const size_t stage_at = line.find("stage=\"");
-    const size_t space = line.rfind(' ');
-    if (stage_at == std::string::npos || space == std::string::npos) continue;
-    const size_t stage_end = line.find('"', stage_at + 7);
-    if (stage_end == std::string::npos) continue;
-    const std::string stage =
-        line.substr(stage_at + 7, stage_end - stage_at - 7);
-    double value = 0;
-    if (!absl::SimpleAtod(line.substr(space + 1), &value)) continue;
-    if (line.rfind(prefix + "sum", 0) == 0) totals.sum[stage] = value;
-    if (line.rfind(prefix + "count", 0) == 0) totals.count[stage] = value;
-  }
-  if (totals.sum.empty()) return std::nullopt;
-  return totals;
-}
-
-// The stages of the second table ("Server stages"), in the server's order
-// (server_metrics.h): where one block's time goes, stage by stage.
-const std::vector<std::string>& StageNames() {
-  static const auto* names = new std::vector<std::string>{
-      "receive", "assemble", "queue", "store", "fetch", "index",
-      "host_to_device", "quantize", "dequantize", "device_to_host", "send",
-      "answer"};
-  return *names;
-}
-
-// What the server spent per block between two scrapes.
-struct ServerTime {
-  double data_path = -1;  // kvq's own work, seconds per block; -1 unknown
-  double transport = -1;  // receive (put) or send (get), seconds per block
-  double queue = -1;      // a put block waiting for its storer; -1 for gets
-  std::map<std::string, double> stages;  // seconds per block, by stage
-};
-
-ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
-                              const std::optional<StageTotals>& after,
-                              bool put, uint64_t blocks) {
-  ServerTime time;
-  if (!before || !after || blocks == 0) return time;
-  auto delta = [&](const std::string& stage) {
-    auto a = after->sum.find(stage);
-    auto b = before->sum.find(stage);
-    return (a == after->sum.end() ? 0 : a->second) -
-           (b == before->sum.end() ? 0 : b->second);
-  };
-  // A put's receive stage includes the copies out of gRPC's buffers
-  // (assemble): they are kvq's work, not transport.
-  // The rest of the server's work per block is the whole store (put) or
-  // fetch (get): the pool's bookkeeping, staging, the backend's copies and
-  // kernel and their calls.
-  const double assemble = put ? delta("assemble") : 0;
-  time.data_path = (assemble + delta(put ? "store" : "fetch")) / blocks;
-  time.transport = (delta(put ? "receive" : "send") - assemble) / blocks;
-  if (put) time.queue = delta("queue") / blocks;
-  for (const std::string& stage : StageNames()) {
-    time.stages[stage] = delta(stage) / blocks;
-  }
-  return time;
-}
 
 std::string ServerLine(const std::string& grpc_address) {
   auto stub = kvq::v1::KVCache::NewStub(

@@ -1,0 +1,70 @@
+#include "bench/service/server_stages.h"
+
+#include <httplib.h>
+
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+
+namespace kvq::bench {
+
+std::optional<StageTotals> ScrapeStages(int metrics_port) {
+  httplib::Client http("127.0.0.1", metrics_port);
+  httplib::Result res = http.Get("/metrics");
+  if (!res || res->status != 200) return std::nullopt;
+  StageTotals totals;
+  std::istringstream lines(res->body);
+  const std::string prefix = "kvq_stage_duration_seconds_";
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    const size_t stage_at = line.find("stage=\"");
+    const size_t space = line.rfind(' ');
+    if (stage_at == std::string::npos || space == std::string::npos) continue;
+    const size_t stage_end = line.find('"', stage_at + 7);
+    if (stage_end == std::string::npos) continue;
+    const std::string stage =
+        line.substr(stage_at + 7, stage_end - stage_at - 7);
+    double value = 0;
+    if (!absl::SimpleAtod(line.substr(space + 1), &value)) continue;
+    if (line.rfind(prefix + "sum", 0) == 0) totals.sum[stage] = value;
+    if (line.rfind(prefix + "count", 0) == 0) totals.count[stage] = value;
+  }
+  if (totals.sum.empty()) return std::nullopt;
+  return totals;
+}
+
+const std::vector<std::string>& StageNames() {
+  static const auto* names = new std::vector<std::string>{
+      "receive", "assemble", "queue", "store", "fetch", "index",
+      "host_to_device", "quantize", "dequantize", "device_to_host", "send",
+      "answer"};
+  return *names;
+}
+
+ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
+                              const std::optional<StageTotals>& after,
+                              bool put, uint64_t blocks) {
+  ServerTime time;
+  if (!before || !after || blocks == 0) return time;
+  auto delta = [&](const std::string& stage) {
+    auto a = after->sum.find(stage);
+    auto b = before->sum.find(stage);
+    return (a == after->sum.end() ? 0 : a->second) -
+           (b == before->sum.end() ? 0 : b->second);
+  };
+  // A put's receive stage includes the copies out of gRPC's buffers
+  // (assemble): they are kvq's work, not transport.
+  // The rest of the server's work per block is the whole store (put) or
+  // fetch (get): the pool's bookkeeping, staging, the backend's copies and
+  // kernel and their calls.
+  const double assemble = put ? delta("assemble") : 0;
+  time.data_path = (assemble + delta(put ? "store" : "fetch")) / blocks;
+  time.transport = (delta(put ? "receive" : "send") - assemble) / blocks;
+  if (put) time.queue = delta("queue") / blocks;
+  for (const std::string& stage : StageNames()) {
+    time.stages[stage] = delta(stage) / blocks;
+  }
+  return time;
+}
+
+}  // namespace kvq::bench
