@@ -352,10 +352,9 @@ class CudaBackend final : public Backend {
       }
     }
     const auto* device_block = static_cast<const std::byte*>(ctx.block.data());
-    for (size_t k = 0; k < (in_pieces ? piece_count : 1); ++k) {
+    for (size_t k = 0; k < piece_count; ++k) {
       const uint64_t from = k * piece;
-      const uint64_t n = in_pieces ? std::min(piece, dst.size() - from)
-                                   : dst.size();
+      const uint64_t n = std::min(piece, dst.size() - from);
       KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(host_block + from,
                                                device_block + from, n,
                                                cudaMemcpyDeviceToHost, s));

@@ -94,8 +94,7 @@ absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
                                            std::span<const std::byte> data) {
   const BlockLayout& layout = header.layout;
   StageTimer store(metrics_, Stage::kStore, /*running=*/true);
-  StageTimer index(metrics_, Stage::kIndex, /*running=*/false);
-  index.Start();
+  StageTimer index(metrics_, Stage::kIndex, /*running=*/true);
   absl::StatusOr<Reservation> reservation = pool_->Reserve(layout.payload_bytes);
   index.Stop();
   if (!reservation.ok()) return reservation.status();
