@@ -10,7 +10,7 @@
 //          the values it holds and row 0 writes the scales -- one read of
 //          the input;
 //   reduce (taller planes, first pass): each thread folds several steps of
-//          rows into running maxima (up to kReduceMaxSteps), the column's
+//          rows into running maxima (TwoPassItemSteps), the column's
 //          threads combine them as above, and row 0 combines each
 //          column's scale into its slot (CombineScale: the slots hold final
 //          scales when the stage ends, with no finalize pass);
@@ -28,11 +28,13 @@ namespace {
 
 // Threads down each column in the reduce stage.
 constexpr uint32_t kReduceRows = 32;
-// Steps of kReduceRows x kColumnItems rows a reduce item may take, and the
-// fewest items a launch should keep (several per SM, so that loads from
-// many CTAs overlap).
-constexpr uint64_t kReduceMaxSteps = 16;
-constexpr uint64_t kReduceMinItems = 2048;
+// Steps of kReduceRows x kColumnItems rows a two-pass item may take.
+constexpr uint64_t kTwoPassMaxSteps = 1024;
+// What an item's own work costs, in steps: the reduce stage's barrier tree
+// and scale atomics, the apply stage's scale loads. Fitted to the sixth
+// session's run 6 (one-step items took both passes 1.7x the time of
+// eight-step ones on a 256 MiB FP16 plane): about 1.2 steps.
+constexpr double kTwoPassItemCost = 1.2;
 
 struct ColumnPlan {
   uint64_t row_values;    // W = heads * head_dim
@@ -266,17 +268,31 @@ absl::Status LaunchColumnQuantize(const BlockLayout& layout, ColumnStage stage,
   plan.sw_shift = Log2(sw);
   plan.rows = rows;
   const uint32_t strips = (row_vecs + sw - 1) / sw;
-  // A two-pass item takes several steps of rows * kColumnItems rows, as
-  // many as still leave kReduceMinItems items to spread over the GPU; both
-  // passes cut the plane alike, so the apply stage divides for its scales
+  // A two-pass item takes several steps of rows * kColumnItems rows: as
+  // many as leave the busiest CTA of this stage's persistent grid the least
+  // work, its items' own work counted (ChunkSteps with kTwoPassItemCost):
+  // usually one round of long items. Each stage cuts the plane for its own
+  // grid (the reduce stage's scales are final when it ends, so the apply
+  // stage need not take the same items); the apply stage loads its scales
   // once per item.
   const uint64_t step_rows = uint64_t{rows} * kColumnItems;
   uint64_t steps = 1;
   if (!fused) {
-    const uint64_t step_items = (shape.tokens + step_rows - 1) / step_rows *
-                                strips * shape.planes * blocks.count;
-    steps = std::clamp<uint64_t>(step_items / kReduceMinItems, 1,
-                                 kReduceMaxSteps);
+    auto stage_grid = [&](auto stage_tag) {
+      return PersistentGrid<
+          &ColumnKernel<T, kVec, Addr, decltype(stage_tag)::value>>(
+          static_cast<int>(threads), UINT32_MAX);
+    };
+    const absl::StatusOr<uint32_t> grid =
+        stage == ColumnStage::kReduce
+            ? stage_grid(std::integral_constant<ColumnStage,
+                                                ColumnStage::kReduce>{})
+            : stage_grid(std::integral_constant<ColumnStage,
+                                                ColumnStage::kApply>{});
+    if (!grid.ok()) return grid.status();
+    steps = ChunkSteps((shape.tokens + step_rows - 1) / step_rows,
+                       uint64_t{strips} * shape.planes * blocks.count,
+                       kTwoPassMaxSteps, *grid, kTwoPassItemCost);
   }
   plan.rows_per_item = static_cast<uint32_t>(step_rows * steps);
   const uint32_t row_chunks =

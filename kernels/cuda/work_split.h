@@ -30,17 +30,29 @@ inline uint64_t BusiestCtaSteps(uint64_t block_steps, uint64_t blocks,
 // the busiest CTA the fewest steps; of those, the longest (fewer chunks, so
 // less per-chunk work: each chunk reports its block's absmax once). In the
 // example above, chunks of 3 steps: 6 steps for the busiest CTA.
+//
+// `chunk_cost`: what a chunk's own work (its reductions, barriers and
+// atomics) costs, in steps; the busiest CTA then pays its steps plus
+// chunk_cost per chunk it takes, and the length minimizes that.
 inline uint64_t ChunkSteps(uint64_t block_steps, uint64_t blocks,
-                           uint64_t max_steps, uint64_t ctas) {
+                           uint64_t max_steps, uint64_t ctas,
+                           double chunk_cost = 0) {
+  auto cost = [&](uint64_t steps) {
+    const uint64_t chunks = blocks * ((block_steps + steps - 1) / steps);
+    const uint64_t rounds = (chunks + ctas - 1) / ctas;
+    return static_cast<double>(BusiestCtaSteps(block_steps, blocks, steps,
+                                               ctas)) +
+           chunk_cost * static_cast<double>(rounds);
+  };
   const uint64_t longest =
       std::max<uint64_t>(1, std::min(max_steps, block_steps));
   uint64_t best = longest;
-  uint64_t best_busiest = BusiestCtaSteps(block_steps, blocks, longest, ctas);
+  double best_cost = cost(longest);
   for (uint64_t steps = longest - 1; steps >= 1; --steps) {
-    const uint64_t busiest = BusiestCtaSteps(block_steps, blocks, steps, ctas);
-    if (busiest < best_busiest) {
+    const double c = cost(steps);
+    if (c < best_cost) {
       best = steps;
-      best_busiest = busiest;
+      best_cost = c;
     }
   }
   return best;

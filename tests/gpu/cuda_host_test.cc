@@ -90,6 +90,43 @@ TEST_F(ChunkStepsTest,
   }
 }
 
+TEST_F(ChunkStepsTest, AChunksOwnCostFavorsOneRoundOfLongChunks) {
+  // A 256 MiB FP16 plane cut for per-channel quantize's reduce stage: 2048
+  // steps in each of 8 strips, 660 CTAs. At 1.2 steps a chunk, one round of
+  // 25-step chunks (656 of them) costs 26.2, four rounds of eight-step ones
+  // 36.8; at most 16 steps, two rounds of 13 (28.4) beat two of 16 (34.4).
+  EXPECT_EQ(ChunkSteps(2048, 8, 1024, 660), 25u);
+  EXPECT_EQ(ChunkSteps(2048, 8, 1024, 660, 1.2), 25u);
+  EXPECT_EQ(ChunkSteps(2048, 8, 16, 660, 1.2), 13u);
+  // A 2 GiB one: free chunks would be one step long (199 rounds); costed,
+  // 200-step ones in one round.
+  EXPECT_EQ(ChunkSteps(8192, 16, 1024, 660), 1u);
+  EXPECT_EQ(ChunkSteps(8192, 16, 1024, 660, 1.2), 200u);
+
+  std::mt19937_64& rng = rng_;
+  for (int i = 0; i < 5000; ++i) {
+    const uint64_t block_steps = 1 + rng() % 3000;
+    const uint64_t blocks = 1 + rng() % 3000;
+    const uint64_t max_steps = 1 + rng() % 64;
+    const uint64_t ctas = 1 + rng() % 1100;
+    const double cost = static_cast<double>(rng() % 400) / 100;
+    const uint64_t chosen =
+        ChunkSteps(block_steps, blocks, max_steps, ctas, cost);
+    auto total = [&](uint64_t s) {
+      const uint64_t chunks = blocks * ((block_steps + s - 1) / s);
+      return static_cast<double>(
+                 BusiestCtaSteps(block_steps, blocks, s, ctas)) +
+             cost * static_cast<double>((chunks + ctas - 1) / ctas);
+    };
+    for (uint64_t s = 1; s <= std::min(max_steps, block_steps); ++s) {
+      ASSERT_GE(total(s), total(chosen)) << s << " vs " << chosen;
+      if (s > chosen) {
+        ASSERT_GT(total(s), total(chosen)) << s;
+      }
+    }
+  }
+}
+
 TEST_F(FastDivmodTest, EqualsDivisionForEdgeDivisorsAndNumerators) {
   const uint64_t kDivisors[] = {1,
                                 2,
