@@ -42,6 +42,11 @@ template <bool kQuantize>
 inline constexpr int kElementwiseUnroll = kQuantize ? 4 : 8;
 // A whole number of steps for either unroll.
 inline constexpr uint32_t kElementwiseChunkVecs = kElementwiseThreads * 16;
+// CTAs per SM for dequantize. The sixth session's traffic-mix lab (runs/
+// 2026-12-01-f/run1-mix-lab.txt) ran the write-heavy mixes best at 2: 1:4
+// 86.4% of the copy against 83.8% at full occupancy, 2:4 91.6% against
+// 90.6%: fewer writers at once contend less for DRAM.
+inline constexpr int kDequantizeCtasPerSm = 2;
 
 struct ElementwisePlan {
   uint64_t vecs_per_block;
@@ -204,7 +209,7 @@ absl::Status LaunchElementwise(const BlockLayout& layout,
   auto launch = [&](auto channels) {
     return LaunchPersistent<
         &ElementwiseKernel<T, kVec, Addr, kQuantize, decltype(channels)::value>,
-        &ElementwisePlan::total_chunks>(
+        &ElementwisePlan::total_chunks, kQuantize ? 0 : kDequantizeCtasPerSm>(
         kQuantize ? "ElementwiseKernel(quantize)"
                   : "ElementwiseKernel(dequantize)",
         kElementwiseThreads, blocks, chunks_per_block, plan, stream, addr);

@@ -27,10 +27,11 @@ namespace kvq::cuda::internal {
 inline constexpr uint64_t kMaxWorkPerLaunch = uint64_t{1} << 31;
 
 // CTAs for a grid-stride kernel over `work` items: as many as can be
-// resident at once on the current device (more only adds scheduling), never
-// more than there are items.
+// resident at once on the current device (more only adds scheduling), at
+// most max_per_sm per SM when that is > 0, never more than there are items.
 template <auto kKernel>
-absl::StatusOr<uint32_t> PersistentGrid(int threads, uint64_t work) {
+absl::StatusOr<uint32_t> PersistentGrid(int threads, uint64_t work,
+                                        int max_per_sm = 0) {
   // Occupancy depends on the kernel and the CTA size only; cache it per
   // (kernel, warps per CTA).
   static std::atomic<int> ctas_per_sm[33] = {};
@@ -47,6 +48,7 @@ absl::StatusOr<uint32_t> PersistentGrid(int threads, uint64_t work) {
   KVQ_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   KVQ_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (max_per_sm > 0) per_sm = std::min(per_sm, max_per_sm);
   const uint64_t resident = uint64_t(sms) * uint64_t(per_sm);
   return static_cast<uint32_t>(std::max<uint64_t>(1, std::min(resident, work)));
 }
@@ -76,9 +78,11 @@ absl::Status ForEachSubBatch(const BlockList& blocks, uint64_t work_per_block,
 // `blocks` that ForEachSubBatch makes, with plan.*kTotal (a uint32_t member
 // of Plan: the count the kernel's CTAs stride over) set to the part's work,
 // sub.count * work_per_block, and a PersistentGrid of `threads`-thread CTAs
-// over it. For kernels that take one work item per CTA at a time, whose
-// first two parameters are the plan and the BlockList.
-template <auto kKernel, auto kTotal, class Plan, class... Args>
+// over it (at most kMaxCtasPerSm per SM when > 0). For kernels that take one
+// work item per CTA at a time, whose first two parameters are the plan and
+// the BlockList.
+template <auto kKernel, auto kTotal, int kMaxCtasPerSm = 0, class Plan,
+          class... Args>
 absl::Status LaunchPersistent(const char* name, uint32_t threads,
                               const BlockList& blocks, uint64_t work_per_block,
                               Plan plan, cudaStream_t stream,
@@ -87,7 +91,8 @@ absl::Status LaunchPersistent(const char* name, uint32_t threads,
       blocks, work_per_block, [&](const BlockList& sub) -> absl::Status {
         plan.*kTotal = static_cast<uint32_t>(sub.count * work_per_block);
         absl::StatusOr<uint32_t> grid =
-            PersistentGrid<kKernel>(static_cast<int>(threads), plan.*kTotal);
+            PersistentGrid<kKernel>(static_cast<int>(threads), plan.*kTotal,
+                                    kMaxCtasPerSm);
         if (!grid.ok()) return grid.status();
         return Launch(name, kKernel, dim3(*grid), dim3(threads), stream, plan,
                       sub, args...);
