@@ -42,11 +42,14 @@ template <bool kQuantize>
 inline constexpr int kElementwiseUnroll = kQuantize ? 4 : 8;
 // A whole number of steps for either unroll.
 inline constexpr uint32_t kElementwiseChunkVecs = kElementwiseThreads * 16;
-// CTAs per SM for dequantize. The sixth session's traffic-mix lab (runs/
-// 2026-12-01-f/run1-mix-lab.txt) ran the write-heavy mixes best at 2: 1:4
-// 86.4% of the copy against 83.8% at full occupancy, 2:4 91.6% against
-// 90.6%: fewer writers at once contend less for DRAM.
-inline constexpr int kDequantizeCtasPerSm = 2;
+// CTAs per SM for dequantize to T (0: as many as fit). The sixth session's
+// traffic-mix lab (runs/2026-12-01-f/run1-mix-lab.txt) ran the 1:4 mix best
+// at 2: 86.4% of the copy against 83.8% at full occupancy, fewer writers at
+// once contending less for DRAM. As a kernel (runs/2026-12-01-g, call 1),
+// FP32 dequantize gained 1-2 points in every granularity; FP16 / BF16 moved
+// by -1.5 to +1, so they keep full occupancy.
+template <typename T>
+inline constexpr int kDequantizeCtasPerSm = sizeof(T) == 4 ? 2 : 0;
 
 struct ElementwisePlan {
   uint64_t vecs_per_block;
@@ -209,7 +212,7 @@ absl::Status LaunchElementwise(const BlockLayout& layout,
   auto launch = [&](auto channels) {
     return LaunchPersistent<
         &ElementwiseKernel<T, kVec, Addr, kQuantize, decltype(channels)::value>,
-        &ElementwisePlan::total_chunks, kQuantize ? 0 : kDequantizeCtasPerSm>(
+        &ElementwisePlan::total_chunks, kQuantize ? 0 : kDequantizeCtasPerSm<T>>(
         kQuantize ? "ElementwiseKernel(quantize)"
                   : "ElementwiseKernel(dequantize)",
         kElementwiseThreads, blocks, chunks_per_block, plan, stream, addr);
