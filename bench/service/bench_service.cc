@@ -94,7 +94,11 @@ ABSL_FLAG(std::string, bare_api, "sync",
           "gRPC server API of the bare service: sync (kvq-server's: a thread "
           "per stream, blocking reads and writes) or callback (reactors on "
           "gRPC's own threads, as gRPC's performance guide recommends for "
-          "servers): whether the API kvq-server uses limits the ceiling");
+          "servers): whether the API kvq-server uses limits the ceiling; or "
+          "sync-copy: sync, each put's data copied once out of gRPC's "
+          "buffers into a buffer of the block's size (kvq-server's one copy, "
+          "its own code): the ceiling of a server that must copy what it "
+          "receives before its GPU can read it");
 // Internal: the transport server mode of this same binary.
 ABSL_FLAG(bool, serve_transport, false, "internal: run the bare service");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "internal: transport address");
@@ -224,8 +228,10 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
 
 int Run(const std::string& command, const std::string& self) {
   const std::string bare_api = absl::GetFlag(FLAGS_bare_api);
-  if (bare_api != "sync" && bare_api != "callback") {
-    std::fprintf(stderr, "bad --bare_api=%s (want sync or callback)\n",
+  if (bare_api != "sync" && bare_api != "callback" &&
+      bare_api != "sync-copy") {
+    std::fprintf(stderr,
+                 "bad --bare_api=%s (want sync, callback or sync-copy)\n",
                  bare_api.c_str());
     return 2;
   }
@@ -272,7 +278,10 @@ int Run(const std::string& command, const std::string& self) {
       {"machine", absl::StrCat(CpuDescription(), "; load average at start ",
                                load_at_start)},
       {"server", ServerLine(kvq_address)},
-      {"bare", absl::StrCat("gRPC ", bare_api, " API")},
+      {"bare", bare_api == "sync-copy"
+                   ? "gRPC sync API, each put's data copied once "
+                     "(--bare_api=sync-copy)"
+                   : absl::StrCat("gRPC ", bare_api, " API")},
       {"date", absl::StrCat(UtcNow(), "; git revision ", GitRevision())},
   };
   std::ostringstream header, csv;
@@ -526,9 +535,7 @@ int main(int argc, char** argv) {
     return kvq::bench::ServeTransport(
         absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_ready_file),
         kvq::bench::kMaxMessageBytes,
-        absl::GetFlag(FLAGS_bare_api) == "callback"
-            ? kvq::bench::ServerApi::kCallback
-            : kvq::bench::ServerApi::kSync);
+        kvq::bench::ServerApiNamed(absl::GetFlag(FLAGS_bare_api)));
   }
   // This program's own path, to start itself as the transport server and to
   // find kvq-server beside it however it was invoked.

@@ -188,9 +188,10 @@ class TransportService final : public Transport::Service {
         kUploadMethodIndex,
         new grpc::internal::BidiStreamingHandler<TransportService, PutChunk,
                                                  v1::PutResponse>(
-            [](TransportService* service, grpc::ServerContext* /*context*/,
-               grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
-              return service->HandleUpload(stream);
+            [copy = api == ServerApi::kSyncCopy](
+                TransportService* service, grpc::ServerContext* /*context*/,
+                grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
+              return service->HandleUpload(stream, copy);
             },
             this));
     MarkMethodStreamed(
@@ -203,11 +204,19 @@ class TransportService final : public Transport::Service {
   }
 
  private:
+  // With `copy`, each chunk's data is copied into `block` first, at its
+  // offset in the block, as kvq-server's PutAssembler does.
   grpc::Status HandleUpload(
-      grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
+      grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream, bool copy) {
     PutChunk chunk;
     UploadAnswers answers;
+    std::vector<std::byte> block;
     while (stream->Read(&chunk)) {
+      if (copy) {
+        const uint64_t end = chunk.fields().offset() + chunk.data_size();
+        if (block.size() < end) block.resize(end);  // faulted in once
+        chunk.CopyDataTo(block.data() + chunk.fields().offset());
+      }
       std::optional<v1::PutResponse> answer = answers.Take(chunk);
       if (answer && !stream->Write(*answer)) break;
     }
@@ -244,6 +253,12 @@ class TransportService final : public Transport::Service {
 };
 
 }  // namespace
+
+ServerApi ServerApiNamed(std::string_view name) {
+  if (name == "callback") return ServerApi::kCallback;
+  if (name == "sync-copy") return ServerApi::kSyncCopy;
+  return ServerApi::kSync;
+}
 
 int ServeTransport(const std::string& listen, const std::string& ready_file,
                    int max_message_bytes, ServerApi api) {

@@ -8,13 +8,20 @@
 #define KVQ_BENCH_SERVICE_TRANSPORT_SERVICE_H_
 
 #include <string>
+#include <string_view>
 
 namespace kvq::bench {
 
 // Which gRPC server API the handlers use: kvq-server's (sync: a thread per
 // stream, blocking reads and writes), or the callback API (reactors run on
-// gRPC's own threads), which gRPC's performance guide recommends for servers.
-enum class ServerApi { kSync, kCallback };
+// gRPC's own threads), which gRPC's performance guide recommends for servers;
+// or kvq-server's with its one copy of a put's data (kSyncCopy): the chunks
+// copied out of gRPC's buffers into a block-sized buffer by PutChunk's own
+// CopyDataTo, as kvq-server assembles a block before its GPU reads it.
+enum class ServerApi { kSync, kCallback, kSyncCopy };
+
+// "sync", "callback" or "sync-copy" (anything else: kSync).
+ServerApi ServerApiNamed(std::string_view name);
 
 // Serves Transport on `listen` (port 0 = any) until SIGTERM/SIGINT; writes
 // "grpc_port=N" to `ready_file` once serving. Returns the process exit code.

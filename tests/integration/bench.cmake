@@ -29,3 +29,17 @@ set_tests_properties(bench_service_smoke_callback_ceiling PROPERTIES
   TIMEOUT 120
   PASS_REGULAR_EXPRESSION
     "- bare: gRPC callback API.*\\| put \\| fp16 \\| 64 KiB \\| 2 \\| 4 \\| 8 \\| [0-9.]+ \\| [0-9.]+ \\|.*\\| get \\| fp16 \\| 64 KiB \\| 2 \\| 4 \\| 8 \\| [0-9.]+ \\| [0-9.]+ \\|")
+
+# The same against a bare service that copies each put's data once, as
+# kvq-server does (--bare_api=sync-copy): blocks of several chunks, so that
+# each chunk lands at its offset.
+add_test(NAME bench_service_smoke_copying_ceiling
+  COMMAND kvq-bench-service --device=cpu --dtypes=fp32 --block_sizes=262144
+          --streams=1 --put_windows=4 --get_keys=1 --repeats=1
+          --chunk_bytes=65536 --bytes_per_cell=1048576 --min_blocks=4
+          --max_blocks=4 --pool_bytes=67108864 --bare_api=sync-copy)
+set_tests_properties(bench_service_smoke_copying_ceiling PROPERTIES
+  LABELS integration
+  TIMEOUT 120
+  PASS_REGULAR_EXPRESSION
+    "- bare: gRPC sync API, each put's data copied once.*\\| put \\| fp32 \\| 256 KiB \\| 1 \\| 4 \\| 4 \\| [0-9.]+ \\| [0-9.]+ \\|")
