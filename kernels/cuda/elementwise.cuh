@@ -28,6 +28,7 @@
 #define KVQ_KERNELS_CUDA_ELEMENTWISE_CUH_
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/cuda/launch_util.cuh"
 #include "kernels/cuda/launchers.cuh"
@@ -42,14 +43,18 @@ template <bool kQuantize>
 inline constexpr int kElementwiseUnroll = kQuantize ? 4 : 8;
 // A whole number of steps for either unroll.
 inline constexpr uint32_t kElementwiseChunkVecs = kElementwiseThreads * 16;
-// CTAs per SM for dequantize to T (0: as many as fit). The sixth session's
-// traffic-mix lab (runs/2026-12-01-f/run1-mix-lab.txt) ran the 1:4 mix best
-// at 2: 86.4% of the copy against 83.8% at full occupancy, fewer writers at
-// once contending less for DRAM. As a kernel (runs/2026-12-01-g, call 1),
-// FP32 dequantize gained 1-2 points in every granularity; FP16 / BF16 moved
-// by -1.5 to +1, so they keep full occupancy.
-template <typename T>
-inline constexpr int kDequantizeCtasPerSm = sizeof(T) == 4 ? 2 : 0;
+// CTAs per SM for dequantize to T from Addr's payloads (0: as many as fit).
+// The sixth session's traffic-mix lab (runs/2026-12-01-f/run1-mix-lab.txt)
+// ran the 1:4 mix best at 2: 86.4% of the copy against 83.8% at full
+// occupancy, fewer writers at once contending less for DRAM. As a kernel
+// (runs/2026-12-01-g, calls 1 and 3), contiguous FP32 dequantize gained
+// 0.5-2 points of the copy at 2; paged FP32 dequantize (the server's get
+// path, kvq-bench-kernels' batch section) lost 1-4, its page lookups
+// needing every warp to hide their latency; FP16 / BF16 moved by -1.5 to
+// +1. So only contiguous FP32 runs at 2.
+template <typename T, class Addr>
+inline constexpr int kDequantizeCtasPerSm =
+    sizeof(T) == 4 && std::is_same_v<Addr, ContiguousAddr> ? 2 : 0;
 
 struct ElementwisePlan {
   uint64_t vecs_per_block;
@@ -209,10 +214,12 @@ absl::Status LaunchElementwise(const BlockLayout& layout,
       (plan.vecs_per_block + kElementwiseChunkVecs - 1) / kElementwiseChunkVecs;
   plan.chunks_per_block = FastDivmod(chunks_per_block);
 
+  constexpr int kMaxCtasPerSm =
+      kQuantize ? 0 : kDequantizeCtasPerSm<T, Addr>;
   auto launch = [&](auto channels) {
     return LaunchPersistent<
         &ElementwiseKernel<T, kVec, Addr, kQuantize, decltype(channels)::value>,
-        &ElementwisePlan::total_chunks, kQuantize ? 0 : kDequantizeCtasPerSm<T>>(
+        &ElementwisePlan::total_chunks, kMaxCtasPerSm>(
         kQuantize ? "ElementwiseKernel(quantize)"
                   : "ElementwiseKernel(dequantize)",
         kElementwiseThreads, blocks, chunks_per_block, plan, stream, addr);
