@@ -228,8 +228,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
 
 int Run(const std::string& command, const std::string& self) {
   const std::string bare_api = absl::GetFlag(FLAGS_bare_api);
-  if (bare_api != "sync" && bare_api != "callback" &&
-      bare_api != "sync-copy") {
+  if (!ServerApiNamed(bare_api).has_value()) {
     std::fprintf(stderr,
                  "bad --bare_api=%s (want sync, callback or sync-copy)\n",
                  bare_api.c_str());
@@ -534,10 +533,12 @@ int main(int argc, char** argv) {
   const std::string command = kvq::bench::CommandLine(argc, argv);
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_serve_transport)) {
+    // Started by Run() below, which checked the name.
     return kvq::bench::ServeTransport(
         absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_ready_file),
         kvq::bench::kMaxMessageBytes,
-        kvq::bench::ServerApiNamed(absl::GetFlag(FLAGS_bare_api)));
+        kvq::bench::ServerApiNamed(absl::GetFlag(FLAGS_bare_api))
+            .value_or(kvq::bench::ServerApi::kSync));
   }
   // This program's own path, to start itself as the transport server and to
   // find kvq-server beside it however it was invoked.

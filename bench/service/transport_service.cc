@@ -254,10 +254,11 @@ class TransportService final : public Transport::Service {
 
 }  // namespace
 
-ServerApi ServerApiNamed(std::string_view name) {
+std::optional<ServerApi> ServerApiNamed(std::string_view name) {
+  if (name == "sync") return ServerApi::kSync;
   if (name == "callback") return ServerApi::kCallback;
   if (name == "sync-copy") return ServerApi::kSyncCopy;
-  return ServerApi::kSync;
+  return std::nullopt;
 }
 
 int ServeTransport(const std::string& listen, const std::string& ready_file,

@@ -7,6 +7,7 @@
 #ifndef KVQ_BENCH_SERVICE_TRANSPORT_SERVICE_H_
 #define KVQ_BENCH_SERVICE_TRANSPORT_SERVICE_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,8 +21,9 @@ namespace kvq::bench {
 // CopyDataTo, as kvq-server assembles a block before its GPU reads it.
 enum class ServerApi { kSync, kCallback, kSyncCopy };
 
-// "sync", "callback" or "sync-copy" (anything else: kSync).
-ServerApi ServerApiNamed(std::string_view name);
+// The API named "sync", "callback" or "sync-copy"; nullopt for any other
+// name.
+std::optional<ServerApi> ServerApiNamed(std::string_view name);
 
 // Serves Transport on `listen` (port 0 = any) until SIGTERM/SIGINT; writes
 // "grpc_port=N" to `ready_file` once serving. Returns the process exit code.

@@ -3,10 +3,9 @@
 
 #include "kernels/cuda/quant_error_cuda.h"
 
-#include <algorithm>
-
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/dtype_traits.cuh"
+#include "kernels/cuda/launch_util.cuh"
 
 namespace kvq::cuda {
 namespace {
@@ -56,16 +55,13 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T>
 absl::Status Run(const void* x, const void* y, uint64_t n, double* sums,
                  cudaStream_t stream) {
-  int device = 0, sms = 0;
-  KVQ_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  KVQ_CUDA_RETURN_IF_ERROR(
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   // Enough CTAs to fill the GPU (4 per SM), never more than the values need.
-  const uint64_t wanted = (n + kThreads - 1) / kThreads;
-  const unsigned grid = static_cast<unsigned>(
-      std::max<uint64_t>(1, std::min<uint64_t>(wanted, uint64_t(sms) * 4)));
+  const absl::StatusOr<uint32_t> grid =
+      internal::PersistentGrid<&SumSquaredErrorKernel<T>>(
+          kThreads, (n + kThreads - 1) / kThreads, /*max_per_sm=*/4);
+  if (!grid.ok()) return grid.status();
   return internal::Launch("SumSquaredErrorKernel", &SumSquaredErrorKernel<T>,
-                          grid, kThreads, stream, static_cast<const T*>(x),
+                          *grid, kThreads, stream, static_cast<const T*>(x),
                           static_cast<const T*>(y), n, sums);
 }
 

@@ -281,11 +281,11 @@ grpc::Status KVCacheService::HandleGet(
       if (!write(answer)) return call.Finish(ClientGone(), summary());
       continue;
     }
-    const std::span<const std::byte> data = (*block)->data.bytes();
+    const uint64_t block_bytes = (*block)->data.size();
     metrics_->ObserveStage(Stage::kSend, send_seconds);
-    metrics_->CountGetHit(data.size());
+    metrics_->CountGetHit(block_bytes);
     ++hits;
-    bytes_out += data.size();
+    bytes_out += block_bytes;
   }
   return call.Finish(absl::OkStatus(), summary());
 }
