@@ -5,7 +5,40 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace kvq {
+namespace {
+
+// memcpy with non-temporal stores for the 16-byte-aligned middle of dst.
+void StreamingCopy(char* dst, const char* src, size_t n) {
+#if defined(__SSE2__)
+  constexpr size_t kVec = 16;
+  const size_t head = std::min(n, (kVec - reinterpret_cast<uintptr_t>(dst) % kVec) % kVec);
+  std::memcpy(dst, src, head);
+  size_t i = head;
+  for (; i + 4 * kVec <= n; i += 4 * kVec) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + kVec));
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 2 * kVec));
+    const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 3 * kVec));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + kVec), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 2 * kVec), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 3 * kVec), d);
+  }
+  std::memcpy(dst + i, src + i, n - i);
+  // Non-temporal stores are weakly ordered: they must be visible before the
+  // task reports itself done.
+  _mm_sfence();
+#else
+  std::memcpy(dst, src, n);
+#endif
+}
+
+}  // namespace
 
 // One ParallelFor call. It lives on its caller's stack; the caller waits for
 // `helpers` to drop to zero before returning, so no worker touches it after.
@@ -113,7 +146,7 @@ void ParallelFor(size_t n, size_t grain,
   WorkerPool::Default().ParallelFor(n, grain, fn);
 }
 
-void ParallelCopy(std::span<const CopyPiece> pieces) {
+void ParallelCopy(std::span<const CopyPiece> pieces, CopyWrites writes) {
   // Tasks big enough that handing one to a worker costs far less than
   // copying it.
   constexpr size_t kTaskBytes = size_t{256} << 10;
@@ -130,16 +163,21 @@ void ParallelCopy(std::span<const CopyPiece> pieces) {
     for (; begin < end; ++i) {
       const size_t from = begin - starts[i];
       const size_t n = std::min(end, starts[i + 1]) - begin;
-      std::memcpy(static_cast<char*>(pieces[i].dst) + from,
-                  static_cast<const char*>(pieces[i].src) + from, n);
+      char* to = static_cast<char*>(pieces[i].dst) + from;
+      const char* in = static_cast<const char*>(pieces[i].src) + from;
+      if (writes == CopyWrites::kStreaming) {
+        StreamingCopy(to, in, n);
+      } else {
+        std::memcpy(to, in, n);
+      }
       begin += n;
     }
   });
 }
 
-void ParallelCopy(void* dst, const void* src, size_t n) {
+void ParallelCopy(void* dst, const void* src, size_t n, CopyWrites writes) {
   const CopyPiece piece{dst, src, n};
-  ParallelCopy(std::span<const CopyPiece>(&piece, 1));
+  ParallelCopy(std::span<const CopyPiece>(&piece, 1), writes);
 }
 
 }  // namespace kvq

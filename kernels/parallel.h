@@ -67,16 +67,25 @@ struct CopyPiece {
   size_t size;
 };
 
+// How a copy writes its destination. kStreaming bypasses the CPU caches
+// (non-temporal stores, where the CPU has them): for a destination the CPU
+// will not read again, such as pinned staging that the GPU's DMA reads, it
+// neither evicts what the caches hold nor reads the destination's lines
+// before writing them.
+enum class CopyWrites { kCached, kStreaming };
+
 // Every piece's memcpy, on the default pool in tasks of about 256 KiB (long
 // pieces cut, short ones grouped). One core copies at a fraction of what the
 // memory system can take (~6 GB/s on the servers kvq was measured on), and
 // the server copies every chunk of a block it receives, from the pieces gRPC
 // received it in, on the thread that reads the stream. No two ranges may
 // overlap.
-void ParallelCopy(std::span<const CopyPiece> pieces);
+void ParallelCopy(std::span<const CopyPiece> pieces,
+                  CopyWrites writes = CopyWrites::kCached);
 
 // ParallelCopy of the one piece {dst, src, n}.
-void ParallelCopy(void* dst, const void* src, size_t n);
+void ParallelCopy(void* dst, const void* src, size_t n,
+                  CopyWrites writes = CopyWrites::kCached);
 
 }  // namespace kvq
 

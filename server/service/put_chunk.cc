@@ -83,7 +83,8 @@ absl::Status PutChunk::ParseFields(std::vector<grpc::Slice> slices) {
 
 void PutChunk::CopyDataTo(std::byte* dst) const {
   if (slices_.empty()) {
-    ParallelCopy(dst, owned_data_.data(), owned_data_.size());
+    ParallelCopy(dst, owned_data_.data(), owned_data_.size(),
+                 CopyWrites::kStreaming);
     return;
   }
   // The part of each slice that holds data, in order.
@@ -101,7 +102,7 @@ void PutChunk::CopyDataTo(std::byte* dst) const {
     skip = 0;
     left -= n;
   }
-  ParallelCopy(pieces);
+  ParallelCopy(pieces, CopyWrites::kStreaming);
 }
 
 void PutChunk::ReleaseData() {
