@@ -97,7 +97,8 @@ ABSL_FLAG(std::string, bare_api, "sync",
           "servers): whether the API kvq-server uses limits the ceiling; or "
           "sync-copy: sync, each put's data copied once out of gRPC's "
           "buffers into a buffer of the block's size (kvq-server's one copy, "
-          "its own code): the ceiling of a server that must copy what it "
+          "its own code, with the streaming writes it uses for the CUDA "
+          "backend): the ceiling of a server that must copy what it "
           "receives before its GPU can read it");
 // Internal: the transport server mode of this same binary.
 ABSL_FLAG(bool, serve_transport, false, "internal: run the bare service");

@@ -205,7 +205,8 @@ class TransportService final : public Transport::Service {
 
  private:
   // With `copy`, each chunk's data is copied into `block` first, at its
-  // offset in the block, as kvq-server's PutAssembler does.
+  // offset in the block, as kvq-server's PutAssembler does into the CUDA
+  // backend's page-locked buffers (streaming writes).
   grpc::Status HandleUpload(
       grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream, bool copy) {
     PutChunk chunk;
@@ -215,7 +216,8 @@ class TransportService final : public Transport::Service {
       if (copy) {
         const uint64_t end = chunk.fields().offset() + chunk.data_size();
         if (block.size() < end) block.resize(end);  // faulted in once
-        chunk.CopyDataTo(block.data() + chunk.fields().offset());
+        chunk.CopyDataTo(block.data() + chunk.fields().offset(),
+                         CopyWrites::kStreaming);
       }
       std::optional<v1::PutResponse> answer = answers.Take(chunk);
       if (answer && !stream->Write(*answer)) break;

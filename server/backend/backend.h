@@ -36,6 +36,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "kernels/format.h"
+#include "kernels/parallel.h"
 #include "kernels/quant_error.h"
 #include "server/backend/host_buffer.h"
 
@@ -93,6 +94,12 @@ class Backend {
   // fastest: page-locked for CUDA, plain for the CPU. RESOURCE_EXHAUSTED
   // when the system has none left.
   virtual absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) = 0;
+
+  // How the CPU best writes a block into AllocateHostBuffer's memory:
+  // kStreaming where only the device reads it next (CUDA: the DMA to the
+  // GPU), which keeps the copy from filling the caches with lines the CPU
+  // will not touch again; kCached where the CPU reads it next.
+  virtual CopyWrites host_buffer_writes() const { return CopyWrites::kCached; }
 };
 
 // The CPU backend: a host arena, kernels/quantize.h's fast path.

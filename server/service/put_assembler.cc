@@ -17,10 +17,12 @@ std::string DescribeSize(const PutHeader& header) {
                       header.logical_bytes(), " bytes");
 }
 
-// Copies `data`'s bytes to `dst`; how long that took, in seconds.
-double TimedCopy(const PutChunk& data, std::byte* dst) {
+// Copies `data`'s bytes to `dst` in `staging`; how long that took, in
+// seconds.
+double TimedCopy(const PutChunk& data, const StagingBuffer& staging,
+                 std::byte* dst) {
   const auto start = std::chrono::steady_clock::now();
-  data.CopyDataTo(dst);
+  data.CopyDataTo(dst, staging.writes());
   return SecondsSince(start);
 }
 
@@ -133,7 +135,8 @@ void PutAssembler::StartBlock(const PutChunk& data,
     return;
   }
   block.staging_ = *std::move(staging);
-  block.copy_seconds += TimedCopy(data, block.staging_.data());
+  block.copy_seconds +=
+      TimedCopy(data, block.staging_, block.staging_.data());
   if (chunk.last()) {  // the whole block in one message
     events.push_back(PutEvent{block.sequence, block.header.key,
                               absl::OkStatus(), std::move(block)});
@@ -166,7 +169,7 @@ void PutAssembler::ContinueBlock(const PutChunk& data,
     return;
   }
   current_->copy_seconds +=
-      TimedCopy(data, current_->staging_.data() + received_);
+      TimedCopy(data, current_->staging_, current_->staging_.data() + received_);
   received_ += size;
   if (!chunk.last()) return;
   if (received_ < total) {

@@ -81,10 +81,9 @@ absl::Status PutChunk::ParseFields(std::vector<grpc::Slice> slices) {
   return absl::OkStatus();
 }
 
-void PutChunk::CopyDataTo(std::byte* dst) const {
+void PutChunk::CopyDataTo(std::byte* dst, CopyWrites writes) const {
   if (slices_.empty()) {
-    ParallelCopy(dst, owned_data_.data(), owned_data_.size(),
-                 CopyWrites::kStreaming);
+    ParallelCopy(dst, owned_data_.data(), owned_data_.size(), writes);
     return;
   }
   // The part of each slice that holds data, in order.
@@ -102,7 +101,7 @@ void PutChunk::CopyDataTo(std::byte* dst) const {
     skip = 0;
     left -= n;
   }
-  ParallelCopy(pieces, CopyWrites::kStreaming);
+  ParallelCopy(pieces, writes);
 }
 
 void PutChunk::ReleaseData() {

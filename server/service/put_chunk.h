@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/parallel.h"
 #include "kvq/v1/kvcache.pb.h"
 
 namespace kvq {
@@ -49,8 +50,9 @@ class PutChunk {
 
   uint64_t data_size() const { return data_size_; }
   // Copies the data_size() bytes of `data` to `dst`, on several cores when
-  // there are many (ParallelCopy).
-  void CopyDataTo(std::byte* dst) const;
+  // there are many (ParallelCopy), writing `dst` as `writes` says.
+  void CopyDataTo(std::byte* dst,
+                  CopyWrites writes = CopyWrites::kCached) const;
 
   // Lets go of the data's buffers (gRPC's slices), e.g. once it is copied,
   // so that they are free before the next message is read; fields() stays.

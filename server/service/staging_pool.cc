@@ -44,7 +44,8 @@ struct Shelf {
 StagingBuffer::StagingBuffer(StagingBuffer&& other) noexcept
     : shelf_(std::move(other.shelf_)),
       buffer_(std::move(other.buffer_)),
-      size_(std::exchange(other.size_, 0)) {}
+      size_(std::exchange(other.size_, 0)),
+      writes_(std::exchange(other.writes_, CopyWrites::kCached)) {}
 
 StagingBuffer& StagingBuffer::operator=(StagingBuffer&& other) noexcept {
   if (this != &other) {
@@ -52,6 +53,7 @@ StagingBuffer& StagingBuffer::operator=(StagingBuffer&& other) noexcept {
     shelf_ = std::move(other.shelf_);
     buffer_ = std::move(other.buffer_);
     size_ = std::exchange(other.size_, 0);
+    writes_ = std::exchange(other.writes_, CopyWrites::kCached);
   }
   return *this;
 }
@@ -63,11 +65,14 @@ void StagingBuffer::GiveBack() {
   shelf_ = nullptr;
   buffer_ = HostBuffer();  // heap memory: freed here
   size_ = 0;
+  writes_ = CopyWrites::kCached;
 }
 
-StagingPool::StagingPool(Allocator allocate, uint64_t budget_bytes)
+StagingPool::StagingPool(Allocator allocate, uint64_t budget_bytes,
+                         CopyWrites writes)
     : allocate_(std::move(allocate)),
       budget_bytes_(budget_bytes),
+      writes_(writes),
       shelf_(std::make_shared<staging_internal::Shelf>()) {}
 
 StagingPool::~StagingPool() {
@@ -84,7 +89,7 @@ StagingPool::StagingPool(Backend* backend, uint64_t budget_bytes)
           [backend](uint64_t bytes) {
             return backend->AllocateHostBuffer(bytes);
           },
-          budget_bytes) {}
+          budget_bytes, backend->host_buffer_writes()) {}
 
 absl::StatusOr<StagingBuffer> StagingPool::Acquire(uint64_t bytes) {
   const uint64_t capacity = (std::max<uint64_t>(bytes, 1) + kGranuleBytes - 1) /
@@ -101,7 +106,7 @@ absl::StatusOr<StagingBuffer> StagingPool::Acquire(uint64_t bytes) {
       usage.kept_bytes -= buffer.size();
       --usage.kept_buffers;
       usage.lent_bytes += buffer.size();
-      return StagingBuffer(shelf_, std::move(buffer), bytes);
+      return StagingBuffer(shelf_, std::move(buffer), bytes, writes_);
     }
     // Every kept buffer is too small: drop the largest until a new one fits
     // (fewest frees), unless no amount of dropping would make room.
@@ -127,7 +132,9 @@ absl::StatusOr<StagingBuffer> StagingPool::Acquire(uint64_t bytes) {
 
   if (within_budget) {
     absl::StatusOr<HostBuffer> buffer = allocate_(capacity);
-    if (buffer.ok()) return StagingBuffer(shelf_, *std::move(buffer), bytes);
+    if (buffer.ok()) {
+      return StagingBuffer(shelf_, *std::move(buffer), bytes, writes_);
+    }
     std::lock_guard<std::mutex> lock(shelf_->mu);
     shelf_->usage.lent_bytes -= capacity;
     ++shelf_->usage.heap_buffers;
@@ -137,7 +144,8 @@ absl::StatusOr<StagingBuffer> StagingPool::Acquire(uint64_t bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "cannot allocate ", bytes, " bytes of host memory for this block"));
   }
-  return StagingBuffer(nullptr, HostBuffer(data, bytes, &std::free), bytes);
+  return StagingBuffer(nullptr, HostBuffer(data, bytes, &std::free), bytes,
+                       CopyWrites::kCached);
 }
 
 StagingPool::Usage StagingPool::usage() const {

@@ -31,6 +31,7 @@
 #include <span>
 
 #include "absl/status/statusor.h"
+#include "kernels/parallel.h"
 #include "server/backend/backend.h"
 #include "server/backend/host_buffer.h"
 
@@ -55,27 +56,38 @@ class StagingBuffer {
   std::byte* data() const { return buffer_.data(); }
   uint64_t size() const { return size_; }
   std::span<std::byte> bytes() const { return {buffer_.data(), size_}; }
+  // How to copy a block into this buffer: its pool's writes, or kCached for
+  // heap memory past the budget (which the CUDA backend copies again, so
+  // the CPU reads it next).
+  CopyWrites writes() const { return writes_; }
 
  private:
   friend class StagingPool;
   StagingBuffer(std::shared_ptr<staging_internal::Shelf> shelf,
-                HostBuffer buffer, uint64_t size)
-      : shelf_(std::move(shelf)), buffer_(std::move(buffer)), size_(size) {}
+                HostBuffer buffer, uint64_t size, CopyWrites writes)
+      : shelf_(std::move(shelf)),
+        buffer_(std::move(buffer)),
+        size_(size),
+        writes_(writes) {}
   void GiveBack();
 
   // Where the buffer goes back; null: heap memory, freed with buffer_.
   std::shared_ptr<staging_internal::Shelf> shelf_;
   HostBuffer buffer_;
   uint64_t size_ = 0;
+  CopyWrites writes_ = CopyWrites::kCached;
 };
 
 class StagingPool {
  public:
   using Allocator = std::function<absl::StatusOr<HostBuffer>(uint64_t bytes)>;
 
-  StagingPool(Allocator allocate, uint64_t budget_bytes);
-  // Buffers from backend->AllocateHostBuffer; `backend` must outlive the
-  // pool.
+  // `writes`: how blocks are best copied into the allocator's memory
+  // (StagingBuffer::writes).
+  StagingPool(Allocator allocate, uint64_t budget_bytes,
+              CopyWrites writes = CopyWrites::kCached);
+  // Buffers from backend->AllocateHostBuffer, written as
+  // backend->host_buffer_writes() says; `backend` must outlive the pool.
   StagingPool(Backend* backend, uint64_t budget_bytes);
   StagingPool(const StagingPool&) = delete;
   StagingPool& operator=(const StagingPool&) = delete;
@@ -96,6 +108,7 @@ class StagingPool {
  private:
   const Allocator allocate_;
   const uint64_t budget_bytes_;
+  const CopyWrites writes_;
   // The kept buffers and the counts, shared with the lent buffers.
   const std::shared_ptr<staging_internal::Shelf> shelf_;
 };

@@ -79,25 +79,40 @@ TEST(ParallelFor, DefaultPoolCoversTheRange) {
   EXPECT_GE(WorkerPool::Default().concurrency(), 1);
 }
 
-class ParallelCopyTest : public SeededTest {};
+// Every copy behaves the same with cached and with streaming writes.
+class ParallelCopyTest : public SeededTest,
+                         public ::testing::WithParamInterface<CopyWrites> {};
 
-TEST_F(ParallelCopyTest, CopiesExactlyTheRangeForAnySizeAndAlignment) {
-  for (const size_t n : {size_t{0}, size_t{1}, size_t{4095},
+INSTANTIATE_TEST_SUITE_P(
+    Writes, ParallelCopyTest,
+    ::testing::Values(CopyWrites::kCached, CopyWrites::kStreaming),
+    [](const ::testing::TestParamInfo<CopyWrites>& info) {
+      return info.param == CopyWrites::kCached ? "Cached" : "Streaming";
+    });
+
+TEST_P(ParallelCopyTest, CopiesExactlyTheRangeForAnySizeAndAlignment) {
+  // Sizes below, at and past the 64-byte streaming loop's step and a
+  // task's 256 KiB, from sources and to destinations at unrelated
+  // alignments (streaming aligns the destination, not the source).
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{63},
+                         size_t{64}, size_t{65}, size_t{4095},
                          (size_t{256} << 10) - 1, size_t{256} << 10,
                          (size_t{3} << 20) + 7}) {
-    const size_t offset = rng_() % 16;  // unaligned starts too
+    const size_t src_offset = rng_() % 16;
+    const size_t offset = rng_() % 16;
     std::vector<char> src(n + 16), dst(n + 32, '\x5a');
     for (char& c : src) c = static_cast<char>(rng_());
-    ParallelCopy(dst.data() + offset, src.data() + offset, n);
+    ParallelCopy(dst.data() + offset, src.data() + src_offset, n, GetParam());
     for (size_t i = 0; i < dst.size(); ++i) {
       const bool inside = i >= offset && i < offset + n;
-      ASSERT_EQ(dst[i], inside ? src[i] : '\x5a')
-          << "byte " << i << " of a " << n << "-byte copy at offset " << offset;
+      ASSERT_EQ(dst[i], inside ? src[i - offset + src_offset] : '\x5a')
+          << "byte " << i << " of a " << n << "-byte copy to offset "
+          << offset << " from offset " << src_offset;
     }
   }
 }
 
-TEST_F(ParallelCopyTest, GatheredPiecesLandWhereTheySayAndNowhereElse) {
+TEST_P(ParallelCopyTest, GatheredPiecesLandWhereTheySayAndNowhereElse) {
   // Pieces of every size class (empty, a few bytes, across task bounds)
   // gathered from scattered sources into one destination, in order.
   const size_t kSizes[] = {0, 1, 7, 4096, (size_t{256} << 10) + 3, 0, 100,
@@ -116,7 +131,7 @@ TEST_F(ParallelCopyTest, GatheredPiecesLandWhereTheySayAndNowhereElse) {
     pieces.push_back(CopyPiece{dst.data() + at, src.data(), src.size()});
     at += src.size();
   }
-  ParallelCopy(pieces);
+  ParallelCopy(pieces, GetParam());
   EXPECT_EQ(dst.front(), '\x5a');
   EXPECT_EQ(dst.back(), '\x5a');
   at = 1;

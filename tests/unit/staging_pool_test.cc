@@ -44,12 +44,16 @@ class HostMemoryBackend final : public Backend {
     return HostBuffer(std::malloc(bytes), bytes, &std::free);
   }
 
+  CopyWrites host_buffer_writes() const override { return writes_; }
+
   int allocations() const { return allocations_; }
   void set_refuse(bool refuse) { refuse_ = refuse; }
+  void set_writes(CopyWrites writes) { writes_ = writes; }
 
  private:
   std::atomic<int> allocations_{0};
   bool refuse_ = false;
+  CopyWrites writes_ = CopyWrites::kCached;
 };
 
 // Counts the buffers of an allocator that are still allocated.
@@ -185,6 +189,26 @@ TEST(StagingPoolTest, BackendOutOfMemoryFallsBackToTheHeap) {
   ASSERT_TRUE(buffer.ok()) << buffer.status();
   EXPECT_EQ(pool.usage().heap_buffers, 1u);
   EXPECT_EQ(pool.usage().lent_bytes, 0u) << "the failed reservation is undone";
+}
+
+TEST(StagingPoolTest, BackendBuffersAreWrittenAsTheBackendSaysHeapOnesCached) {
+  // The CUDA backend's page-locked buffers are read next by its DMA
+  // (streaming writes); heap memory past the budget is copied again by the
+  // CPU, so it is written through the caches.
+  HostMemoryBackend backend;
+  backend.set_writes(CopyWrites::kStreaming);
+  StagingPool pool(&backend, 4 * kMiB);
+  StagingBuffer fresh = *pool.Acquire(2 * kMiB);
+  EXPECT_EQ(fresh.writes(), CopyWrites::kStreaming);
+  StagingBuffer heap = *pool.Acquire(4 * kMiB);  // past the budget
+  EXPECT_EQ(heap.writes(), CopyWrites::kCached);
+  fresh = StagingBuffer();  // kept
+  StagingBuffer reused = *pool.Acquire(kMiB);
+  EXPECT_EQ(reused.writes(), CopyWrites::kStreaming);
+  EXPECT_EQ(backend.allocations(), 1);
+
+  StagingPool plain(&AllocateCounted, 4 * kMiB);
+  EXPECT_EQ(plain.Acquire(kMiB)->writes(), CopyWrites::kCached);
 }
 
 TEST(StagingPoolTest, ConcurrentUseStaysWithinTheBudgetAndLeavesNothingLent) {
