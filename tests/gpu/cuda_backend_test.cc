@@ -1,8 +1,9 @@
 // CudaBackend's host side of the data path: a block moves the same whether
 // the caller's memory is page-locked (AllocateHostBuffer's, which the server
-// receives puts into and answers gets from: DMA straight from and to it) or
-// plain (copied through the backend's own staging), and either way equals
-// the CPU backend byte for byte.
+// receives puts into and answers gets from: DMA straight from and to it, or
+// for a get that goes back whole, the kernel's own writes over PCIe), plain
+// (copied through the backend's own staging) or registered
+// (cudaHostRegister), and either way equals the CPU backend byte for byte.
 
 #include <cuda_runtime.h>
 
@@ -177,6 +178,42 @@ TEST_P(CudaBackendHostMemoryTest,
                     .ok());
     EXPECT_TRUE(reported.empty()) << name;
     EXPECT_TRUE(std::memcmp(plain.data(), expected.data(), bytes) == 0) << name;
+  }
+}
+
+TEST_P(CudaBackendHostMemoryTest,
+       WholeGetsIntoRegisteredOrAllocatedPageLockedMemoryEqualTheCpuBackend) {
+  // Gets that go back in one piece (no ReadyPrefixes, or pieces as large as
+  // the block) are written by the kernel itself, at the address CUDA maps
+  // the caller's memory to: memory the caller registered as well as
+  // AllocateHostBuffer's.
+  for (int trial = 0; trial < 4; ++trial) {
+    const Case c = RandomCase(/*min_tokens=*/1 + rng_() % 100);
+    ASSERT_TRUE(
+        cuda_->QuantizeInto(c.layout, dtype(), c.src(), c.page_ids).ok());
+    // 4 bytes past a 16-byte boundary: aligned for every dtype but not for
+    // the kernel's 16-byte stores, which then store narrower.
+    constexpr size_t kAt = 20;
+    std::vector<std::byte> registered(c.bytes + 2 * kAt, std::byte{0x7f});
+    std::span<std::byte> dst(registered.data() + kAt, c.bytes);
+    ASSERT_CUDA_OK(cudaHostRegister(dst.data(), dst.size(),
+                                    cudaHostRegisterDefault));
+    std::vector<uint64_t> reported;
+    auto ready = [&](uint64_t n) { reported.push_back(n); };
+    const ReadyPrefixes whole{c.bytes, ready};
+    const absl::Status got = cuda_->DequantizeFrom(c.layout, c.page_ids,
+                                                   dtype(), dst, nullptr,
+                                                   &whole);
+    ASSERT_CUDA_OK(cudaHostUnregister(dst.data()));
+    ASSERT_TRUE(got.ok()) << got << " " << c.name;
+    EXPECT_TRUE(reported.empty()) << c.name;
+    EXPECT_TRUE(std::memcmp(dst.data(), c.expected.data(), c.bytes) == 0)
+        << c.name << ", registered destination";
+    for (size_t i = 0; i < kAt; ++i) {
+      ASSERT_EQ(registered[i], std::byte{0x7f}) << c.name << ": byte " << i;
+      ASSERT_EQ(registered[kAt + c.bytes + i], std::byte{0x7f})
+          << c.name << ": byte " << i << " past the block";
+    }
   }
 }
 
