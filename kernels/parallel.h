@@ -69,9 +69,9 @@ struct CopyPiece {
 
 // How a copy writes its destination. kStreaming bypasses the CPU caches
 // (non-temporal stores, where the CPU has them): for a destination the CPU
-// will not read again, such as pinned staging that the GPU's DMA reads, it
-// neither evicts what the caches hold nor reads the destination's lines
-// before writing them.
+// will not read again, such as pinned staging that the GPU's DMA reads next
+// (which then finds no line dirty in a cache), it neither evicts what the
+// caches hold nor reads the destination's lines before writing them.
 enum class CopyWrites { kCached, kStreaming };
 
 // Every piece's memcpy, on the default pool in tasks of about 256 KiB (long

