@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -16,18 +17,20 @@ namespace {
 void StreamingCopy(char* dst, const char* src, size_t n) {
 #if defined(__SSE2__)
   constexpr size_t kVec = 16;
-  const size_t head = std::min(n, (kVec - reinterpret_cast<uintptr_t>(dst) % kVec) % kVec);
+  constexpr size_t kStep = 4 * kVec;  // four loads in flight per step
+  const size_t head =
+      std::min(n, (kVec - reinterpret_cast<uintptr_t>(dst) % kVec) % kVec);
   std::memcpy(dst, src, head);
   size_t i = head;
-  for (; i + 4 * kVec <= n; i += 4 * kVec) {
-    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + kVec));
-    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 2 * kVec));
-    const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 3 * kVec));
-    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), a);
-    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + kVec), b);
-    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 2 * kVec), c);
-    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 3 * kVec), d);
+  for (; i + kStep <= n; i += kStep) {
+    __m128i v[4];
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm_loadu_si128(
+          reinterpret_cast<const __m128i*>(src + i + k * kVec));
+    }
+    for (int k = 0; k < 4; ++k) {
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + k * kVec), v[k]);
+    }
   }
   std::memcpy(dst + i, src + i, n - i);
   // Non-temporal stores are weakly ordered: they must be visible before the

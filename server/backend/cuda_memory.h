@@ -49,7 +49,9 @@ class PinnedBuffer {
   }
   std::byte* data() const { return static_cast<std::byte*>(data_); }
   // data()'s address for kernels (over PCIe).
-  std::byte* device_data() const { return static_cast<std::byte*>(device_data_); }
+  std::byte* device_data() const {
+    return static_cast<std::byte*>(device_data_);
+  }
 
  private:
   void* data_ = nullptr;

@@ -169,7 +169,8 @@ void PutAssembler::ContinueBlock(const PutChunk& data,
     return;
   }
   current_->copy_seconds +=
-      TimedCopy(data, current_->staging_, current_->staging_.data() + received_);
+      TimedCopy(data, current_->staging_,
+                current_->staging_.data() + received_);
   received_ += size;
   if (!chunk.last()) return;
   if (received_ < total) {
