@@ -43,8 +43,17 @@ class PinnedBuffer {
     device_data_ = nullptr;
     capacity_ = 0;
     KVQ_RETURN_IF_CUDA_ERROR(cudaMallocHost(&data_, bytes));
+    // Both or neither: a buffer is never kept without its device address.
+    const cudaError_t mapped =
+        cudaHostGetDevicePointer(&device_data_, data_, 0);
+    if (mapped != cudaSuccess) {
+      cudaGetLastError();  // not an error of the next call
+      cudaFreeHost(data_);
+      data_ = nullptr;
+      device_data_ = nullptr;
+      return CudaStatus(mapped, "cudaHostGetDevicePointer");
+    }
     capacity_ = bytes;
-    KVQ_RETURN_IF_CUDA_ERROR(cudaHostGetDevicePointer(&device_data_, data_, 0));
     return absl::OkStatus();
   }
   std::byte* data() const { return static_cast<std::byte*>(data_); }
