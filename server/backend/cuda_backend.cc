@@ -130,8 +130,6 @@ HostMemory HostMemoryAt(const void* p) {
   return {true, attributes.devicePointer};
 }
 
-bool PageLocked(const void* p) { return HostMemoryAt(p).page_locked; }
-
 double ElapsedSeconds(cudaEvent_t from, cudaEvent_t to) {
   float ms = 0;
   return cudaEventElapsedTime(&ms, from, to) == cudaSuccess ? ms / 1e3 : 0.0;
@@ -268,7 +266,7 @@ class CudaBackend final : public Backend {
                                           bool sample) {
     // Staging layout: [block bytes, unless DMA reads them from
     // `src`][page ids][flags read back].
-    const bool direct = PageLocked(src.data());
+    const bool direct = HostMemoryAt(src.data()).page_locked;
     const size_t table_at =
         direct ? 0 : AlignUp(src.size(), kStagingAlignment);
     const size_t flags_at =

@@ -17,12 +17,12 @@ std::string DescribeSize(const PutHeader& header) {
                       header.logical_bytes(), " bytes");
 }
 
-// Copies `data`'s bytes to `dst` in `staging`; how long that took, in
-// seconds.
+// Copies `data`'s bytes into `staging` from byte `offset` on, written as
+// the buffer says; how long that took, in seconds.
 double TimedCopy(const PutChunk& data, const StagingBuffer& staging,
-                 std::byte* dst) {
+                 uint64_t offset) {
   const auto start = std::chrono::steady_clock::now();
-  data.CopyDataTo(dst, staging.writes());
+  data.CopyDataTo(staging.data() + offset, staging.writes());
   return SecondsSince(start);
 }
 
@@ -136,7 +136,7 @@ void PutAssembler::StartBlock(const PutChunk& data,
   }
   block.staging_ = *std::move(staging);
   block.copy_seconds +=
-      TimedCopy(data, block.staging_, block.staging_.data());
+      TimedCopy(data, block.staging_, /*offset=*/0);
   if (chunk.last()) {  // the whole block in one message
     events.push_back(PutEvent{block.sequence, block.header.key,
                               absl::OkStatus(), std::move(block)});
@@ -169,8 +169,7 @@ void PutAssembler::ContinueBlock(const PutChunk& data,
     return;
   }
   current_->copy_seconds +=
-      TimedCopy(data, current_->staging_,
-                current_->staging_.data() + received_);
+      TimedCopy(data, current_->staging_, received_);
   received_ += size;
   if (!chunk.last()) return;
   if (received_ < total) {
