@@ -32,14 +32,15 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Runtime libraries of Ubuntu 24.04's gRPC 1.51, protobuf 3.21, Abseil
-# 20220623, spdlog 1.12 and cpp-httplib 0.14: the versions the build stage
-# linked. Versions are not pinned: the base image fixes the release, and the
-# archive drops superseded versions, which would break rebuilds.
+# 20220623, spdlog 1.12, cpp-httplib 0.14 and jemalloc 5.3: the versions the
+# build stage linked. Versions are not pinned: the base image fixes the
+# release, and the archive drops superseded versions, which would break
+# rebuilds.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
        libgrpc++1.51t64 libgrpc29t64 libprotobuf32t64 libabsl20220623t64 \
-       libspdlog1.12 libfmt9 libcpp-httplib0.14t64 \
+       libspdlog1.12 libfmt9 libcpp-httplib0.14t64 libjemalloc2 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/bin/ /usr/local/bin/
 # Fail the build, not the first start, if a shared library is missing

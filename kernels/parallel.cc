@@ -183,4 +183,17 @@ void ParallelCopy(void* dst, const void* src, size_t n, CopyWrites writes) {
   ParallelCopy(std::span<const CopyPiece>(&piece, 1), writes);
 }
 
+void ParallelGather(std::byte* dst,
+                    std::span<const std::span<const std::byte>> pieces,
+                    CopyWrites writes) {
+  std::vector<CopyPiece> copies;
+  copies.reserve(pieces.size());
+  size_t at = 0;
+  for (std::span<const std::byte> piece : pieces) {
+    copies.push_back(CopyPiece{dst + at, piece.data(), piece.size()});
+    at += piece.size();
+  }
+  ParallelCopy(copies, writes);
+}
+
 }  // namespace kvq

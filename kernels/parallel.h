@@ -87,6 +87,12 @@ void ParallelCopy(std::span<const CopyPiece> pieces,
 void ParallelCopy(void* dst, const void* src, size_t n,
                   CopyWrites writes = CopyWrites::kCached);
 
+// ParallelCopy of `pieces`, in order, into consecutive bytes from `dst`: a
+// block put together from the pieces it arrived in.
+void ParallelGather(std::byte* dst,
+                    std::span<const std::span<const std::byte>> pieces,
+                    CopyWrites writes = CopyWrites::kCached);
+
 }  // namespace kvq
 
 #endif  // KVQ_KERNELS_PARALLEL_H_

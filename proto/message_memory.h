@@ -1,6 +1,7 @@
 // KeepMessageBuffersInHeap: glibc malloc settings for a process that streams
-// MiB-sized gRPC messages (kvq-server; the benchmark's clients and its bare
-// ceiling server).
+// MiB-sized gRPC messages (the benchmark's clients and its bare ceiling
+// server; kvq-server's malloc is jemalloc, server/heap, which keeps freed
+// buffers for reuse by itself).
 //
 // gRPC allocates a buffer per message. glibc serves an allocation over its
 // mmap threshold (128 KiB at start, raised only once a bigger mapped block

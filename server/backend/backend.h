@@ -21,7 +21,9 @@
 //   - Both may be called from many threads at once.
 //   - `timings`, when not null, receives where the time went.
 //   - AllocateHostBuffer's memory is the fastest `src` / `dst` there is
-//     (host_buffer.h); any other memory works too.
+//     (host_buffer.h), and so is any memory ReadsInPlace says yes to; any
+//     other memory works too. `src` may come in pieces (BlockBytes): a
+//     backend copies them together first unless it reads them in place.
 
 #ifndef KVQ_SERVER_BACKEND_BACKEND_H_
 #define KVQ_SERVER_BACKEND_BACKEND_H_
@@ -38,6 +40,7 @@
 #include "kernels/format.h"
 #include "kernels/parallel.h"
 #include "kernels/quant_error.h"
+#include "server/backend/block_bytes.h"
 #include "server/backend/host_buffer.h"
 
 namespace kvq {
@@ -78,7 +81,7 @@ class Backend {
 
   virtual absl::StatusOr<float> QuantizeInto(const BlockLayout& layout,
                                              DType dtype,
-                                             std::span<const std::byte> src,
+                                             const BlockBytes& src,
                                              std::span<const uint32_t> pages,
                                              DataPathTimings* timings = nullptr,
                                              ErrorSums* error = nullptr) = 0;
@@ -100,6 +103,25 @@ class Backend {
   // GPU reads memory no CPU cache holds dirty, at twice the speed);
   // kCached where the CPU reads it next.
   virtual CopyWrites host_buffer_writes() const { return CopyWrites::kCached; }
+
+  // Lets the backend read blocks in `region` (host memory that outlives the
+  // backend, e.g. the process heap: server/heap/region_heap.h) where they
+  // lie, pieces included. CUDA page-locks and maps it once (cudaHostRegister:
+  // about 0.1 ms per MiB, so at start-up); the default declines with
+  // UNIMPLEMENTED. At most one region per backend.
+  virtual absl::Status RegisterHostRegion(std::span<std::byte> region) {
+    (void)region;
+    return absl::UnimplementedError(
+        "this backend does not read host memory in place");
+  }
+
+  // Whether QuantizeInto reads `bytes` where they lie as fast as from
+  // AllocateHostBuffer's memory, so that a caller need not copy a block's
+  // pieces together first: inside the registered region.
+  virtual bool ReadsInPlace(ConstBytes bytes) const {
+    (void)bytes;
+    return false;
+  }
 };
 
 // The CPU backend: a host arena, kernels/quantize.h's fast path.

@@ -111,10 +111,19 @@ class CpuBackend final : public Backend {
   std::string device_name() const override { return device_name_; }
 
   absl::StatusOr<float> QuantizeInto(const BlockLayout& layout, DType dtype,
-                                     std::span<const std::byte> src,
+                                     const BlockBytes& bytes,
                                      std::span<const uint32_t> pages,
                                      DataPathTimings* timings,
                                      ErrorSums* error) override {
+    // The kernels read one span: pieces are copied together first.
+    std::vector<std::byte> gathered;
+    if (!bytes.contiguous()) {
+      gathered.resize(bytes.size());
+      bytes.CopyTo(gathered.data());
+    }
+    const std::span<const std::byte> src =
+        bytes.contiguous() ? bytes.whole()
+                           : std::span<const std::byte>(gathered);
     absl::StatusOr<float> absmax =
         QuantizeToPages(layout, dtype, src, pages, timings);
     if (!absmax.ok() || error == nullptr) return absmax;

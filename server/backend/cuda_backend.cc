@@ -12,8 +12,11 @@
 //
 // A block in page-locked memory (AllocateHostBuffer's, which the service
 // dequantizes gets into) moves by DMA straight from or to the caller's
-// memory. Any other memory goes through the context's pinned
-// staging buffer: one more copy, spread over the CPU worker pool.
+// memory. A put in pieces inside the registered host region
+// (RegisterHostRegion: the process heap, where gRPC received it) is read
+// where it lies by one gather kernel over PCIe into the device block buffer.
+// Any other memory goes through the context's pinned staging buffer: one
+// more copy, spread over the CPU worker pool.
 //
 // A get with ReadyPrefixes into page-locked memory is copied back in pieces,
 // an event after each: the caller is told each piece has landed while the
@@ -26,7 +29,8 @@
 // the GPU: two more kernels and 16 more bytes back, nothing else.
 //
 // Timings: host_to_device covers the copy of the block into pinned staging
-// (when there is one) plus the DMA to the device, device_to_host the DMA back
+// (when there is one) plus the DMA (or the gather) to the device,
+// device_to_host the DMA back
 // plus the copy out of staging; kernel is the fused kernel alone (CUDA
 // events), without a quality sample's kernels, and with its writes over PCIe
 // for a get the kernel writes back itself.
@@ -51,6 +55,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/host_gather.h"
 #include "kernels/cuda/paged_kernels.h"
 #include "kernels/cuda/quant_error_cuda.h"
 #include "kernels/parallel.h"
@@ -148,6 +153,7 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     cudaSetDevice(gpu_);
     idle_.clear();
+    if (!region_.empty()) cudaHostUnregister(region_.data());
     cudaFree(arena_);
   }
 
@@ -155,7 +161,7 @@ class CudaBackend final : public Backend {
   std::string device_name() const override { return device_name_; }
 
   absl::StatusOr<float> QuantizeInto(const BlockLayout& layout, DType dtype,
-                                     std::span<const std::byte> src,
+                                     const BlockBytes& src,
                                      std::span<const uint32_t> pages,
                                      DataPathTimings* timings,
                                      ErrorSums* error) override {
@@ -175,9 +181,11 @@ class CudaBackend final : public Backend {
     if (flags->nonfinite != 0) {
       // The kernel only says "somewhere"; the CPU path names the element, so
       // the message matches the CPU backend's. Rare: the block is refused.
+      std::vector<std::byte> whole(src.size());
+      src.CopyTo(whole.data());
       std::vector<uint8_t> scratch(layout.payload_bytes);
       absl::Status located =
-          Quantize(layout, dtype, src.data(), scratch.data());
+          Quantize(layout, dtype, whole.data(), scratch.data());
       return located.ok() ? absl::InvalidArgumentError(
                                 "data holds a NaN or Inf value")
                           : located;
@@ -220,6 +228,42 @@ class CudaBackend final : public Backend {
     return CopyWrites::kStreaming;
   }
 
+  absl::Status RegisterHostRegion(std::span<std::byte> region) override {
+    if (!region_.empty()) {
+      return absl::FailedPreconditionError(
+          "a host region is already registered with this backend");
+    }
+    KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(gpu_));
+    // Portable: page-locked for every GPU; mapped: kernels read it (the
+    // gather of a put in pieces).
+    const cudaError_t err = cudaHostRegister(
+        region.data(), region.size(),
+        cudaHostRegisterPortable | cudaHostRegisterMapped);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot page-lock the ", region.size(), "-byte host region: ",
+          cudaGetErrorString(err), " (lower --pinned_heap_bytes, or raise the "
+          "locked-memory limit, ulimit -l)"));
+    }
+    void* device = nullptr;
+    if (const cudaError_t mapped =
+            cudaHostGetDevicePointer(&device, region.data(), 0);
+        mapped != cudaSuccess) {
+      cudaGetLastError();
+      cudaHostUnregister(region.data());
+      return CudaStatus(mapped, "cudaHostGetDevicePointer");
+    }
+    region_ = region;
+    region_device_ = static_cast<std::byte*>(device);
+    return absl::OkStatus();
+  }
+
+  bool ReadsInPlace(ConstBytes bytes) const override {
+    return !region_.empty() && bytes.data() >= region_.data() &&
+           bytes.data() + bytes.size() <= region_.data() + region_.size();
+  }
+
   absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) override {
     KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(gpu_));
     void* data = nullptr;
@@ -257,42 +301,89 @@ class CudaBackend final : public Backend {
     return absl::OkStatus();
   }
 
+  // How a put's block reaches the device.
+  enum class Upload {
+    kDirect,   // one piece in page-locked memory: DMA from it
+    kGather,   // pieces in the registered region: the gather kernel
+    kStaged,   // anything else: copied into staging, then DMA
+  };
+
+  Upload UploadOf(const BlockBytes& src) const {
+    if (src.contiguous() && HostMemoryAt(src.whole().data()).page_locked) {
+      return Upload::kDirect;
+    }
+    for (ConstBytes piece : src.pieces()) {
+      if (!ReadsInPlace(piece)) return Upload::kStaged;
+    }
+    return Upload::kGather;
+  }
+
   absl::StatusOr<DeviceFlags> RunQuantize(StreamContext& ctx,
                                           const BlockLayout& layout,
-                                          DType dtype,
-                                          std::span<const std::byte> src,
+                                          DType dtype, const BlockBytes& src,
                                           std::span<const uint32_t> pages,
                                           DataPathTimings* timings,
                                           bool sample) {
-    // Staging layout: [block bytes, unless DMA reads them from
-    // `src`][page ids][flags read back].
-    const bool direct = HostMemoryAt(src.data()).page_locked;
-    const size_t table_at =
-        direct ? 0 : AlignUp(src.size(), kStagingAlignment);
+    const Upload upload = UploadOf(src);
+    const std::span<const ConstBytes> pieces = src.pieces();
+    const size_t gather_bytes =
+        upload == Upload::kGather ? pieces.size() * sizeof(cuda::GatherPiece)
+                                  : 0;
+    // Staging layout: [block bytes, when staged][page ids][gather table]
+    // [flags read back]; page ids and gather table go up in one DMA.
+    const size_t table_at = upload == Upload::kStaged
+                                ? AlignUp(src.size(), kStagingAlignment)
+                                : 0;
+    const size_t gather_at = AlignUp(pages.size_bytes(), kStagingAlignment);
+    const size_t upload_bytes = gather_at + gather_bytes;
     const size_t flags_at =
-        AlignUp(table_at + pages.size_bytes(), kStagingAlignment);
+        AlignUp(table_at + upload_bytes, kStagingAlignment);
     KVQ_RETURN_IF_ERROR(ctx.staging.Reserve(flags_at + sizeof(DeviceFlags)));
     KVQ_RETURN_IF_ERROR(ctx.block.Reserve(src.size()));
-    KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(pages.size_bytes()));
+    KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(upload_bytes));
     KVQ_RETURN_IF_ERROR(ctx.flags.Reserve(sizeof(DeviceFlags)));
     if (sample) KVQ_RETURN_IF_ERROR(ctx.decoded.Reserve(src.size()));
 
     std::byte* host = ctx.staging.data();
     const Clock::time_point staged_from = Clock::now();
-    if (!direct) ParallelCopy(host, src.data(), src.size());
+    if (upload == Upload::kStaged) src.CopyTo(host);
     std::memcpy(host + table_at, pages.data(), pages.size_bytes());
+    uint64_t longest_piece = 0;
+    if (upload == Upload::kGather) {
+      auto* table =
+          reinterpret_cast<cuda::GatherPiece*>(host + table_at + gather_at);
+      uint64_t at = 0;
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        table[i] = cuda::GatherPiece{
+            region_device_ + (pieces[i].data() - region_.data()), at,
+            pieces[i].size()};
+        at += pieces[i].size();
+        longest_piece = std::max<uint64_t>(longest_piece, pieces[i].size());
+      }
+    }
     const double staging_seconds = SecondsSince(staged_from);
     auto* host_flags = reinterpret_cast<DeviceFlags*>(host + flags_at);
     auto* device_flags = static_cast<DeviceFlags*>(ctx.flags.data());
+    auto* device_tables = static_cast<std::byte*>(ctx.page_table.data());
 
     cudaStream_t s = ctx.stream;
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[0], s));
-    KVQ_RETURN_IF_CUDA_ERROR(
-        cudaMemcpyAsync(ctx.block.data(), direct ? src.data() : host,
-                        src.size(), cudaMemcpyHostToDevice, s));
-    KVQ_RETURN_IF_CUDA_ERROR(
-        cudaMemcpyAsync(ctx.page_table.data(), host + table_at,
-                        pages.size_bytes(), cudaMemcpyHostToDevice, s));
+    if (upload != Upload::kGather) {
+      KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(
+          ctx.block.data(),
+          upload == Upload::kDirect ? src.whole().data() : host, src.size(),
+          cudaMemcpyHostToDevice, s));
+    }
+    KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_tables, host + table_at,
+                                             upload_bytes,
+                                             cudaMemcpyHostToDevice, s));
+    if (upload == Upload::kGather) {
+      KVQ_RETURN_IF_ERROR(cuda::GatherPieces(
+          reinterpret_cast<const cuda::GatherPiece*>(device_tables +
+                                                     gather_at),
+          static_cast<uint32_t>(pieces.size()), longest_piece,
+          ctx.block.data(), s));
+    }
     KVQ_RETURN_IF_CUDA_ERROR(
         cudaMemsetAsync(device_flags, 0, sizeof(DeviceFlags), s));
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[1], s));
@@ -482,6 +573,10 @@ class CudaBackend final : public Backend {
   std::condition_variable returned_;
   size_t live_ = 0;  // contexts that exist, idle or borrowed
   std::vector<std::unique_ptr<StreamContext>> idle_;
+  // RegisterHostRegion's region and where kernels see it; set once, before
+  // any call that reads it.
+  std::span<std::byte> region_;
+  std::byte* region_device_ = nullptr;
 };
 
 }  // namespace

@@ -91,7 +91,7 @@ BlockStore::BlockStore(BlockPool* pool, Backend* backend,
       quality_sample_every_(quality_sample_every) {}
 
 absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
-                                           std::span<const std::byte> data) {
+                                           const BlockBytes& data) {
   const BlockLayout& layout = header.layout;
   StageTimer store(metrics_, Stage::kStore, /*running=*/true);
   StageTimer index(metrics_, Stage::kIndex, /*running=*/true);

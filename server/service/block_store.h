@@ -67,12 +67,12 @@ class BlockStore {
   BlockStore(BlockPool* pool, Backend* backend, StagingPool* staging,
              ServerMetrics* metrics, uint32_t quality_sample_every);
 
-  // Stores `data` (header.logical_bytes() bytes) under (header.ns,
-  // header.key); returns the stored (quantized payload) bytes.
+  // Stores `data` (header.logical_bytes() bytes, whole or in pieces) under
+  // (header.ns, header.key); returns the stored (quantized payload) bytes.
   // INVALID_ARGUMENT for non-finite data, RESOURCE_EXHAUSTED when the pool
   // cannot make room.
   absl::StatusOr<uint64_t> Store(const PutHeader& header,
-                                 std::span<const std::byte> data);
+                                 const BlockBytes& data);
 
   // Reads (ns, key) dequantized to `dtype` (nullopt: as put), telling
   // `progress` (may be null) as it goes. NOT_FOUND on a miss; OUT_OF_RANGE

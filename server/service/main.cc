@@ -36,6 +36,8 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "server/backend/backend.h"
+#include "kernels/status_macros.h"
+#include "server/heap/region_heap.h"
 #include "server/metrics/server_metrics.h"
 #include "server/pool/block_pool.h"
 #include "server/service/block_store.h"
@@ -46,7 +48,6 @@
 #include "spdlog/spdlog.h"
 
 #include "kvq_git_revision.h"  // generated: KVQ_GIT_REVISION
-#include "proto/message_memory.h"
 
 #ifndef KVQ_VERSION
 #error "KVQ_VERSION must be defined by the build (PROJECT_VERSION)"
@@ -85,8 +86,14 @@ ABSL_FLAG(uint64_t, staging_bytes, uint64_t{1} << 30,
 ABSL_FLAG(std::string, put_buffers, "page_locked",
           "Host memory puts are assembled in: page_locked (with cuda, DMA "
           "straight from the buffer the block was received into; plain "
-          "memory with cpu) or plain (the cuda backend copies each block to "
-          "its own page-locked staging first)");
+          "memory with cpu), plain (the cuda backend copies each block to "
+          "its own page-locked staging first) or received (with cuda, no "
+          "copy: the GPU reads each put where gRPC received it, in a process "
+          "heap page-locked once, --pinned_heap_bytes; page_locked with cpu)");
+ABSL_FLAG(uint64_t, pinned_heap_bytes, uint64_t{1} << 30,
+          "With --put_buffers=received and cuda: the process heap's "
+          "page-locked region, allocated and locked at start-up; the heap "
+          "grows past it unlocked (puts there are copied)");
 ABSL_FLAG(uint32_t, quality_sample_every, 64,
           "Measure the quantization error of 1 in N stored blocks (0: never)");
 ABSL_FLAG(int32_t, max_threads, 256,
@@ -102,7 +109,7 @@ constexpr std::string_view kEnvFlags[] = {
     "eviction",       "max_message_bytes",  "log_level",
     "log_format",     "ready_file",         "shutdown_grace_seconds",
     "staging_bytes",  "quality_sample_every", "max_threads",
-    "put_buffers",
+    "put_buffers",    "pinned_heap_bytes",
 };
 
 #if defined(KVQ_WITH_CUDA)
@@ -170,6 +177,31 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port,
   return absl::OkStatus();
 }
 
+// --put_buffers=received: from here on the process heap, where gRPC will
+// receive every put, is one region that the backend page-locks and reads in
+// place (server/heap/region_heap.h). Before the gRPC server starts, so that
+// its buffers come from the region.
+absl::Status ReadPutsWhereReceived(Backend& backend) {
+  if (backend.name() != "cuda") {
+    spdlog::info("--put_buffers=received: the {} backend reads puts from "
+                 "its own buffers (as page_locked)",
+                 backend.name());
+    return absl::OkStatus();
+  }
+  const uint64_t bytes = absl::GetFlag(FLAGS_pinned_heap_bytes);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::span<std::byte>> region = InstallRegionHeap(bytes);
+  if (!region.ok()) return region.status();
+  KVQ_RETURN_IF_ERROR(backend.RegisterHostRegion(*region));
+  spdlog::info("--put_buffers=received: process heap of {} bytes page-locked "
+               "for the GPU in {:.3f} s",
+               region->size(),
+               std::chrono::duration<double>(
+                   std::chrono::steady_clock::now() - start)
+                   .count());
+  return absl::OkStatus();
+}
+
 int Fail(const absl::Status& status) {
   spdlog::error("kvq-server cannot start: {}", ToStd(status.message()));
   return 1;
@@ -197,10 +229,11 @@ int Run(const sigset_t& stop_signals) {
       ParseEvictionPolicy(absl::GetFlag(FLAGS_eviction));
   if (!eviction.ok()) return Fail(eviction.status());
   const std::string put_buffers = absl::GetFlag(FLAGS_put_buffers);
-  if (put_buffers != "plain" && put_buffers != "page_locked") {
+  if (put_buffers != "plain" && put_buffers != "page_locked" &&
+      put_buffers != "received") {
     return Fail(absl::InvalidArgumentError(
-        "--put_buffers must be plain or page_locked, got \"" + put_buffers +
-        "\""));
+        "--put_buffers must be page_locked, plain or received, got \"" +
+        put_buffers + "\""));
   }
 
   // The pool first: it checks the sizes before any memory is allocated.
@@ -218,6 +251,11 @@ int Run(const sigset_t& stop_signals) {
   absl::StatusOr<std::unique_ptr<Backend>> backend =
       MakeBackend(device, arena, absl::GetFlag(FLAGS_gpu));
   if (!backend.ok()) return Fail(backend.status());
+  if (put_buffers == "received") {
+    if (absl::Status s = ReadPutsWhereReceived(**backend); !s.ok()) {
+      return Fail(s);
+    }
+  }
 
   BlockPool* const pool_ptr = pool->get();
   const uint64_t staging_bytes = absl::GetFlag(FLAGS_staging_bytes);
@@ -323,7 +361,9 @@ int Run(const sigset_t& stop_signals) {
 }  // namespace kvq
 
 int main(int argc, char** argv) {
-  kvq::wire::KeepMessageBuffersInHeap();  // before any thread starts
+  // No glibc malloc settings (proto/message_memory.h) here: kvq-server's
+  // malloc is jemalloc (server/heap), which keeps freed message buffers for
+  // reuse by itself.
   // Block the stop signals before any thread starts, so that every thread
   // inherits the mask and only the stopper thread (sigwait) receives them.
   sigset_t stop_signals;

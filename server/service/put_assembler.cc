@@ -2,9 +2,13 @@
 #include "server/service/seconds_since.h"
 #include "server/service/string_views.h"
 
+#include <grpc/slice.h>
+
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/parallel.h"
 
 namespace kvq {
 namespace {
@@ -17,23 +21,59 @@ std::string DescribeSize(const PutHeader& header) {
                       header.logical_bytes(), " bytes");
 }
 
-// Copies `data`'s bytes into `staging` from byte `offset` on, written as
-// the buffer says; how long that took, in seconds.
-double TimedCopy(const PutChunk& data, const StagingBuffer& staging,
-                 uint64_t offset) {
-  const auto start = std::chrono::steady_clock::now();
-  data.CopyDataTo(staging.data() + offset, staging.writes());
-  return SecondsSince(start);
-}
-
 }  // namespace
 
-std::span<const std::byte> AssembledBlock::data() const {
-  return staging_.bytes();
+BlockBytes AssembledBlock::data() const {
+  if (in_pieces_) return BlockBytes(std::span<const ConstBytes>(pieces_));
+  return BlockBytes(staging_.bytes());
 }
 
-PutAssembler::PutAssembler(PutLimits limits, StagingPool* staging)
-    : limits_(limits), staging_(staging) {}
+PutAssembler::PutAssembler(PutLimits limits, StagingPool* staging,
+                           ReadsInPlace reads_in_place)
+    : limits_(limits),
+      staging_(staging),
+      reads_in_place_(std::move(reads_in_place)) {}
+
+bool PutAssembler::InPlace(const std::vector<ConstBytes>& pieces) const {
+  if (!reads_in_place_) return false;
+  for (ConstBytes piece : pieces) {
+    if (!reads_in_place_(piece)) return false;
+  }
+  return true;
+}
+
+void PutAssembler::Append(const PutChunk& data, uint64_t offset,
+                          AssembledBlock& block) {
+  const auto start = std::chrono::steady_clock::now();
+  auto keep_copy = [&block](std::span<const ConstBytes> pieces, uint64_t n) {
+    auto copy = std::make_unique_for_overwrite<std::byte[]>(n);
+    ParallelGather(copy.get(), pieces);
+    block.pieces_.emplace_back(copy.get(), n);
+    block.copies_.push_back(std::move(copy));
+  };
+  if (!block.in_pieces_) {
+    data.CopyDataTo(block.staging_.data() + offset, block.staging_.writes());
+  } else if (std::vector<ConstBytes> pieces = data.DataPieces();
+             InPlace(pieces)) {
+    block.held_.insert(block.held_.end(), data.slices().begin(),
+                       data.slices().end());
+    bool copied = false;
+    for (ConstBytes piece : pieces) {
+      // gRPC keeps a slice this small inside the grpc::Slice object itself
+      // (inlined), which moves and dies with it: such a piece is copied.
+      if (piece.size() <= GRPC_SLICE_INLINED_SIZE) {
+        keep_copy({&piece, 1}, piece.size());
+        copied = true;
+      } else {
+        block.pieces_.push_back(piece);
+      }
+    }
+    if (!copied) return;  // nothing copied: no copy time to count
+  } else if (data.data_size() > 0) {
+    keep_copy(pieces, data.data_size());
+  }
+  block.copy_seconds += SecondsSince(start);
+}
 
 std::vector<PutEvent> PutAssembler::Feed(const PutChunk& data) {
   const v1::PutRequest& chunk = data.fields();
@@ -84,14 +124,15 @@ void PutAssembler::StartBlock(const PutChunk& data,
     return;
   }
   const uint64_t payload = header->layout.payload_bytes;
-  const uint64_t pages = (payload + limits_.page_bytes - 1) / limits_.page_bytes;
+  const uint64_t pages =
+      (payload + limits_.page_bytes - 1) / limits_.page_bytes;
   if (pages > limits_.pages_total) {
     Refuse(chunk.sequence(), std::move(key),
            absl::ResourceExhaustedError(absl::StrCat(
                "block is larger than the whole pool: its quantized payload of ",
                payload, " bytes needs ", pages, " pages of ",
-               limits_.page_bytes, " bytes, the pool has ",
-               limits_.pages_total, " (send smaller blocks, or raise the "
+               limits_.page_bytes, " bytes, the pool has ", limits_.pages_total,
+               " (send smaller blocks, or raise the "
                "server's --pool_bytes)")),
            chunk.last(), events);
     return;
@@ -128,15 +169,17 @@ void PutAssembler::StartBlock(const PutChunk& data,
   block.sequence = chunk.sequence();
   block.header = *std::move(header);
   block.first_chunk_time = std::chrono::steady_clock::now();
-  absl::StatusOr<StagingBuffer> staging = staging_->Acquire(total);
-  if (!staging.ok()) {
-    Refuse(chunk.sequence(), std::move(key), staging.status(),
-           /*chunk_was_last=*/chunk.last(), events);
-    return;
+  block.in_pieces_ = size > 0 && InPlace(data.DataPieces());
+  if (!block.in_pieces_) {
+    absl::StatusOr<StagingBuffer> staging = staging_->Acquire(total);
+    if (!staging.ok()) {
+      Refuse(chunk.sequence(), std::move(key), staging.status(),
+             /*chunk_was_last=*/chunk.last(), events);
+      return;
+    }
+    block.staging_ = *std::move(staging);
   }
-  block.staging_ = *std::move(staging);
-  block.copy_seconds +=
-      TimedCopy(data, block.staging_, /*offset=*/0);
+  Append(data, /*offset=*/0, block);
   if (chunk.last()) {  // the whole block in one message
     events.push_back(PutEvent{block.sequence, block.header.key,
                               absl::OkStatus(), std::move(block)});
@@ -168,8 +211,7 @@ void PutAssembler::ContinueBlock(const PutChunk& data,
            chunk.last(), events);
     return;
   }
-  current_->copy_seconds +=
-      TimedCopy(data, current_->staging_, received_);
+  Append(data, /*offset=*/received_, *current_);
   received_ += size;
   if (!chunk.last()) return;
   if (received_ < total) {

@@ -21,6 +21,12 @@
 // next read (measured: a parse copy plus one core's memcpy made a 32 MiB put
 // take 5 ms longer to receive than a bare gRPC stream).
 //
+// Unless the backend reads the data where gRPC received it (`reads_in_place`
+// says yes to the first chunk's pieces: the CUDA backend, for the process
+// heap it registered): then nothing is copied. The block keeps references to
+// gRPC's slices and hands the backend their pieces (AssembledBlock::data);
+// a later chunk that lies elsewhere is copied into memory of its own.
+//
 // A header arriving while a block is still incomplete refuses that block
 // (chunks missing) and starts the new one. A stream that ends inside a block
 // is an error of the whole RPC (Finish); the incomplete block is dropped.
@@ -33,6 +39,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -41,6 +48,7 @@
 
 #include "absl/status/status.h"
 #include "kvq/v1/kvcache.pb.h"
+#include "server/backend/block_bytes.h"
 #include "server/service/header_validation.h"
 #include "server/service/put_chunk.h"
 #include "server/service/staging_pool.h"
@@ -67,14 +75,21 @@ class AssembledBlock {
   // of the receive stage, and the service's own work).
   double copy_seconds = 0;
 
-  // The block's logical bytes: header.logical_bytes() of them.
-  std::span<const std::byte> data() const;
+  // The block's logical bytes, header.logical_bytes() of them: whole, in
+  // staging, or in the pieces they arrived in. Valid while the block lives.
+  BlockBytes data() const;
 
  private:
   friend class PutAssembler;
   AssembledBlock() = default;
 
+  // Whole: the staging buffer. In pieces: `pieces_`, in `held_` (gRPC's
+  // slices, referenced) or in `copies_` (chunks that lay elsewhere).
+  bool in_pieces_ = false;
   StagingBuffer staging_;
+  std::vector<grpc::Slice> held_;
+  std::vector<std::unique_ptr<std::byte[]>> copies_;
+  std::vector<ConstBytes> pieces_;
 };
 
 // The outcome of one block of the stream.
@@ -87,8 +102,14 @@ struct PutEvent {
 
 class PutAssembler {
  public:
+  // Whether the backend reads these bytes where they lie
+  // (Backend::ReadsInPlace).
+  using ReadsInPlace = std::function<bool(ConstBytes)>;
+
   // `staging` must outlive the assembler and the blocks it returns.
-  PutAssembler(PutLimits limits, StagingPool* staging);
+  // `reads_in_place` empty: every block is copied into staging.
+  PutAssembler(PutLimits limits, StagingPool* staging,
+               ReadsInPlace reads_in_place = {});
 
   // Consumes the next message of the stream. Returns the blocks it
   // completed or refused: usually none or one, two when a header cuts short
@@ -118,9 +139,14 @@ class PutAssembler {
   void Refuse(uint64_t sequence, std::string key, absl::Status status,
               bool chunk_was_last, std::vector<PutEvent>& events);
   std::string Where() const;  // "block <key> (sequence N)" for messages
+  // Adds `chunk`'s data to `block` from byte `offset` on: copied into its
+  // staging, or its pieces referenced (or copied, if not in place).
+  void Append(const PutChunk& chunk, uint64_t offset, AssembledBlock& block);
+  bool InPlace(const std::vector<ConstBytes>& pieces) const;
 
   const PutLimits limits_;
   StagingPool* const staging_;
+  const ReadsInPlace reads_in_place_;
   State state_ = State::kIdle;
   std::optional<AssembledBlock> current_;  // set while kReceiving
   uint64_t received_ = 0;                  // bytes of current_ so far

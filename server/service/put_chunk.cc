@@ -81,13 +81,17 @@ absl::Status PutChunk::ParseFields(std::vector<grpc::Slice> slices) {
   return absl::OkStatus();
 }
 
-void PutChunk::CopyDataTo(std::byte* dst, CopyWrites writes) const {
+std::vector<std::span<const std::byte>> PutChunk::DataPieces() const {
+  std::vector<std::span<const std::byte>> pieces;
   if (slices_.empty()) {
-    ParallelCopy(dst, owned_data_.data(), owned_data_.size(), writes);
-    return;
+    if (!owned_data_.empty()) {
+      pieces.emplace_back(
+          reinterpret_cast<const std::byte*>(owned_data_.data()),
+          owned_data_.size());
+    }
+    return pieces;
   }
   // The part of each slice that holds data, in order.
-  std::vector<CopyPiece> pieces;
   uint64_t skip = data_offset_, left = data_size_;
   for (const grpc::Slice& slice : slices_) {
     if (left == 0) break;
@@ -96,12 +100,17 @@ void PutChunk::CopyDataTo(std::byte* dst, CopyWrites writes) const {
       continue;
     }
     const uint64_t n = std::min<uint64_t>(slice.size() - skip, left);
-    pieces.push_back(CopyPiece{dst + (data_size_ - left), slice.begin() + skip,
-                               static_cast<size_t>(n)});
+    pieces.emplace_back(
+        reinterpret_cast<const std::byte*>(slice.begin() + skip),
+        static_cast<size_t>(n));
     skip = 0;
     left -= n;
   }
-  ParallelCopy(pieces, writes);
+  return pieces;
+}
+
+void PutChunk::CopyDataTo(std::byte* dst, CopyWrites writes) const {
+  ParallelGather(dst, DataPieces(), writes);
 }
 
 void PutChunk::ReleaseData() {

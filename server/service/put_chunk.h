@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,14 @@ class PutChunk {
   // there are many (ParallelCopy), writing `dst` as `writes` says.
   void CopyDataTo(std::byte* dst,
                   CopyWrites writes = CopyWrites::kCached) const;
+
+  // The data_size() bytes of `data` where they lie, in order: parts of
+  // gRPC's slices (or of the owned copy), valid while this chunk holds
+  // them, or while a copy of slices() does.
+  std::vector<std::span<const std::byte>> DataPieces() const;
+  // The slices the data lies in (empty for a chunk built from a request).
+  // Copying one takes a reference: it keeps the bytes alive.
+  const std::vector<grpc::Slice>& slices() const { return slices_; }
 
   // Lets go of the data's buffers (gRPC's slices), e.g. once it is copied,
   // so that they are free before the next message is read; fields() stays.

@@ -3,11 +3,16 @@
 // receives puts into and answers gets from: DMA straight from and to it, or
 // for a get that goes back whole, the kernel's own writes over PCIe), plain
 // (copied through the backend's own staging) or registered
-// (cudaHostRegister), and either way equals the CPU backend byte for byte.
+// (cudaHostRegister), or in pieces inside a region the backend registered
+// (read in place by a gather kernel), and either way equals the CPU backend
+// byte for byte.
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -242,6 +247,77 @@ TEST_P(CudaBackendHostMemoryTest,
         cuda_->DequantizeFrom(c.layout, c.page_ids, dtype(), back).ok());
     EXPECT_TRUE(std::memcmp(back.data(), c.expected.data(), c.bytes) == 0)
         << c.name;
+  }
+}
+
+TEST_P(CudaBackendHostMemoryTest,
+       PutsInPiecesOfARegisteredRegionStoreWhatTheCpuBackendStores) {
+  // The server's --put_buffers=received: the process heap is one region the
+  // backend registered, and a put arrives in pieces of gRPC's buffers there,
+  // at any alignment. The gather kernel reads them in place; a put with a
+  // piece outside the region is copied into staging instead. Both store
+  // what the CPU backend stores.
+  constexpr size_t kRegionBytes = size_t{32} << 20;
+  std::unique_ptr<std::byte, decltype(&std::free)> memory(
+      static_cast<std::byte*>(std::aligned_alloc(4096, kRegionBytes)),
+      &std::free);
+  ASSERT_NE(memory, nullptr);
+  const std::span<std::byte> region(memory.get(), kRegionBytes);
+  {
+    const ArenaOptions arena{kPages * kPageBytes, kPageBytes};
+    absl::StatusOr<std::unique_ptr<Backend>> made = MakeCudaBackend(arena, 0);
+    ASSERT_TRUE(made.ok()) << made.status();
+    Backend& cuda = **made;  // unregisters the region before it is freed
+    ASSERT_TRUE(cuda.RegisterHostRegion(region).ok());
+    EXPECT_EQ(cuda.RegisterHostRegion(region).code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(cuda.ReadsInPlace(region.subspan(100, 1000)));
+    // Bytes that run past the region's end are not all in it.
+    EXPECT_FALSE(
+        cuda.ReadsInPlace(ConstBytes(region.data() + kRegionBytes - 5, 10)));
+    EXPECT_FALSE(cuda_->ReadsInPlace(region.subspan(100, 1000)));
+
+    // Piece lengths around the kernel's 16-byte words and 16 KiB segments.
+    constexpr size_t kLengths[] = {1,     7,  16,    33,    100, 4095,
+                                   16393, 17, 65536, 40000, 3,   16384};
+    for (int trial = 0; trial < 4; ++trial) {
+      const Case c = RandomCase(/*min_tokens=*/1 + rng_() % 200);
+      ASSERT_LE(2 * c.bytes + 64 * 1024, kRegionBytes);
+      std::vector<ConstBytes> pieces;
+      size_t cursor = rng_() % 64;
+      for (size_t at = 0, k = 0; at < c.bytes; ++k) {
+        const size_t n = std::min(c.bytes - at, kLengths[k % 12]);
+        // Source misalignments cycle through 0..15.
+        cursor = (cursor + 15) / 16 * 16 + k % 16;
+        std::memcpy(region.data() + cursor, c.block.data() + at, n);
+        pieces.push_back(region.subspan(cursor, n));
+        cursor += n;
+        at += n;
+      }
+      std::vector<std::byte> back(c.bytes, std::byte{0x7f});
+      ASSERT_TRUE(cuda.QuantizeInto(c.layout, dtype(), BlockBytes(pieces),
+                                    c.page_ids)
+                      .ok())
+          << c.name;
+      ASSERT_TRUE(cuda.DequantizeFrom(c.layout, c.page_ids, dtype(), back)
+                      .ok());
+      EXPECT_TRUE(std::memcmp(back.data(), c.expected.data(), c.bytes) == 0)
+          << c.name << ", " << pieces.size() << " pieces read in place";
+
+      // One piece in plain memory: the whole block goes through staging.
+      const size_t outside = pieces.size() / 2;
+      std::vector<std::byte> plain(pieces[outside].begin(),
+                                   pieces[outside].end());
+      pieces[outside] = plain;
+      std::fill(back.begin(), back.end(), std::byte{0x7f});
+      ASSERT_TRUE(cuda.QuantizeInto(c.layout, dtype(), BlockBytes(pieces),
+                                    c.page_ids)
+                      .ok());
+      ASSERT_TRUE(cuda.DequantizeFrom(c.layout, c.page_ids, dtype(), back)
+                      .ok());
+      EXPECT_TRUE(std::memcmp(back.data(), c.expected.data(), c.bytes) == 0)
+          << c.name << ", a piece outside the region";
+    }
   }
 }
 

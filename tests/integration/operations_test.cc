@@ -261,26 +261,32 @@ TEST(ServerStartTest, UnknownPutBuffersFailsAtStartNamingTheChoices) {
       ServerProcess::Start(options);
   ASSERT_FALSE(server.ok());
   EXPECT_THAT(std::string(server.status().message()),
-              HasSubstr("--put_buffers must be plain or page_locked"));
+              HasSubstr("--put_buffers must be page_locked, plain or received"));
 }
 
-// Puts assembled in plain memory (the alternative to the default
-// page-locked buffers) round-trip the same.
-class PlainPutBuffersTest : public ServerTest {
+// Puts assembled in plain memory, or (CUDA) read by the GPU where gRPC
+// received them, in the page-locked process heap: the alternatives to the
+// default page-locked staging round-trip the same, blocks of many chunks and
+// many of gRPC's buffers included.
+class PutBuffersTest : public ServerTest,
+                       public ::testing::WithParamInterface<const char*> {
  protected:
   std::vector<std::string> ServerFlags() const override {
-    return {"--put_buffers=plain"};
+    return {absl::StrCat("--put_buffers=", GetParam()),
+            "--pinned_heap_bytes=268435456"};
   }
 };
 
-TEST_F(PlainPutBuffersTest, BlocksRoundTripWithinTheBound) {
+TEST_P(PutBuffersTest, BlocksRoundTripWithinTheBound) {
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat("seed ", seed));
   std::mt19937_64 rng(seed);
   std::vector<TestBlock> blocks;
   for (v1::DType dtype : {v1::DTYPE_FP16, v1::DTYPE_BF16, v1::DTYPE_FP32}) {
-    blocks.push_back(RandomBlock(rng, "plain", absl::StrCat("k", dtype), dtype,
-                                 Shape(2, 40, 4, 128)));
+    blocks.push_back(RandomBlock(rng, GetParam(), absl::StrCat("k", dtype),
+                                 dtype, Shape(2, 40, 4, 128)));
+    blocks.push_back(RandomBlock(rng, GetParam(), absl::StrCat("big", dtype),
+                                 dtype, Shape(2, 700, 8, 128)));
   }
   std::vector<BlockToPut> puts;
   for (const TestBlock& b : blocks) puts.push_back(b.ToPut());
@@ -288,11 +294,15 @@ TEST_F(PlainPutBuffersTest, BlocksRoundTripWithinTheBound) {
   ASSERT_TRUE(stored.ok()) << stored.status();
   for (size_t i = 0; i < blocks.size(); ++i) {
     ASSERT_TRUE((*stored)[i].status.ok()) << (*stored)[i].status;
-    absl::StatusOr<GetResult> got = client_->GetOne("plain", blocks[i].key);
+    absl::StatusOr<GetResult> got = client_->GetOne(GetParam(), blocks[i].key);
     ASSERT_TRUE(got.ok()) << got.status();
-    EXPECT_TRUE(MatchesReference(blocks[i], blocks[i].dtype, got->data));
+    EXPECT_TRUE(MatchesReference(blocks[i], blocks[i].dtype, got->data))
+        << blocks[i].key;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Alternatives, PutBuffersTest,
+                         ::testing::Values("plain", "received"));
 
 TEST(ServerStartTest, CudaDeviceWithoutAGpuFailsAtStartWithAClearMessage) {
   if (access("/dev/nvidiactl", F_OK) == 0) {

@@ -117,6 +117,44 @@ TEST_F(CpuBackendTest, BlocksOverScatteredPagesReadBackAsTheReference) {
   }
 }
 
+TEST_F(CpuBackendTest, BlockInPiecesStoresWhatTheWholeBlockStores) {
+  auto backend = NewBackend(512);
+  EXPECT_FALSE(backend->ReadsInPlace(AsBytes("anything")));
+  for (DType dtype : kAllDTypes) {
+    const BlockLayout layout = RandomLayout(Granularity::kPerTokenHead);
+    const std::string data = RandomBlockBytes(dtype, layout.elements, rng_);
+    // Pieces of every length from 1 byte, the last one whatever remains.
+    std::vector<ConstBytes> pieces;
+    for (uint64_t at = 0, n = 1; at < data.size(); at += n, n = n % 13 + 1) {
+      pieces.push_back(
+          AsBytes(data).subspan(at, std::min<uint64_t>(n, data.size() - at)));
+    }
+    const std::vector<uint32_t> whole_pages =
+        ScatteredPages(PagesFor(layout), 256);
+    std::vector<uint32_t> piece_pages(whole_pages);
+    for (uint32_t& p : piece_pages) p += 256;
+    ASSERT_TRUE(
+        backend->QuantizeInto(layout, dtype, AsBytes(data), whole_pages).ok());
+    ASSERT_TRUE(
+        backend->QuantizeInto(layout, dtype, BlockBytes(pieces), piece_pages)
+            .ok());
+    std::string from_whole(data.size(), '\0'), from_pieces(data.size(), '\1');
+    ASSERT_TRUE(
+        backend
+            ->DequantizeFrom(layout, whole_pages, dtype,
+                             {reinterpret_cast<std::byte*>(from_whole.data()),
+                              from_whole.size()})
+            .ok());
+    ASSERT_TRUE(
+        backend
+            ->DequantizeFrom(layout, piece_pages, dtype,
+                             {reinterpret_cast<std::byte*>(from_pieces.data()),
+                              from_pieces.size()})
+            .ok());
+    EXPECT_TRUE(from_whole == from_pieces) << DTypeName(dtype);
+  }
+}
+
 TEST_F(CpuBackendTest, BlocksOverContiguousPagesReadBackAsTheReference) {
   auto backend = NewBackend(512);
   for (DType dtype : kAllDTypes) {

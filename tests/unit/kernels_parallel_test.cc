@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <random>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -140,6 +141,24 @@ TEST_P(ParallelCopyTest, GatheredPiecesLandWhereTheySayAndNowhereElse) {
         << "piece of " << src.size() << " bytes at " << at;
     at += src.size();
   }
+}
+
+TEST_P(ParallelCopyTest, ParallelGatherPutsPiecesEndToEndInOrder) {
+  const size_t kSizes[] = {3, 0, (size_t{256} << 10) + 5, 1, 9000};
+  std::vector<std::vector<std::byte>> sources;
+  std::vector<std::span<const std::byte>> pieces;
+  std::vector<std::byte> expected;
+  for (const size_t n : kSizes) {
+    sources.emplace_back(n);
+    for (std::byte& b : sources.back()) b = static_cast<std::byte>(rng_());
+    expected.insert(expected.end(), sources.back().begin(),
+                    sources.back().end());
+  }
+  for (const auto& src : sources) pieces.emplace_back(src);
+  std::vector<std::byte> dst(expected.size() + 1, std::byte{0x5a});
+  ParallelGather(dst.data(), pieces, GetParam());
+  EXPECT_TRUE(std::equal(expected.begin(), expected.end(), dst.begin()));
+  EXPECT_EQ(dst.back(), std::byte{0x5a});
 }
 
 }  // namespace

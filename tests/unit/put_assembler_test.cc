@@ -25,6 +25,13 @@ using ::kvq::service_testing::WireHeader;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
+// A block's bytes as one string.
+std::string BytesOf(const BlockBytes& bytes) {
+  std::string s(bytes.size(), '\0');
+  bytes.CopyTo(reinterpret_cast<std::byte*>(s.data()));
+  return s;
+}
+
 // Big enough for every block here unless a test says otherwise.
 constexpr PutLimits kRoomyPool{/*page_bytes=*/4096, /*pages_total=*/1 << 16};
 
@@ -123,9 +130,7 @@ TEST_F(PutAssemblerTest, OneChunkBlockComesOutWithItsBytesAndHeader) {
   EXPECT_EQ(block.header.dtype, dtype);
   EXPECT_EQ(block.header.layout.shape, shape);
   EXPECT_EQ(block.header.layout.spec.granularity, Granularity::kPerTokenHead);
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(block.data().data()),
-                        block.data().size()),
-            data);
+  EXPECT_EQ(BytesOf(block.data()), data);
   EXPECT_TRUE(assembler.Finish().ok());
 }
 
@@ -150,10 +155,7 @@ TEST_F(PutAssemblerTest, ChunkedBlockIsReassembledInOrder) {
     ASSERT_THAT(events, SizeIs(1));
     ASSERT_TRUE(events[0].status.ok()) << events[0].status;
     EXPECT_EQ(events[0].sequence, static_cast<uint64_t>(trial));
-    const auto bytes = events[0].block->data();
-    EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data()),
-                          bytes.size()),
-              data);
+    EXPECT_EQ(BytesOf(events[0].block->data()), data);
     EXPECT_FALSE(assembler.inside_block());
     EXPECT_TRUE(assembler.Finish().ok());
   }
@@ -585,6 +587,93 @@ TEST_F(PutAssemblerTest, BlockFillingThePoolExactlyIsAccepted) {
                         RandomBlockBytes(DType::kFp16, 16, rng_), {}, 1));
   ASSERT_THAT(events, SizeIs(1));
   EXPECT_TRUE(events[0].status.ok()) << events[0].status;
+}
+
+// A backend that reads puts where gRPC received them (the CUDA backend with
+// the process heap registered) gets the block's pieces, no staging used
+// (only pieces small enough for gRPC to inline in a slice are copied).
+TEST_F(PutAssemblerTest, InPlaceBlockKeepsGrpcsPiecesAndCopiesNothing) {
+  for (int trial = 0; trial < 20; ++trial) {
+    const DType dtype = RandomDType();
+    const BlockShape shape = RandomShape();
+    const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+    PutAssembler assembler(kRoomyPool, &staging_,
+                           [](ConstBytes) { return true; });
+    std::vector<PutEvent> events;
+    for (const v1::PutRequest& chunk :
+         Chunks(WireHeader("", "key", dtype, shape), data,
+                RandomCuts(data.size(), 8), trial)) {
+      PutChunk received = Received(chunk);
+      events = assembler.Feed(received);
+      received.ReleaseData();  // as the service does: the block holds them
+    }
+    ASSERT_THAT(events, SizeIs(1));
+    ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+    const AssembledBlock& block = *events[0].block;
+    EXPECT_EQ(BytesOf(block.data()), data);
+    EXPECT_EQ(staging_.usage().lent_bytes, 0u);
+    EXPECT_EQ(staging_.usage().kept_buffers, 0u);
+  }
+}
+
+TEST_F(PutAssemblerTest, InPlaceBlockCopiesAChunkThatLiesElsewhere) {
+  const BlockShape shape{1, 64, 2, 32};
+  const std::string data =
+      RandomBlockBytes(DType::kFp32, shape.elements(), rng_);
+  bool in_place = true;
+  PutAssembler assembler(kRoomyPool, &staging_,
+                         [&in_place](ConstBytes) { return in_place; });
+  const std::vector<v1::PutRequest> chunks =
+      Chunks(WireHeader("", "mixed", DType::kFp32, shape), data,
+             {data.size() / 3, 2 * data.size() / 3}, 5);
+  ASSERT_THAT(chunks, SizeIs(3));
+  std::vector<PutEvent> events;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    in_place = i != 1;  // the middle chunk lies outside
+    PutChunk received = Received(chunks[i]);
+    events = assembler.Feed(received);
+    received.ReleaseData();
+  }
+  ASSERT_THAT(events, SizeIs(1));
+  ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+  EXPECT_FALSE(events[0].block->data().contiguous());
+  EXPECT_EQ(BytesOf(events[0].block->data()), data);
+  EXPECT_EQ(staging_.usage().lent_bytes, 0u);
+}
+
+TEST_F(PutAssemblerTest, BlockWhoseFirstChunkIsNotInPlaceIsAssembledInStaging) {
+  const BlockShape shape{1, 64, 2, 32};
+  const std::string data =
+      RandomBlockBytes(DType::kFp16, shape.elements(), rng_);
+  bool in_place = false;
+  PutAssembler assembler(kRoomyPool, &staging_,
+                         [&in_place](ConstBytes) { return in_place; });
+  const std::vector<v1::PutRequest> chunks =
+      Chunks(WireHeader("", "staged", DType::kFp16, shape), data,
+             {data.size() / 2}, 6);
+  std::vector<PutEvent> events = assembler.Feed(Received(chunks[0]));
+  in_place = true;  // too late: the block is already in staging
+  events = assembler.Feed(Received(chunks[1]));
+  ASSERT_THAT(events, SizeIs(1));
+  ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+  EXPECT_TRUE(events[0].block->data().contiguous());
+  EXPECT_EQ(BytesOf(events[0].block->data()), data);
+  EXPECT_GT(staging_.usage().lent_bytes, 0u);
+}
+
+TEST_F(PutAssemblerTest,
+       InPlaceBlockAtTheWrongOffsetIsRefusedAndTheStreamGoesOn) {
+  const BlockShape shape{1, 16, 2, 32};
+  const std::string data =
+      RandomBlockBytes(DType::kFp16, shape.elements(), rng_);
+  PutAssembler assembler(kRoomyPool, &staging_,
+                         [](ConstBytes) { return true; });
+  std::vector<v1::PutRequest> chunks = Chunks(
+      WireHeader("", "bad", DType::kFp16, shape), data, {data.size() / 2}, 8);
+  chunks[1].set_offset(chunks[1].offset() + 2);
+  ExpectRefused(FeedAll(assembler, chunks), absl::StatusCode::kInvalidArgument,
+                "offset");
+  ExpectStreamGoesOn(assembler);
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ class HostMemoryBackend final : public Backend {
   std::string_view name() const override { return "host-memory"; }
   std::string device_name() const override { return "test"; }
   absl::StatusOr<float> QuantizeInto(const BlockLayout&, DType,
-                                     std::span<const std::byte>,
+                                     const BlockBytes&,
                                      std::span<const uint32_t>,
                                      DataPathTimings*, ErrorSums*) override {
     return absl::UnimplementedError("not a real backend");
