@@ -47,32 +47,31 @@ inline constexpr uint32_t kElementwiseChunkVecs = kElementwiseThreads * 16;
 
 // Per-channel dequantize's chunk, chosen per launch (EvenChunkUnits,
 // work_split.h) in units of kPerChannelChunkUnitVecs vectors: today's
-// kElementwiseChunkVecs for launches under kPerChannelEvenMinBytes of
-// values or with fewer than kPerChannelEvenMinRounds of those chunks per
-// CTA; else at least kPerChannelChunkMinUnits units, the length that
-// leaves the busiest CTA the least work (one round of long chunks on a
-// single big block). Why: FP16 per-channel dequantize with long rows ran at
-// 83-85% of copy (head_dim 4096-8192; 87-93% up to 2048), and Nsight
-// Compute (eighth session, call 1) on 8 x 8192 channels against 8 x 2048
-// (same bytes) found L1 hit rates alike (68.5% / 72.1%) but achieved
-// occupancy 40% against 47%, CTAs finishing unevenly: 4096 chunks on 528
-// CTAs, 7.76 each, so 128 CTAs sit idle for the last eighth. Cutting every
-// elementwise launch by ChunkSteps lifted that case to 88% (call 4) but
-// slowed FP32 per-tensor quantize 101% -> 74% (chunks of 3 vectors per
-// thread for a pass that loads 4) and small dequantizes that write to host
-// memory over PCIe 2-4x (many CTAs each writing small pieces): hence this
-// rule for the per-channel instantiation only, in whole unroll steps, and
-// only on launches that fill the grid several times. On 8 x 8192 channels
-// (1 x 2048 tokens: 8192 steps on 528 CTAs) it cuts one round of 512
-// chunks of 16 steps: the busiest CTA runs 16 steps as before (whole steps
-// can do no better for 15.5 a CTA), but every CTA with work runs one chunk
-// and they end together, where 128 CTAs ran out of chunks an eighth before
-// the rest; 1 x 1048576 x 8 x 128 (65536 steps): 525 chunks of 125 steps,
-// one round, against 63 rounds of 2 (126 steps). The contiguous-group
-// instantiations keep kElementwiseChunkVecs as a compile-time constant
-// (their SASS is unchanged: cuobjdump -sass, sm_90).
-inline constexpr uint32_t kPerChannelChunkUnitVecs =
-    kElementwiseThreads * kElementwiseUnroll<false>;
+// kElementwiseChunkVecs for launches under kPerChannelEvenMinBytes of values or
+// with fewer than kPerChannelEvenMinRounds of those chunks per CTA; else at
+// least kPerChannelChunkMinUnits units, the length that leaves the busiest CTA
+// the least work (one round of long chunks on a single big block). Why: FP16
+// per-channel dequantize with long rows ran at 83-85% of copy (head_dim
+// 4096-8192; 87-93% up to 2048), and Nsight Compute (eighth session, call 1) on
+// 8 x 8192 channels against 8 x 2048 (same bytes) found L1 hit rates alike
+// (68.5% / 72.1%) but achieved occupancy 40% against 47%, CTAs finishing
+// unevenly: 4096 chunks on 528 CTAs, 7.76 each, so 128 CTAs sit idle for the
+// last eighth. Cutting every elementwise launch by ChunkSteps lifted that case
+// to 88% (call 4) but slowed FP32 per-tensor quantize 101% -> 74% (chunks of 3
+// vectors per thread for a pass that loads 4) and small dequantizes that write
+// to host memory over PCIe 2-4x (many CTAs each writing small pieces): hence
+// this rule for the per-channel instantiation only, at least two unroll steps a
+// chunk, and only on launches that fill the grid several times. Its unit is one
+// vector per thread (a chunk's last step may be partial): in whole steps, 8 x
+// 8192 channels (1 x 2048 tokens: 8192 steps on 528 CTAs) leave the busiest CTA
+// 16 steps whatever the length (15.5 a CTA), so only shorter pieces can even
+// the CTAs out. In vectors per thread (65536 of them, 124.1 a CTA): one round
+// of 525 chunks of 125 (15 full steps and one of 5 loads a thread), against 8
+// rounds of 16 (128): the busiest CTA 2.3% shorter. 1 x 1048576 x 8 x 128
+// (524288): 528 chunks of 993 against 63 rounds of 16 (1008), 1.5%. The
+// contiguous-group instantiations keep kElementwiseChunkVecs as a compile-time
+// constant (their SASS is unchanged: cuobjdump -sass, sm_90).
+inline constexpr uint32_t kPerChannelChunkUnitVecs = kElementwiseThreads;
 inline constexpr uint32_t kPerChannelChunkMinUnits =
     2 * kElementwiseThreads * kElementwiseUnroll<false> /
     kPerChannelChunkUnitVecs;  // two unroll steps
@@ -99,9 +98,10 @@ struct ElementwisePlan {
   uint64_t row_values;         // per-channel: heads * head_dim
   uint32_t total_chunks;
   // Per-channel dequantize only: vectors per chunk, a multiple of
-  // kPerChannelChunkUnitVecs. Here, in what was total_chunks' padding, so
-  // that the plan's size and every other field's offset stay as they were
-  // and the other instantiations compile to the same code.
+  // kPerChannelChunkUnitVecs (of kElementwiseThreads). Here, in what was
+  // total_chunks' padding, so that the plan's size and every other field's
+  // offset stay as they were and the other instantiations compile to the same
+  // code.
   uint32_t chunk_vecs;
   FastDivmod chunks_per_block;
   FastDivmod group_values;     // contiguous groups

@@ -132,11 +132,18 @@ TEST_F(ChunkStepsTest, AChunksOwnCostFavorsOneRoundOfLongChunks) {
 class EvenChunkUnitsTest : public SeededTest {
  protected:
   static constexpr uint64_t kMiB = uint64_t{1} << 20;
-  // Per-channel dequantize's rule (elementwise.cuh): steps of 2048 vectors,
+  // Per-channel dequantize's rule counted in whole steps of 2048 vectors:
   // today's chunk 2 of them, at least 2, from 64 MiB and 4 rounds.
   static uint64_t PerChannel(uint64_t block_units, uint64_t blocks,
                              uint64_t ctas, uint64_t bytes) {
     return EvenChunkUnits(block_units, blocks, ctas, 2, 2, 4, bytes,
+                          64 * kMiB);
+  }
+  // The rule elementwise.cuh uses: in vectors per thread (256 vectors),
+  // today's chunk 16 of them, at least 16 (two steps of 8 loads).
+  static uint64_t PerChannelPerThread(uint64_t block_units, uint64_t blocks,
+                                      uint64_t ctas, uint64_t bytes) {
+    return EvenChunkUnits(block_units, blocks, ctas, 16, 16, 4, bytes,
                           64 * kMiB);
   }
 };
@@ -169,6 +176,21 @@ TEST_F(EvenChunkUnitsTest, LongRowsTakeOneRoundOfEqualChunks) {
   // Chunks never span blocks: 8 blocks of 2048 steps on 528 CTAs (31.03
   // steps a CTA) take 512 chunks of 32, one round (1024 of 16 take two).
   EXPECT_EQ(PerChannel(2048, 8, 528, 256 * kMiB), 32u);
+}
+
+TEST_F(EvenChunkUnitsTest, VectorsPerThreadEvenOutWhatWholeStepsCannot) {
+  // 1 x 2048 x 8 x 8192 FP16 (65536 vectors per thread, 124.1 a CTA of
+  // 528): one round of 525 chunks of 125 (15 steps and 5 loads), where
+  // 4096 chunks of 16 take 8 rounds (128) and whole steps 16 steps (128).
+  EXPECT_EQ(PerChannelPerThread(65536, 1, 528, 256 * kMiB), 125u);
+  EXPECT_EQ(BusiestCtaSteps(65536, 1, 125, 528), 125u);
+  EXPECT_EQ(BusiestCtaSteps(65536, 1, 16, 528), 128u);
+  // 1 x 1048576 x 8 x 128 (524288): 528 chunks of 993 against 1008.
+  EXPECT_EQ(PerChannelPerThread(524288, 1, 528, 2048 * kMiB), 993u);
+  EXPECT_EQ(BusiestCtaSteps(524288, 1, 16, 528), 1008u);
+  // Small launches keep 16 (today's 4096 vectors).
+  EXPECT_EQ(PerChannelPerThread(65536, 1, 528, 32 * kMiB), 16u);
+  EXPECT_EQ(PerChannelPerThread(256, 1, 528, 256 * kMiB), 16u);
 }
 
 TEST_F(EvenChunkUnitsTest, NeverGoesBelowTheFloor) {

@@ -379,7 +379,8 @@ TEST_F(SmallGroupsTest, EveryArrangementQuantizesAndDequantizesAsTheReference) {
 // to 751 CTAs; a chunk never spans blocks). Neither is a multiple of any
 // chunk or step (16 FP16 vectors past the big block's last 2048-vector
 // step, 1856 past each batch block's), so every block ends in a partial
-// step; channel classes mix zero, subnormal and normal scales in
+// step, as do the chunks themselves where their length is not a whole
+// number of steps (the big FP16 block: 125 vectors a thread on 528 CTAs); channel classes mix zero, subnormal and normal scales in
 // each vector. Outputs are poisoned twice, as above.
 class PerChannelDequantizeChunksTest : public GpuTest {};
 
