@@ -78,6 +78,19 @@ inline constexpr uint32_t kPerChannelChunkMinUnits =
 inline constexpr uint64_t kPerChannelEvenMinBytes = uint64_t{64} << 20;
 inline constexpr uint64_t kPerChannelEvenMinRounds = 4;
 static_assert(kElementwiseChunkVecs % kPerChannelChunkUnitVecs == 0);
+// The eighth session's call-4 rule, for per-channel dequantize alone and
+// only where the launch fills the grid several times: ChunkSteps in
+// vectors per thread, at most today's 16, with no floor. On 8 x 8192
+// channels it picks 5 vectors a thread (1280-vector chunks, 13108 of them,
+// 25 rounds: the busiest CTA 125 vector-steps, as EvenChunkUnits' one
+// round of 125), every chunk one partial step of 5 loads. That rule
+// lifted this case 84% -> 88% where both shorten the busiest CTA's work
+// by the same 2.3%: if this build beats the EvenChunkUnits one, what it
+// gains is the short chunks themselves (all CTAs at work on a narrow,
+// moving window of the block, and of its scale row), not the even
+// shares. An experiment below the two-step floor: false restores
+// EvenChunkUnits.
+inline constexpr bool kPerChannelShortChunks = true;
 // CTAs per SM for dequantize to T from Addr's payloads (0: as many as fit).
 // The sixth session's traffic-mix lab (runs/2026-12-01-f/run1-mix-lab.txt)
 // ran the 1:4 mix best at 2: 86.4% of the copy against 83.8% at full
@@ -269,13 +282,25 @@ absl::Status LaunchElementwise(const BlockLayout& layout,
       const uint64_t block_units =
           (plan.vecs_per_block + kPerChannelChunkUnitVecs - 1) /
           kPerChannelChunkUnitVecs;
-      chunk_vecs =
-          kPerChannelChunkUnitVecs *
-          EvenChunkUnits(block_units, blocks.count, *ctas,
-                         kElementwiseChunkVecs / kPerChannelChunkUnitVecs,
-                         kPerChannelChunkMinUnits, kPerChannelEvenMinRounds,
-                         uint64_t{blocks.count} * layout.elements * sizeof(T),
-                         kPerChannelEvenMinBytes);
+      const uint64_t default_units =
+          kElementwiseChunkVecs / kPerChannelChunkUnitVecs;
+      const uint64_t launch_bytes =
+          uint64_t{blocks.count} * layout.elements * sizeof(T);
+      if constexpr (kPerChannelShortChunks) {
+        chunk_vecs =
+            kPerChannelChunkUnitVecs *
+            (FillsTheGridSeveralTimes(block_units, blocks.count, *ctas,
+                                      default_units, kPerChannelEvenMinRounds,
+                                      launch_bytes, kPerChannelEvenMinBytes)
+                 ? ChunkSteps(block_units, blocks.count, default_units, *ctas)
+                 : default_units);
+      } else {
+        chunk_vecs =
+            kPerChannelChunkUnitVecs *
+            EvenChunkUnits(block_units, blocks.count, *ctas, default_units,
+                           kPerChannelChunkMinUnits, kPerChannelEvenMinRounds,
+                           launch_bytes, kPerChannelEvenMinBytes);
+      }
       // A block holds at most 2^32 values: at most 2^31 vectors a chunk
       // (a multiple of the unit) keeps every in-chunk index in 32 bits.
       chunk_vecs = std::min<uint64_t>(chunk_vecs, uint64_t{1} << 31);

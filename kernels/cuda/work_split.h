@@ -73,13 +73,25 @@ inline uint64_t ChunkSteps(uint64_t block_steps, uint64_t blocks,
 // steps of 2048 vectors) on 528 CTAs: chunks of 16 units, 512 of them, one
 // round, where chunks of 2 take 8 rounds (7.76 chunks a CTA), the busiest
 // CTA 16 units either way.
+// EvenChunkUnits' test for a launch big enough to cut by its own rule: at
+// least `min_bytes` bytes, and at least `min_rounds` chunks of
+// `default_units` per CTA.
+inline bool FillsTheGridSeveralTimes(uint64_t block_units, uint64_t blocks,
+                                     uint64_t ctas, uint64_t default_units,
+                                     uint64_t min_rounds,
+                                     uint64_t launch_bytes,
+                                     uint64_t min_bytes) {
+  const uint64_t default_chunks =
+      blocks * ((block_units + default_units - 1) / default_units);
+  return launch_bytes >= min_bytes && default_chunks >= min_rounds * ctas;
+}
+
 inline uint64_t EvenChunkUnits(uint64_t block_units, uint64_t blocks,
                                uint64_t ctas, uint64_t default_units,
                                uint64_t min_units, uint64_t min_rounds,
                                uint64_t launch_bytes, uint64_t min_bytes) {
-  const uint64_t default_chunks =
-      blocks * ((block_units + default_units - 1) / default_units);
-  if (launch_bytes < min_bytes || default_chunks < min_rounds * ctas) {
+  if (!FillsTheGridSeveralTimes(block_units, blocks, ctas, default_units,
+                                min_rounds, launch_bytes, min_bytes)) {
     return default_units;
   }
   // The busiest CTA runs at least one whole chunk (or block), so lengths

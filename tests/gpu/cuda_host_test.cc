@@ -191,6 +191,17 @@ TEST_F(EvenChunkUnitsTest, VectorsPerThreadEvenOutWhatWholeStepsCannot) {
   // Small launches keep 16 (today's 4096 vectors).
   EXPECT_EQ(PerChannelPerThread(65536, 1, 528, 32 * kMiB), 16u);
   EXPECT_EQ(PerChannelPerThread(256, 1, 528, 256 * kMiB), 16u);
+  EXPECT_FALSE(FillsTheGridSeveralTimes(65536, 1, 528, 16, 4, 32 * kMiB,
+                                        64 * kMiB));
+  EXPECT_FALSE(FillsTheGridSeveralTimes(256, 1, 528, 16, 4, 256 * kMiB,
+                                        64 * kMiB));
+  EXPECT_TRUE(FillsTheGridSeveralTimes(65536, 1, 528, 16, 4, 256 * kMiB,
+                                       64 * kMiB));
+  // The call-4 rule (elementwise.cuh's kPerChannelShortChunks), ChunkSteps
+  // in vectors per thread up to 16: 5 a thread on the same case, 25
+  // rounds, the busiest CTA the same 125.
+  EXPECT_EQ(ChunkSteps(65536, 1, 16, 528), 5u);
+  EXPECT_EQ(BusiestCtaSteps(65536, 1, 5, 528), 125u);
 }
 
 TEST_F(EvenChunkUnitsTest, NeverGoesBelowTheFloor) {

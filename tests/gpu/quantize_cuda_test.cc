@@ -380,7 +380,8 @@ TEST_F(SmallGroupsTest, EveryArrangementQuantizesAndDequantizesAsTheReference) {
 // chunk or step (16 FP16 vectors past the big block's last 2048-vector
 // step, 1856 past each batch block's), so every block ends in a partial
 // step, as do the chunks themselves where their length is not a whole
-// number of steps (the big FP16 block: 125 vectors a thread on 528 CTAs); channel classes mix zero, subnormal and normal scales in
+// number of steps (the big FP16 block on 528 CTAs: 125 vectors a thread,
+// or 5 with kPerChannelShortChunks; the batch: 92 or 4); channel classes mix zero, subnormal and normal scales in
 // each vector. Outputs are poisoned twice, as above.
 class PerChannelDequantizeChunksTest : public GpuTest {};
 
