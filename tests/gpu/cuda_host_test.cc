@@ -1,6 +1,8 @@
 // The host side of the CUDA kernels, which needs no GPU and so runs
 // everywhere: the fast division the kernels index with equals '/' and '%',
-// the chunking of persistent kernels evens out their CTAs' shares, and
+// the chunking of persistent kernels evens out their CTAs' shares (fixed
+// lengths cut shorter, ChunkSteps; per-launch lengths for per-channel
+// dequantize, EvenChunkUnits), and
 // every entry point refuses bad arguments with INVALID_ARGUMENT naming
 // the field, before it touches the device (the pointers below are never
 // dereferenced; a launch would fail on a machine without a GPU).
@@ -122,6 +124,118 @@ TEST_F(ChunkStepsTest, AChunksOwnCostFavorsOneRoundOfLongChunks) {
       ASSERT_GE(total(s), total(chosen)) << s << " vs " << chosen;
       if (s > chosen) {
         ASSERT_GT(total(s), total(chosen)) << s;
+      }
+    }
+  }
+}
+
+class EvenChunkUnitsTest : public SeededTest {
+ protected:
+  static constexpr uint64_t kMiB = uint64_t{1} << 20;
+  // Per-channel dequantize's rule counted in whole steps of 2048 vectors:
+  // today's chunk 2 of them, at least 2, from 64 MiB and 4 rounds.
+  static uint64_t PerChannel(uint64_t block_units, uint64_t blocks,
+                             uint64_t ctas, uint64_t bytes) {
+    return EvenChunkUnits(block_units, blocks, ctas, 2, 2, 4, bytes,
+                          64 * kMiB);
+  }
+  // The rule elementwise.cuh uses: in vectors per thread (256 vectors),
+  // today's chunk 16 of them, at least 16 (two steps of 8 loads).
+  static uint64_t PerChannelPerThread(uint64_t block_units, uint64_t blocks,
+                                      uint64_t ctas, uint64_t bytes) {
+    return EvenChunkUnits(block_units, blocks, ctas, 16, 16, 4, bytes,
+                          64 * kMiB);
+  }
+};
+
+TEST_F(EvenChunkUnitsTest, SmallLaunchesKeepTheDefaultChunk) {
+  // Under 64 MiB: today's chunks, however many there are.
+  EXPECT_EQ(PerChannel(8192, 1, 528, 64 * kMiB - 1), 2u);
+  // Fewer chunks than 4 per CTA (2048 on 528 CTAs, one 4096-step block,
+  // or 1024 one-chunk blocks): today's chunks.
+  EXPECT_EQ(PerChannel(4222, 1, 528, 256 * kMiB), 2u);
+  EXPECT_EQ(PerChannel(2, 1024, 528, 256 * kMiB), 2u);
+  // A 1 MiB get written to host memory: one block of 64 steps.
+  EXPECT_EQ(PerChannel(64, 1, 528, kMiB), 2u);
+  // Exactly 4 chunks per CTA: the rule applies.
+  EXPECT_EQ(PerChannel(4224, 1, 528, 256 * kMiB), 8u);
+}
+
+TEST_F(EvenChunkUnitsTest, LongRowsTakeOneRoundOfEqualChunks) {
+  // FP16 per-channel dequantize of 1 x 2048 x 8 x 8192 (256 MiB of
+  // values, 8192 steps) on 528 CTAs: 512 chunks of 16 steps, one round,
+  // where 4096 chunks of 2 take 8 (7.76 a CTA); the busiest CTA runs 16
+  // steps either way, the least whole steps can give (8192 / 528 = 15.5).
+  EXPECT_EQ(PerChannel(8192, 1, 528, 256 * kMiB), 16u);
+  EXPECT_EQ(BusiestCtaSteps(8192, 1, 16, 528), 16u);
+  EXPECT_EQ(BusiestCtaSteps(8192, 1, 2, 528), 16u);
+  // 1 x 1048576 x 8 x 128 (2 GiB, 65536 steps): 525 chunks of 125, where
+  // 32768 chunks of 2 take 63 rounds, 126 steps.
+  EXPECT_EQ(PerChannel(65536, 1, 528, 2048 * kMiB), 125u);
+  EXPECT_EQ(BusiestCtaSteps(65536, 1, 2, 528), 126u);
+  // Chunks never span blocks: 8 blocks of 2048 steps on 528 CTAs (31.03
+  // steps a CTA) take 512 chunks of 32, one round (1024 of 16 take two).
+  EXPECT_EQ(PerChannel(2048, 8, 528, 256 * kMiB), 32u);
+}
+
+TEST_F(EvenChunkUnitsTest, VectorsPerThreadEvenOutWhatWholeStepsCannot) {
+  // 1 x 2048 x 8 x 8192 FP16 (65536 vectors per thread, 124.1 a CTA of
+  // 528): one round of 525 chunks of 125 (15 steps and 5 loads), where
+  // 4096 chunks of 16 take 8 rounds (128) and whole steps 16 steps (128).
+  EXPECT_EQ(PerChannelPerThread(65536, 1, 528, 256 * kMiB), 125u);
+  EXPECT_EQ(BusiestCtaSteps(65536, 1, 125, 528), 125u);
+  EXPECT_EQ(BusiestCtaSteps(65536, 1, 16, 528), 128u);
+  // 1 x 1048576 x 8 x 128 (524288): 528 chunks of 993 against 1008.
+  EXPECT_EQ(PerChannelPerThread(524288, 1, 528, 2048 * kMiB), 993u);
+  EXPECT_EQ(BusiestCtaSteps(524288, 1, 16, 528), 1008u);
+  // Small launches keep 16 (today's 4096 vectors).
+  EXPECT_EQ(PerChannelPerThread(65536, 1, 528, 32 * kMiB), 16u);
+  EXPECT_EQ(PerChannelPerThread(256, 1, 528, 256 * kMiB), 16u);
+  EXPECT_FALSE(FillsTheGridSeveralTimes(65536, 1, 528, 16, 4, 32 * kMiB,
+                                        64 * kMiB));
+  EXPECT_FALSE(FillsTheGridSeveralTimes(256, 1, 528, 16, 4, 256 * kMiB,
+                                        64 * kMiB));
+  EXPECT_TRUE(FillsTheGridSeveralTimes(65536, 1, 528, 16, 4, 256 * kMiB,
+                                       64 * kMiB));
+  // The call-4 rule (elementwise.cuh's kPerChannelShortChunks), ChunkSteps
+  // in vectors per thread up to 16: 5 a thread on the same case, 25
+  // rounds, the busiest CTA the same 125.
+  EXPECT_EQ(ChunkSteps(65536, 1, 16, 528), 5u);
+  EXPECT_EQ(BusiestCtaSteps(65536, 1, 5, 528), 125u);
+}
+
+TEST_F(EvenChunkUnitsTest, NeverGoesBelowTheFloor) {
+  // 4 blocks of 7 steps on 3 CTAs; the busiest CTA runs 10 steps with
+  // chunks of 1, 12 with chunks of 2, 3 or 4, 15 with 5, 18 with 6 and 14
+  // with whole blocks. At least 2 (or 4) a chunk: the longest of the 12s.
+  EXPECT_EQ(EvenChunkUnits(7, 4, 3, 2, 2, 1, 1, 0), 4u);
+  EXPECT_EQ(EvenChunkUnits(7, 4, 3, 2, 4, 1, 1, 0), 4u);
+  // At least 5: whole blocks beat chunks of 5 and 6.
+  EXPECT_EQ(EvenChunkUnits(7, 4, 3, 2, 5, 1, 1, 0), 7u);
+  EXPECT_EQ(EvenChunkUnits(7, 4, 3, 2, 1, 1, 1, 0), 1u);
+}
+
+TEST_F(EvenChunkUnitsTest, PicksTheLongestOfTheLengthsThatLeaveTheLeast) {
+  std::mt19937_64& rng = rng_;
+  for (int i = 0; i < 20000; ++i) {
+    const uint64_t block_units = 1 + rng() % 5000;
+    const uint64_t blocks = 1 + rng() % (i % 2 == 0 ? 4 : 3000);
+    const uint64_t ctas = 1 + rng() % 1100;
+    const uint64_t min_units = 1 + rng() % 8;
+    const uint64_t chosen =
+        EvenChunkUnits(block_units, blocks, ctas, 2, min_units, 0, 1, 0);
+    ASSERT_GE(chosen, min_units);
+    const uint64_t busiest =
+        BusiestCtaSteps(block_units, blocks, chosen, ctas);
+    ASSERT_GE(busiest * ctas, block_units * blocks);
+    // Every length from the floor to past the whole block: none leaves
+    // less, and none longer leaves as little.
+    for (uint64_t u = min_units; u <= block_units + 1; ++u) {
+      const uint64_t other = BusiestCtaSteps(block_units, blocks, u, ctas);
+      ASSERT_GE(other, busiest)
+          << block_units << " " << blocks << " " << ctas << " " << u;
+      if (u > chosen && u <= block_units) {
+        ASSERT_GT(other, busiest) << u << " vs " << chosen;
       }
     }
   }

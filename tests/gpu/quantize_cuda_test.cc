@@ -370,5 +370,86 @@ TEST_F(SmallGroupsTest, EveryArrangementQuantizesAndDequantizesAsTheReference) {
   }
 }
 
+// Per-channel dequantize of launches big enough for chunks chosen per
+// launch (elementwise.cuh: EvenChunkUnits, from 64 MiB of values and 4
+// chunks of 4096 vectors per CTA), to every dtype. One block of 2 x 1025 x
+// 8 x 8200 (128 Mi values: 4105 default chunks of FP16 / BF16 vectors, 8209
+// of FP32, at least 4 per CTA on GPUs of up to 1026 CTAs; H200: 528), and
+// a batch of 3 blocks of 1 x 1000 x 8 x 4104 (3 x 1002 FP16 chunks, for up
+// to 751 CTAs; a chunk never spans blocks). Neither is a multiple of any
+// chunk or step (16 FP16 vectors past the big block's last 2048-vector
+// step, 1856 past each batch block's), so every block ends in a partial
+// step, as do the chunks themselves where their length is not a whole
+// number of steps (the big FP16 block on 528 CTAs: 125 vectors a thread,
+// or 5 with kPerChannelShortChunks; the batch: 92 or 4); channel classes mix zero, subnormal and normal scales in
+// each vector. Outputs are poisoned twice, as above.
+class PerChannelDequantizeChunksTest : public GpuTest {};
+
+TEST_F(PerChannelDequantizeChunksTest, BigLaunchesWriteTheReferenceValues) {
+  QuantSpec spec;
+  spec.granularity = Granularity::kPerChannel;
+  const BlockShape shape{2, 1025, 8, 8200};
+  const absl::StatusOr<BlockLayout> layout = MakeLayout(shape, spec);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  HostBlock block(DType::kFp16, shape.elements());
+  FillMixedChannels(block, shape, rng_);
+  const std::vector<uint8_t> payload = ReferencePayload(*layout, block);
+  DeviceBuffer device_payload(payload.size());
+  device_payload.Upload(payload.data(), payload.size());
+  for (const DType out : kvq::testing::kAllDTypes) {
+    SCOPED_TRACE(CaseName(*layout, out));
+    const std::vector<uint8_t> expected =
+        ReferenceValues(*layout, payload.data(), out);
+    DeviceBuffer dst(expected.size());
+    for (const uint8_t poison : {0xAB, 0x54}) {
+      dst.Fill(poison);
+      const absl::Status status =
+          Dequantize(*layout, device_payload.get(), out, dst.get(), nullptr);
+      ASSERT_TRUE(status.ok()) << status;
+      ASSERT_CUDA_OK(cudaDeviceSynchronize());
+      ASSERT_EQ(ValuesDiff(expected, dst.Download().data(), out), "");
+    }
+  }
+}
+
+TEST_F(PerChannelDequantizeChunksTest, BigBatchesWriteTheReferencePerBlock) {
+  QuantSpec spec;
+  spec.granularity = Granularity::kPerChannel;
+  const BlockShape shape{1, 1000, 8, 4104};
+  const absl::StatusOr<BlockLayout> layout = MakeLayout(shape, spec);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  constexpr uint32_t kCount = 3;
+  const uint64_t stride = BatchPayloadStride(*layout);
+  std::vector<uint8_t> payloads(kCount * stride, 0);
+  for (uint32_t i = 0; i < kCount; ++i) {
+    HostBlock block(DType::kBf16, shape.elements());
+    FillMixedChannels(block, shape, rng_);
+    const std::vector<uint8_t> p = ReferencePayload(*layout, block);
+    std::memcpy(payloads.data() + i * stride, p.data(), p.size());
+  }
+  DeviceBuffer device_payloads(payloads.size());
+  device_payloads.Upload(payloads.data(), payloads.size());
+  for (const DType out : kvq::testing::kAllDTypes) {
+    SCOPED_TRACE(CaseName(*layout, out) + " x3");
+    const uint64_t out_bytes = layout->logical_bytes(out);
+    DeviceBuffer dst(kCount * out_bytes);
+    for (const uint8_t poison : {0xAB, 0x54}) {
+      dst.Fill(poison);
+      const absl::Status status = DequantizeBatch(
+          *layout, device_payloads.get(), kCount, out, dst.get(), nullptr);
+      ASSERT_TRUE(status.ok()) << status;
+      ASSERT_CUDA_OK(cudaDeviceSynchronize());
+      const std::vector<uint8_t> values = dst.Download();
+      for (uint32_t i = 0; i < kCount; ++i) {
+        SCOPED_TRACE("block " + std::to_string(i));
+        const std::vector<uint8_t> expected =
+            ReferenceValues(*layout, payloads.data() + i * stride, out);
+        ASSERT_EQ(ValuesDiff(expected, values.data() + i * out_bytes, out),
+                  "");
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvq::cuda
