@@ -83,13 +83,13 @@ ABSL_FLAG(uint64_t, staging_bytes, uint64_t{1} << 30,
           "--put_buffers memory), half for gets (page-locked with cuda: DMA "
           "straight from the GPU); traffic beyond it uses fresh plain memory, "
           "slower");
-ABSL_FLAG(std::string, put_buffers, "page_locked",
-          "Host memory puts are assembled in: page_locked (with cuda, DMA "
-          "straight from the buffer the block was received into; plain "
-          "memory with cpu), plain (the cuda backend copies each block to "
-          "its own page-locked staging first) or received (with cuda, no "
-          "copy: the GPU reads each put where gRPC received it, in a process "
-          "heap page-locked once, --pinned_heap_bytes; page_locked with cpu)");
+ABSL_FLAG(std::string, put_buffers, "received",
+          "Host memory puts are read from: received (with cuda, no copy: the "
+          "GPU reads each put where gRPC received it, in a process heap "
+          "page-locked once, --pinned_heap_bytes; page_locked with cpu), "
+          "page_locked (each put is copied into page-locked staging, then "
+          "DMA; plain memory with cpu) or plain (copied into plain memory, "
+          "then the cuda backend copies it again into page-locked staging)");
 ABSL_FLAG(uint64_t, pinned_heap_bytes, uint64_t{1} << 30,
           "With --put_buffers=received and cuda: the process heap's "
           "page-locked region, allocated and locked at start-up; the heap "
@@ -183,8 +183,8 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port,
 // its buffers come from the region.
 absl::Status ReadPutsWhereReceived(Backend& backend) {
   if (backend.name() != "cuda") {
-    spdlog::info("--put_buffers=received: the {} backend reads puts from "
-                 "its own buffers (as page_locked)",
+    spdlog::info("--put_buffers=received: the {} backend reads no host "
+                 "memory in place; puts are copied (as page_locked)",
                  backend.name());
     return absl::OkStatus();
   }
@@ -252,8 +252,12 @@ int Run(const sigset_t& stop_signals) {
       MakeBackend(device, arena, absl::GetFlag(FLAGS_gpu));
   if (!backend.ok()) return Fail(backend.status());
   if (put_buffers == "received") {
+    // Not a reason to refuse to start: puts are then copied, as with
+    // page_locked.
     if (absl::Status s = ReadPutsWhereReceived(**backend); !s.ok()) {
-      return Fail(s);
+      spdlog::warn("--put_buffers=received: {}; puts are copied into "
+                   "page-locked staging instead (as page_locked)",
+                   ToStd(s.message()));
     }
   }
 

@@ -264,10 +264,10 @@ TEST(ServerStartTest, UnknownPutBuffersFailsAtStartNamingTheChoices) {
               HasSubstr("--put_buffers must be page_locked, plain or received"));
 }
 
-// Puts assembled in plain memory, or (CUDA) read by the GPU where gRPC
-// received them, in the page-locked process heap: the alternatives to the
-// default page-locked staging round-trip the same, blocks of many chunks and
-// many of gRPC's buffers included.
+// Every way a put reaches the backend round-trips the same, blocks of many
+// chunks and many of gRPC's buffers included: read where gRPC received them
+// (the default; with CUDA, from the page-locked process heap), copied into
+// page-locked staging, or into plain memory.
 class PutBuffersTest : public ServerTest,
                        public ::testing::WithParamInterface<const char*> {
  protected:
@@ -302,7 +302,7 @@ TEST_P(PutBuffersTest, BlocksRoundTripWithinTheBound) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Alternatives, PutBuffersTest,
-                         ::testing::Values("plain", "received"));
+                         ::testing::Values("received", "page_locked", "plain"));
 
 TEST(ServerStartTest, CudaDeviceWithoutAGpuFailsAtStartWithAClearMessage) {
   if (access("/dev/nvidiactl", F_OK) == 0) {
