@@ -4,7 +4,7 @@
 // thread maps a vector of kVec elements to its scale(s) and converts it.
 //
 // Work is split into chunks of kElementwiseChunkVecs vectors of one block
-// (per-channel dequantize: a length chosen per launch, kPerChannelChunk*);
+// (per-channel dequantize: at most that, chosen per launch, kPerChannelChunk*);
 // CTAs stride over chunks; within a chunk each thread first issues
 // kElementwiseUnroll independent loads (with the scales of contiguous
 // groups), then converts and stores them, so enough bytes are in flight to
@@ -45,52 +45,33 @@ inline constexpr int kElementwiseUnroll = kQuantize ? 4 : 8;
 // A whole number of steps for either unroll.
 inline constexpr uint32_t kElementwiseChunkVecs = kElementwiseThreads * 16;
 
-// Per-channel dequantize's chunk, chosen per launch (EvenChunkUnits,
-// work_split.h) in units of kPerChannelChunkUnitVecs vectors: today's
-// kElementwiseChunkVecs for launches under kPerChannelEvenMinBytes of values or
-// with fewer than kPerChannelEvenMinRounds of those chunks per CTA; else at
-// least kPerChannelChunkMinUnits units, the length that leaves the busiest CTA
-// the least work (one round of long chunks on a single big block). Why: FP16
-// per-channel dequantize with long rows ran at 83-85% of copy (head_dim
-// 4096-8192; 87-93% up to 2048), and Nsight Compute (eighth session, call 1) on
-// 8 x 8192 channels against 8 x 2048 (same bytes) found L1 hit rates alike
-// (68.5% / 72.1%) but achieved occupancy 40% against 47%, CTAs finishing
-// unevenly: 4096 chunks on 528 CTAs, 7.76 each, so 128 CTAs sit idle for the
-// last eighth. Cutting every elementwise launch by ChunkSteps lifted that case
-// to 88% (call 4) but slowed FP32 per-tensor quantize 101% -> 74% (chunks of 3
-// vectors per thread for a pass that loads 4) and small dequantizes that write
-// to host memory over PCIe 2-4x (many CTAs each writing small pieces): hence
-// this rule for the per-channel instantiation only, at least two unroll steps a
-// chunk, and only on launches that fill the grid several times. Its unit is one
-// vector per thread (a chunk's last step may be partial): in whole steps, 8 x
-// 8192 channels (1 x 2048 tokens: 8192 steps on 528 CTAs) leave the busiest CTA
-// 16 steps whatever the length (15.5 a CTA), so only shorter pieces can even
-// the CTAs out. In vectors per thread (65536 of them, 124.1 a CTA): one round
-// of 525 chunks of 125 (15 full steps and one of 5 loads a thread), against 8
-// rounds of 16 (128): the busiest CTA 2.3% shorter. 1 x 1048576 x 8 x 128
-// (524288): 528 chunks of 993 against 63 rounds of 16 (1008), 1.5%. The
-// contiguous-group instantiations keep kElementwiseChunkVecs as a compile-time
-// constant (their SASS is unchanged: cuobjdump -sass, sm_90).
+// Per-channel dequantize's chunk, chosen per launch in units of
+// kPerChannelChunkUnitVecs vectors (one vector per thread; a chunk's last
+// step may be partial) by PerChannelChunkUnits (work_split.h): launches under
+// kPerChannelChunkMinBytes of values, or with fewer than
+// kPerChannelChunkMinRounds chunks of kElementwiseChunkVecs per CTA, keep
+// kElementwiseChunkVecs; bigger ones take ChunkSteps' length of at most that,
+// the one that leaves the busiest CTA the fewest units. Why: with fixed
+// chunks, FP16 1 x 2048 x 8 x 8192 (4096 chunks on 528 CTAs, 7.76 each)
+// leaves 128 CTAs idle for the last eighth (Nsight Compute: achieved
+// occupancy 40% against 47% at 8 x 2048 channels). ChunkSteps cuts it into
+// 13108 chunks of 5 vectors a thread, 25 rounds, the busiest CTA 125
+// vector-steps against 128. Measured on the H200 (kvq-bench-kernels --case,
+// two rounds, share of the same run's copy), fixed chunks -> this rule:
+// FP16 1 x 2048 x 8 x 8192 84/84% -> 88/88%, 1 x 4096 x 8 x 4096 85/84% ->
+// 86/86%, 1 x 8192 x 8 x 2048 89/89% -> 90/90%, FP32 1 x 131072 x 8 x 128
+// 87/87% -> 88/88%. Equal chunks of at least two steps measured 86% where
+// this rule has 88% (the first case and the last). Only this instantiation,
+// and only big launches: cutting every elementwise launch by ChunkSteps
+// slowed FP32 per-tensor quantize 101% -> 74% of copy (chunks of 3 vectors a
+// thread for a pass that loads 4) and small dequantizes written to host
+// memory over PCIe 2-4x (many CTAs each writing small pieces). The
+// contiguous-group instantiations keep kElementwiseChunkVecs as a
+// compile-time constant (their SASS is unchanged: cuobjdump -sass, sm_90).
 inline constexpr uint32_t kPerChannelChunkUnitVecs = kElementwiseThreads;
-inline constexpr uint32_t kPerChannelChunkMinUnits =
-    2 * kElementwiseThreads * kElementwiseUnroll<false> /
-    kPerChannelChunkUnitVecs;  // two unroll steps
-inline constexpr uint64_t kPerChannelEvenMinBytes = uint64_t{64} << 20;
-inline constexpr uint64_t kPerChannelEvenMinRounds = 4;
+inline constexpr uint64_t kPerChannelChunkMinBytes = uint64_t{64} << 20;
+inline constexpr uint64_t kPerChannelChunkMinRounds = 4;
 static_assert(kElementwiseChunkVecs % kPerChannelChunkUnitVecs == 0);
-// The eighth session's call-4 rule, for per-channel dequantize alone and
-// only where the launch fills the grid several times: ChunkSteps in
-// vectors per thread, at most today's 16, with no floor. On 8 x 8192
-// channels it picks 5 vectors a thread (1280-vector chunks, 13108 of them,
-// 25 rounds: the busiest CTA 125 vector-steps, as EvenChunkUnits' one
-// round of 125), every chunk one partial step of 5 loads. That rule
-// lifted this case 84% -> 88% where both shorten the busiest CTA's work
-// by the same 2.3%: if this build beats the EvenChunkUnits one, what it
-// gains is the short chunks themselves (all CTAs at work on a narrow,
-// moving window of the block, and of its scale row), not the even
-// shares. An experiment below the two-step floor: false restores
-// EvenChunkUnits.
-inline constexpr bool kPerChannelShortChunks = true;
 // CTAs per SM for dequantize to T from Addr's payloads (0: as many as fit).
 // The sixth session's traffic-mix lab (runs/2026-12-01-f/run1-mix-lab.txt)
 // ran the 1:4 mix best at 2: 86.4% of the copy against 83.8% at full
@@ -286,24 +267,12 @@ absl::Status LaunchElementwise(const BlockLayout& layout,
           kElementwiseChunkVecs / kPerChannelChunkUnitVecs;
       const uint64_t launch_bytes =
           uint64_t{blocks.count} * layout.elements * sizeof(T);
-      if constexpr (kPerChannelShortChunks) {
-        chunk_vecs =
-            kPerChannelChunkUnitVecs *
-            (FillsTheGridSeveralTimes(block_units, blocks.count, *ctas,
-                                      default_units, kPerChannelEvenMinRounds,
-                                      launch_bytes, kPerChannelEvenMinBytes)
-                 ? ChunkSteps(block_units, blocks.count, default_units, *ctas)
-                 : default_units);
-      } else {
-        chunk_vecs =
-            kPerChannelChunkUnitVecs *
-            EvenChunkUnits(block_units, blocks.count, *ctas, default_units,
-                           kPerChannelChunkMinUnits, kPerChannelEvenMinRounds,
-                           launch_bytes, kPerChannelEvenMinBytes);
-      }
-      // A block holds at most 2^32 values: at most 2^31 vectors a chunk
-      // (a multiple of the unit) keeps every in-chunk index in 32 bits.
-      chunk_vecs = std::min<uint64_t>(chunk_vecs, uint64_t{1} << 31);
+      // At most kElementwiseChunkVecs vectors: in-chunk indices fit 32 bits.
+      chunk_vecs = kPerChannelChunkUnitVecs *
+                   PerChannelChunkUnits(block_units, blocks.count, *ctas,
+                                        default_units,
+                                        kPerChannelChunkMinRounds,
+                                        launch_bytes, kPerChannelChunkMinBytes);
       plan.chunk_vecs = static_cast<uint32_t>(chunk_vecs);
     }
     const uint64_t chunks_per_block =

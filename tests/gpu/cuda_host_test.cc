@@ -2,7 +2,7 @@
 // everywhere: the fast division the kernels index with equals '/' and '%',
 // the chunking of persistent kernels evens out their CTAs' shares (fixed
 // lengths cut shorter, ChunkSteps; per-launch lengths for per-channel
-// dequantize, EvenChunkUnits), and
+// dequantize, PerChannelChunkUnits), and
 // every entry point refuses bad arguments with INVALID_ARGUMENT naming
 // the field, before it touches the device (the pointers below are never
 // dereferenced; a launch would fail on a machine without a GPU).
@@ -129,116 +129,118 @@ TEST_F(ChunkStepsTest, AChunksOwnCostFavorsOneRoundOfLongChunks) {
   }
 }
 
-class EvenChunkUnitsTest : public SeededTest {
+// Per-channel dequantize's chunk (elementwise.cuh's launcher calls
+// PerChannelChunkUnits with these arguments): units of 256 vectors (one
+// vector per thread), the default 16 (4096 vectors), cut from 64 MiB of
+// values and 4 default chunks per CTA.
+class PerChannelChunkUnitsTest : public SeededTest {
  protected:
   static constexpr uint64_t kMiB = uint64_t{1} << 20;
-  // Per-channel dequantize's rule counted in whole steps of 2048 vectors:
-  // today's chunk 2 of them, at least 2, from 64 MiB and 4 rounds.
-  static uint64_t PerChannel(uint64_t block_units, uint64_t blocks,
-                             uint64_t ctas, uint64_t bytes) {
-    return EvenChunkUnits(block_units, blocks, ctas, 2, 2, 4, bytes,
-                          64 * kMiB);
+  static constexpr uint64_t kUnitVecs = 256;
+  static constexpr uint64_t kDefaultUnits = 16;
+  // The launcher's block_units: a block's vectors in units, rounded up.
+  static constexpr uint64_t BlockUnits(uint64_t vecs_per_block) {
+    return (vecs_per_block + kUnitVecs - 1) / kUnitVecs;
   }
-  // The rule elementwise.cuh uses: in vectors per thread (256 vectors),
-  // today's chunk 16 of them, at least 16 (two steps of 8 loads).
-  static uint64_t PerChannelPerThread(uint64_t block_units, uint64_t blocks,
-                                      uint64_t ctas, uint64_t bytes) {
-    return EvenChunkUnits(block_units, blocks, ctas, 16, 16, 4, bytes,
-                          64 * kMiB);
+  static uint64_t Units(uint64_t block_units, uint64_t blocks, uint64_t ctas,
+                        uint64_t bytes, uint64_t min_rounds = 4) {
+    return PerChannelChunkUnits(block_units, blocks, ctas, kDefaultUnits,
+                                min_rounds, bytes, 64 * kMiB);
   }
 };
 
-TEST_F(EvenChunkUnitsTest, SmallLaunchesKeepTheDefaultChunk) {
-  // Under 64 MiB: today's chunks, however many there are.
-  EXPECT_EQ(PerChannel(8192, 1, 528, 64 * kMiB - 1), 2u);
-  // Fewer chunks than 4 per CTA (2048 on 528 CTAs, one 4096-step block,
-  // or 1024 one-chunk blocks): today's chunks.
-  EXPECT_EQ(PerChannel(4222, 1, 528, 256 * kMiB), 2u);
-  EXPECT_EQ(PerChannel(2, 1024, 528, 256 * kMiB), 2u);
-  // A 1 MiB get written to host memory: one block of 64 steps.
-  EXPECT_EQ(PerChannel(64, 1, 528, kMiB), 2u);
-  // Exactly 4 chunks per CTA: the rule applies.
-  EXPECT_EQ(PerChannel(4224, 1, 528, 256 * kMiB), 8u);
+TEST_F(PerChannelChunkUnitsTest, SmallLaunchesKeepTheDefaultChunk) {
+  // 65536 units, where ChunkSteps would pick 5, but under 64 MiB.
+  EXPECT_EQ(Units(65536, 1, 528, 64 * kMiB - 1), kDefaultUnits);
+  EXPECT_EQ(Units(65536, 1, 528, 32 * kMiB), kDefaultUnits);
+  // A 1 MiB FP16 get written to host memory (64 Ki vectors, 256 units):
+  // ChunkSteps would spread it over 256 CTAs of one unit each.
+  EXPECT_EQ(ChunkSteps(256, 1, kDefaultUnits, 528), 1u);
+  EXPECT_EQ(Units(256, 1, 528, kMiB), kDefaultUnits);
+  EXPECT_EQ(Units(256, 1, 528, 256 * kMiB), kDefaultUnits);
+  // Fewer than 4 default chunks per CTA: 8 blocks of 2600 units are 1304
+  // chunks on 528 CTAs (ChunkSteps: 10), one block of 2111 chunks too.
+  EXPECT_EQ(ChunkSteps(2600, 8, kDefaultUnits, 528), 10u);
+  EXPECT_EQ(Units(2600, 8, 528, 256 * kMiB), kDefaultUnits);
+  EXPECT_EQ(Units(2111 * 16, 1, 528, 256 * kMiB), kDefaultUnits);
+  // At the thresholds: 2113 chunks of 33800 units (4 a CTA and one over)
+  // from 64 MiB are cut (13 units: the busiest CTA 65, not 80); with 5
+  // rounds required, or a byte short, they are not.
+  EXPECT_EQ(Units(33800, 1, 528, 64 * kMiB), 13u);
+  EXPECT_EQ(BusiestCtaSteps(33800, 1, 13, 528), 65u);
+  EXPECT_EQ(BusiestCtaSteps(33800, 1, 16, 528), 80u);
+  EXPECT_EQ(Units(33800, 1, 528, 64 * kMiB, 5), kDefaultUnits);
+  EXPECT_EQ(Units(33800, 1, 528, 64 * kMiB - 1), kDefaultUnits);
 }
 
-TEST_F(EvenChunkUnitsTest, LongRowsTakeOneRoundOfEqualChunks) {
-  // FP16 per-channel dequantize of 1 x 2048 x 8 x 8192 (256 MiB of
-  // values, 8192 steps) on 528 CTAs: 512 chunks of 16 steps, one round,
-  // where 4096 chunks of 2 take 8 (7.76 a CTA); the busiest CTA runs 16
-  // steps either way, the least whole steps can give (8192 / 528 = 15.5).
-  EXPECT_EQ(PerChannel(8192, 1, 528, 256 * kMiB), 16u);
-  EXPECT_EQ(BusiestCtaSteps(8192, 1, 16, 528), 16u);
-  EXPECT_EQ(BusiestCtaSteps(8192, 1, 2, 528), 16u);
-  // 1 x 1048576 x 8 x 128 (2 GiB, 65536 steps): 525 chunks of 125, where
-  // 32768 chunks of 2 take 63 rounds, 126 steps.
-  EXPECT_EQ(PerChannel(65536, 1, 528, 2048 * kMiB), 125u);
-  EXPECT_EQ(BusiestCtaSteps(65536, 1, 2, 528), 126u);
-  // Chunks never span blocks: 8 blocks of 2048 steps on 528 CTAs (31.03
-  // steps a CTA) take 512 chunks of 32, one round (1024 of 16 take two).
-  EXPECT_EQ(PerChannel(2048, 8, 528, 256 * kMiB), 32u);
+TEST_F(PerChannelChunkUnitsTest, BigLaunchesTakeChunkSteps) {
+  // FP16 per-channel dequantize of 1 x 2048 x 8 x 8192 (256 MiB of values,
+  // 8 values a vector) on 528 CTAs (H200, 4 a SM): 65536 units, cut into
+  // 13108 chunks of 5, 25 rounds, the busiest CTA 125 units where the
+  // default's 4096 chunks (7.76 a CTA) give it 128.
+  const uint64_t fp16_units = BlockUnits(uint64_t{2048} * 8 * 8192 / 8);
+  EXPECT_EQ(fp16_units, 65536u);
+  EXPECT_EQ(Units(fp16_units, 1, 528, 256 * kMiB),
+            ChunkSteps(fp16_units, 1, kDefaultUnits, 528));
+  EXPECT_EQ(Units(fp16_units, 1, 528, 256 * kMiB), 5u);
+  EXPECT_EQ(BusiestCtaSteps(fp16_units, 1, 5, 528), 125u);
+  EXPECT_EQ(BusiestCtaSteps(fp16_units, 1, kDefaultUnits, 528), 128u);
+  // FP32 1 x 131072 x 8 x 128 (512 MiB, 4 values a vector) on 264 CTAs
+  // (2 a SM): 131072 units in chunks of 7, the busiest CTA 497, not 512.
+  const uint64_t fp32_units = BlockUnits(uint64_t{131072} * 8 * 128 / 4);
+  EXPECT_EQ(Units(fp32_units, 1, 264, 512 * kMiB), 7u);
+  EXPECT_EQ(BusiestCtaSteps(fp32_units, 1, 7, 264), 497u);
+  EXPECT_EQ(BusiestCtaSteps(fp32_units, 1, kDefaultUnits, 264), 512u);
+  // Blocks whose vectors are no whole number of units: one of 2 x 1025 x
+  // 8 x 8200 FP16 values (65665 units), a batch of 3 of 1 x 1000 x 8 x
+  // 4104 (16032 each), as quantize_cuda_test's big launches.
+  EXPECT_EQ(BlockUnits(uint64_t{2} * 1025 * 8 * 8200 / 8), 65665u);
+  EXPECT_EQ(Units(65665, 1, 528, uint64_t{2} * 1025 * 8 * 8200 * 2), 5u);
+  EXPECT_EQ(BlockUnits(uint64_t{1000} * 8 * 4104 / 8), 16032u);
+  EXPECT_EQ(Units(16032, 3, 528, uint64_t{3} * 1000 * 8 * 4104 * 2), 4u);
 }
 
-TEST_F(EvenChunkUnitsTest, VectorsPerThreadEvenOutWhatWholeStepsCannot) {
-  // 1 x 2048 x 8 x 8192 FP16 (65536 vectors per thread, 124.1 a CTA of
-  // 528): one round of 525 chunks of 125 (15 steps and 5 loads), where
-  // 4096 chunks of 16 take 8 rounds (128) and whole steps 16 steps (128).
-  EXPECT_EQ(PerChannelPerThread(65536, 1, 528, 256 * kMiB), 125u);
-  EXPECT_EQ(BusiestCtaSteps(65536, 1, 125, 528), 125u);
-  EXPECT_EQ(BusiestCtaSteps(65536, 1, 16, 528), 128u);
-  // 1 x 1048576 x 8 x 128 (524288): 528 chunks of 993 against 1008.
-  EXPECT_EQ(PerChannelPerThread(524288, 1, 528, 2048 * kMiB), 993u);
-  EXPECT_EQ(BusiestCtaSteps(524288, 1, 16, 528), 1008u);
-  // Small launches keep 16 (today's 4096 vectors).
-  EXPECT_EQ(PerChannelPerThread(65536, 1, 528, 32 * kMiB), 16u);
-  EXPECT_EQ(PerChannelPerThread(256, 1, 528, 256 * kMiB), 16u);
+TEST_F(PerChannelChunkUnitsTest, StaysBetweenOneAndTheDefault) {
+  std::mt19937_64& rng = rng_;
+  for (int i = 0; i < 20000; ++i) {
+    const uint64_t block_units = 1 + rng() % 200000;
+    const uint64_t blocks = 1 + rng() % (i % 2 == 0 ? 4 : 3000);
+    const uint64_t ctas = 1 + rng() % 1100;
+    const uint64_t default_units = 1 + rng() % 32;
+    const uint64_t min_rounds = rng() % 6;
+    const uint64_t bytes = rng() % (512 * kMiB);
+    const uint64_t min_bytes = rng() % (128 * kMiB);
+    const uint64_t chosen =
+        PerChannelChunkUnits(block_units, blocks, ctas, default_units,
+                             min_rounds, bytes, min_bytes);
+    ASSERT_GE(chosen, 1u);
+    ASSERT_LE(chosen, default_units);
+    if (FillsTheGridSeveralTimes(block_units, blocks, ctas, default_units,
+                                 min_rounds, bytes, min_bytes)) {
+      ASSERT_EQ(chosen,
+                ChunkSteps(block_units, blocks, default_units, ctas));
+    } else {
+      ASSERT_EQ(chosen, default_units);
+    }
+  }
+}
+
+TEST(FillsTheGridSeveralTimesTest, NeedsTheBytesAndTheRounds) {
+  constexpr uint64_t kMiB = uint64_t{1} << 20;
   EXPECT_FALSE(FillsTheGridSeveralTimes(65536, 1, 528, 16, 4, 32 * kMiB,
                                         64 * kMiB));
   EXPECT_FALSE(FillsTheGridSeveralTimes(256, 1, 528, 16, 4, 256 * kMiB,
                                         64 * kMiB));
   EXPECT_TRUE(FillsTheGridSeveralTimes(65536, 1, 528, 16, 4, 256 * kMiB,
                                        64 * kMiB));
-  // The call-4 rule (elementwise.cuh's kPerChannelShortChunks), ChunkSteps
-  // in vectors per thread up to 16: 5 a thread on the same case, 25
-  // rounds, the busiest CTA the same 125.
-  EXPECT_EQ(ChunkSteps(65536, 1, 16, 528), 5u);
-  EXPECT_EQ(BusiestCtaSteps(65536, 1, 5, 528), 125u);
-}
-
-TEST_F(EvenChunkUnitsTest, NeverGoesBelowTheFloor) {
-  // 4 blocks of 7 steps on 3 CTAs; the busiest CTA runs 10 steps with
-  // chunks of 1, 12 with chunks of 2, 3 or 4, 15 with 5, 18 with 6 and 14
-  // with whole blocks. At least 2 (or 4) a chunk: the longest of the 12s.
-  EXPECT_EQ(EvenChunkUnits(7, 4, 3, 2, 2, 1, 1, 0), 4u);
-  EXPECT_EQ(EvenChunkUnits(7, 4, 3, 2, 4, 1, 1, 0), 4u);
-  // At least 5: whole blocks beat chunks of 5 and 6.
-  EXPECT_EQ(EvenChunkUnits(7, 4, 3, 2, 5, 1, 1, 0), 7u);
-  EXPECT_EQ(EvenChunkUnits(7, 4, 3, 2, 1, 1, 1, 0), 1u);
-}
-
-TEST_F(EvenChunkUnitsTest, PicksTheLongestOfTheLengthsThatLeaveTheLeast) {
-  std::mt19937_64& rng = rng_;
-  for (int i = 0; i < 20000; ++i) {
-    const uint64_t block_units = 1 + rng() % 5000;
-    const uint64_t blocks = 1 + rng() % (i % 2 == 0 ? 4 : 3000);
-    const uint64_t ctas = 1 + rng() % 1100;
-    const uint64_t min_units = 1 + rng() % 8;
-    const uint64_t chosen =
-        EvenChunkUnits(block_units, blocks, ctas, 2, min_units, 0, 1, 0);
-    ASSERT_GE(chosen, min_units);
-    const uint64_t busiest =
-        BusiestCtaSteps(block_units, blocks, chosen, ctas);
-    ASSERT_GE(busiest * ctas, block_units * blocks);
-    // Every length from the floor to past the whole block: none leaves
-    // less, and none longer leaves as little.
-    for (uint64_t u = min_units; u <= block_units + 1; ++u) {
-      const uint64_t other = BusiestCtaSteps(block_units, blocks, u, ctas);
-      ASSERT_GE(other, busiest)
-          << block_units << " " << blocks << " " << ctas << " " << u;
-      if (u > chosen && u <= block_units) {
-        ASSERT_GT(other, busiest) << u << " vs " << chosen;
-      }
-    }
-  }
+  // Exactly 4 chunks a CTA (2112 on 528) and exactly 64 MiB: enough; the
+  // chunks are counted per block (a block's last chunk is whole).
+  EXPECT_TRUE(FillsTheGridSeveralTimes(2112 * 16, 1, 528, 16, 4, 64 * kMiB,
+                                       64 * kMiB));
+  EXPECT_FALSE(FillsTheGridSeveralTimes(2111 * 16, 1, 528, 16, 4,
+                                        64 * kMiB, 64 * kMiB));
+  EXPECT_TRUE(FillsTheGridSeveralTimes(17, 1056, 528, 16, 4, 64 * kMiB,
+                                       64 * kMiB));
 }
 
 TEST_F(FastDivmodTest, EqualsDivisionForEdgeDivisorsAndNumerators) {

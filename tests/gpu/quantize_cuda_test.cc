@@ -371,7 +371,7 @@ TEST_F(SmallGroupsTest, EveryArrangementQuantizesAndDequantizesAsTheReference) {
 }
 
 // Per-channel dequantize of launches big enough for chunks chosen per
-// launch (elementwise.cuh: EvenChunkUnits, from 64 MiB of values and 4
+// launch (elementwise.cuh: PerChannelChunkUnits, from 64 MiB of values and 4
 // chunks of 4096 vectors per CTA), to every dtype. One block of 2 x 1025 x
 // 8 x 8200 (128 Mi values: 4105 default chunks of FP16 / BF16 vectors, 8209
 // of FP32, at least 4 per CTA on GPUs of up to 1026 CTAs; H200: 528), and
@@ -380,9 +380,9 @@ TEST_F(SmallGroupsTest, EveryArrangementQuantizesAndDequantizesAsTheReference) {
 // chunk or step (16 FP16 vectors past the big block's last 2048-vector
 // step, 1856 past each batch block's), so every block ends in a partial
 // step, as do the chunks themselves where their length is not a whole
-// number of steps (the big FP16 block on 528 CTAs: 125 vectors a thread,
-// or 5 with kPerChannelShortChunks; the batch: 92 or 4); channel classes mix zero, subnormal and normal scales in
-// each vector. Outputs are poisoned twice, as above.
+// number of steps (on 528 CTAs, 5 FP16 vectors a thread for the big block,
+// 4 for the batch); channel classes mix zero, subnormal and normal scales
+// in each vector. Outputs are poisoned twice, as above.
 class PerChannelDequantizeChunksTest : public GpuTest {};
 
 TEST_F(PerChannelDequantizeChunksTest, BigLaunchesWriteTheReferenceValues) {
