@@ -383,28 +383,34 @@ TEST_F(SmallGroupsTest, EveryArrangementQuantizesAndDequantizesAsTheReference) {
 // number of steps (on 528 CTAs, 5 FP16 vectors a thread for the big block,
 // 4 for the batch); channel classes mix zero, subnormal and normal scales
 // in each vector. Outputs are poisoned twice, as above.
-class PerChannelDequantizeChunksTest : public GpuTest {};
+class PerChannelDequantizeChunksTest : public GpuTest {
+ protected:
+  static BlockLayout PerChannelLayout(const BlockShape& shape) {
+    QuantSpec spec;
+    spec.granularity = Granularity::kPerChannel;
+    const absl::StatusOr<BlockLayout> layout = MakeLayout(shape, spec);
+    EXPECT_TRUE(layout.ok()) << layout.status();
+    return layout.ok() ? *layout : BlockLayout{};
+  }
+};
 
 TEST_F(PerChannelDequantizeChunksTest, BigLaunchesWriteTheReferenceValues) {
-  QuantSpec spec;
-  spec.granularity = Granularity::kPerChannel;
   const BlockShape shape{2, 1025, 8, 8200};
-  const absl::StatusOr<BlockLayout> layout = MakeLayout(shape, spec);
-  ASSERT_TRUE(layout.ok()) << layout.status();
+  const BlockLayout layout = PerChannelLayout(shape);
   HostBlock block(DType::kFp16, shape.elements());
   FillMixedChannels(block, shape, rng_);
-  const std::vector<uint8_t> payload = ReferencePayload(*layout, block);
+  const std::vector<uint8_t> payload = ReferencePayload(layout, block);
   DeviceBuffer device_payload(payload.size());
   device_payload.Upload(payload.data(), payload.size());
   for (const DType out : kvq::testing::kAllDTypes) {
-    SCOPED_TRACE(CaseName(*layout, out));
+    SCOPED_TRACE(CaseName(layout, out));
     const std::vector<uint8_t> expected =
-        ReferenceValues(*layout, payload.data(), out);
+        ReferenceValues(layout, payload.data(), out);
     DeviceBuffer dst(expected.size());
     for (const uint8_t poison : {0xAB, 0x54}) {
       dst.Fill(poison);
       const absl::Status status =
-          Dequantize(*layout, device_payload.get(), out, dst.get(), nullptr);
+          Dequantize(layout, device_payload.get(), out, dst.get(), nullptr);
       ASSERT_TRUE(status.ok()) << status;
       ASSERT_CUDA_OK(cudaDeviceSynchronize());
       ASSERT_EQ(ValuesDiff(expected, dst.Download().data(), out), "");
@@ -413,37 +419,34 @@ TEST_F(PerChannelDequantizeChunksTest, BigLaunchesWriteTheReferenceValues) {
 }
 
 TEST_F(PerChannelDequantizeChunksTest, BigBatchesWriteTheReferencePerBlock) {
-  QuantSpec spec;
-  spec.granularity = Granularity::kPerChannel;
   const BlockShape shape{1, 1000, 8, 4104};
-  const absl::StatusOr<BlockLayout> layout = MakeLayout(shape, spec);
-  ASSERT_TRUE(layout.ok()) << layout.status();
+  const BlockLayout layout = PerChannelLayout(shape);
   constexpr uint32_t kCount = 3;
-  const uint64_t stride = BatchPayloadStride(*layout);
+  const uint64_t stride = BatchPayloadStride(layout);
   std::vector<uint8_t> payloads(kCount * stride, 0);
   for (uint32_t i = 0; i < kCount; ++i) {
     HostBlock block(DType::kBf16, shape.elements());
     FillMixedChannels(block, shape, rng_);
-    const std::vector<uint8_t> p = ReferencePayload(*layout, block);
+    const std::vector<uint8_t> p = ReferencePayload(layout, block);
     std::memcpy(payloads.data() + i * stride, p.data(), p.size());
   }
   DeviceBuffer device_payloads(payloads.size());
   device_payloads.Upload(payloads.data(), payloads.size());
   for (const DType out : kvq::testing::kAllDTypes) {
-    SCOPED_TRACE(CaseName(*layout, out) + " x3");
-    const uint64_t out_bytes = layout->logical_bytes(out);
+    SCOPED_TRACE(CaseName(layout, out) + " x3");
+    const uint64_t out_bytes = layout.logical_bytes(out);
     DeviceBuffer dst(kCount * out_bytes);
     for (const uint8_t poison : {0xAB, 0x54}) {
       dst.Fill(poison);
       const absl::Status status = DequantizeBatch(
-          *layout, device_payloads.get(), kCount, out, dst.get(), nullptr);
+          layout, device_payloads.get(), kCount, out, dst.get(), nullptr);
       ASSERT_TRUE(status.ok()) << status;
       ASSERT_CUDA_OK(cudaDeviceSynchronize());
       const std::vector<uint8_t> values = dst.Download();
       for (uint32_t i = 0; i < kCount; ++i) {
         SCOPED_TRACE("block " + std::to_string(i));
         const std::vector<uint8_t> expected =
-            ReferenceValues(*layout, payloads.data() + i * stride, out);
+            ReferenceValues(layout, payloads.data() + i * stride, out);
         ASSERT_EQ(ValuesDiff(expected, values.data() + i * out_bytes, out),
                   "");
       }
