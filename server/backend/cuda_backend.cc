@@ -30,10 +30,9 @@
 //
 // Timings: host_to_device covers the copy of the block into pinned staging
 // (when there is one) plus the DMA (or the gather) to the device,
-// device_to_host the DMA back
-// plus the copy out of staging; kernel is the fused kernel alone (CUDA
-// events), without a quality sample's kernels, and with its writes over PCIe
-// for a get the kernel writes back itself.
+// device_to_host the DMA back plus the copy out of staging; kernel is the
+// fused kernel alone (CUDA events), without a quality sample's kernels, and
+// with its writes over PCIe for a get the kernel writes back itself.
 //
 // Failure: a CUDA error becomes INTERNAL naming the call. The context is then
 // synchronized and thrown away (never reused with work possibly in flight),

@@ -156,10 +156,10 @@ grpc::Status KVCacheService::HandlePut(
     while (!client_gone.load(std::memory_order_relaxed) &&
            stream->Read(&request)) {
       std::vector<PutEvent> events = assembler.Feed(request);
-      // The data is copied (or referenced by the assembler, when the backend
-      // reads it in place): gRPC's buffers go back before the next read
-      // unless a block holds them (measured on the H200 machine: a 32 MiB
-      // put received 1.5-2.5 ms faster, bench/results/README.md).
+      // The chunk lets go of gRPC's buffers before the next read (measured
+      // on the H200 machine: a 32 MiB put received 1.5-2.5 ms faster when
+      // they went back, bench/results/README.md); a block read in place
+      // keeps its own references until it is stored.
       request.ReleaseData();
       for (PutEvent& event : events) {
         if (event.block.has_value()) {

@@ -25,7 +25,9 @@
 // says yes to the first chunk's pieces: the CUDA backend, for the process
 // heap it registered): then nothing is copied. The block keeps references to
 // gRPC's slices and hands the backend their pieces (AssembledBlock::data);
-// a later chunk that lies elsewhere is copied into memory of its own.
+// a later chunk that lies elsewhere is copied into memory of its own, and so
+// is a piece small enough for gRPC to keep inside the slice object itself
+// (inlined), which moves with the object.
 //
 // A header arriving while a block is still incomplete refuses that block
 // (chunks missing) and starts the new one. A stream that ends inside a block
