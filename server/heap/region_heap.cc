@@ -50,8 +50,9 @@ bool InRegion(const void* p) {
   return b >= g_region.base && b < g_region.base + g_region.size;
 }
 
-// `size` bytes aligned to `alignment` from plain mmap (null on failure).
-void* MapOutside(size_t size, size_t alignment) {
+// `size` bytes of fresh anonymous memory aligned to `alignment` (null on
+// failure): a padded mapping, its ends given back.
+void* MapAligned(size_t size, size_t alignment) {
   const size_t padded = size + alignment;
   void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -62,8 +63,14 @@ void* MapOutside(size_t size, size_t alignment) {
   const uintptr_t end = aligned + size;
   if (start + padded > end)
     munmap(reinterpret_cast<void*>(end), start + padded - end);
-  g_region.outside.fetch_add(size, std::memory_order_relaxed);
   return reinterpret_cast<void*>(aligned);
+}
+
+// Memory past the region, counted.
+void* MapOutside(size_t size, size_t alignment) {
+  void* p = MapAligned(size, alignment);
+  if (p != nullptr) g_region.outside.fetch_add(size, std::memory_order_relaxed);
+  return p;
 }
 
 void* Alloc(extent_hooks_t*, void* new_addr, size_t size, size_t alignment,
@@ -151,16 +158,14 @@ absl::StatusOr<std::span<std::byte>> InstallRegionHeap(uint64_t bytes) {
         "carved from one region");
   }
   const uint64_t size = AlignUp(std::max<uint64_t>(bytes, 1), kRegionAlignment);
-  void* raw = mmap(nullptr, size + kRegionAlignment, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (raw == MAP_FAILED) {
+  void* base = MapAligned(size, kRegionAlignment);
+  if (base == nullptr) {
     g_region.installed.store(false);
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot reserve ", size, " bytes of address space for "
                      "the region heap: ", std::strerror(errno)));
   }
-  g_region.base = reinterpret_cast<std::byte*>(
-      AlignUp(reinterpret_cast<uintptr_t>(raw), kRegionAlignment));
+  g_region.base = static_cast<std::byte*>(base);
   g_region.size = size;
 
   unsigned arenas = 0;
