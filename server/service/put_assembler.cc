@@ -42,8 +42,9 @@ bool PutAssembler::InPlace(const std::vector<ConstBytes>& pieces) const {
   return true;
 }
 
-void PutAssembler::Append(const PutChunk& data, uint64_t offset,
-                          AssembledBlock& block) {
+void PutAssembler::Append(const PutChunk& data,
+                          const std::vector<ConstBytes>& pieces,
+                          uint64_t offset, AssembledBlock& block) {
   const auto start = std::chrono::steady_clock::now();
   auto keep_copy = [&block](std::span<const ConstBytes> pieces, uint64_t n) {
     auto copy = std::make_unique_for_overwrite<std::byte[]>(n);
@@ -52,9 +53,9 @@ void PutAssembler::Append(const PutChunk& data, uint64_t offset,
     block.copies_.push_back(std::move(copy));
   };
   if (!block.in_pieces_) {
-    data.CopyDataTo(block.staging_.data() + offset, block.staging_.writes());
-  } else if (std::vector<ConstBytes> pieces = data.DataPieces();
-             InPlace(pieces)) {
+    ParallelGather(block.staging_.data() + offset, pieces,
+                   block.staging_.writes());
+  } else if (InPlace(pieces)) {
     block.held_.insert(block.held_.end(), data.slices().begin(),
                        data.slices().end());
     bool copied = false;
@@ -169,7 +170,8 @@ void PutAssembler::StartBlock(const PutChunk& data,
   block.sequence = chunk.sequence();
   block.header = *std::move(header);
   block.first_chunk_time = std::chrono::steady_clock::now();
-  block.in_pieces_ = size > 0 && InPlace(data.DataPieces());
+  const std::vector<ConstBytes> pieces = data.DataPieces();
+  block.in_pieces_ = size > 0 && InPlace(pieces);
   if (!block.in_pieces_) {
     absl::StatusOr<StagingBuffer> staging = staging_->Acquire(total);
     if (!staging.ok()) {
@@ -179,7 +181,7 @@ void PutAssembler::StartBlock(const PutChunk& data,
     }
     block.staging_ = *std::move(staging);
   }
-  Append(data, /*offset=*/0, block);
+  Append(data, pieces, /*offset=*/0, block);
   if (chunk.last()) {  // the whole block in one message
     events.push_back(PutEvent{block.sequence, block.header.key,
                               absl::OkStatus(), std::move(block)});
@@ -211,7 +213,7 @@ void PutAssembler::ContinueBlock(const PutChunk& data,
            chunk.last(), events);
     return;
   }
-  Append(data, /*offset=*/received_, *current_);
+  Append(data, data.DataPieces(), /*offset=*/received_, *current_);
   received_ += size;
   if (!chunk.last()) return;
   if (received_ < total) {

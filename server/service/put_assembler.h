@@ -141,9 +141,11 @@ class PutAssembler {
   void Refuse(uint64_t sequence, std::string key, absl::Status status,
               bool chunk_was_last, std::vector<PutEvent>& events);
   std::string Where() const;  // "block <key> (sequence N)" for messages
-  // Adds `chunk`'s data to `block` from byte `offset` on: copied into its
-  // staging, or its pieces referenced (or copied, if not in place).
-  void Append(const PutChunk& chunk, uint64_t offset, AssembledBlock& block);
+  // Adds `chunk`'s data, which lies in `pieces` (chunk.DataPieces()), to
+  // `block` from byte `offset` on: copied into its staging, or the pieces
+  // referenced (or copied, if not in place).
+  void Append(const PutChunk& chunk, const std::vector<ConstBytes>& pieces,
+              uint64_t offset, AssembledBlock& block);
   bool InPlace(const std::vector<ConstBytes>& pieces) const;
 
   const PutLimits limits_;
