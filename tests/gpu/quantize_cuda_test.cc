@@ -58,6 +58,29 @@ const BlockShape kShapes[] = {
     {1, 4, 2, 520},   {1, 9, 2, 1000},  {2, 5, 3, 2048},
 };
 
+// Dequantizes `payload` (a block of `layout`, reference bytes) on the GPU
+// into every dtype, each over two differently poisoned outputs, and expects
+// the reference values every time: every element written.
+void ExpectDequantizeWritesTheReference(const BlockLayout& layout,
+                                        const std::vector<uint8_t>& payload) {
+  DeviceBuffer device_payload(payload.size());
+  device_payload.Upload(payload.data(), payload.size());
+  for (const DType out : kvq::testing::kAllDTypes) {
+    SCOPED_TRACE(std::string("to ") + std::string(DTypeName(out)));
+    const std::vector<uint8_t> expected =
+        ReferenceValues(layout, payload.data(), out);
+    DeviceBuffer dst(expected.size());
+    for (const uint8_t poison : {0xAB, 0x54}) {
+      dst.Fill(poison);
+      const absl::Status status =
+          Dequantize(layout, device_payload.get(), out, dst.get(), nullptr);
+      ASSERT_TRUE(status.ok()) << status;
+      ASSERT_CUDA_OK(cudaDeviceSynchronize());
+      ASSERT_EQ(ValuesDiff(expected, dst.Download().data(), out), "");
+    }
+  }
+}
+
 class QuantizeCudaTest : public gpu_testing::DtypeGranularityTest {};
 
 TEST_P(QuantizeCudaTest, QuantizeWritesTheReferencePayloadByteForByte) {
@@ -99,24 +122,7 @@ TEST_P(QuantizeCudaTest, DequantizeWritesTheReferenceValuesInEveryDtype) {
     const BlockLayout layout = Layout(shape);
     SCOPED_TRACE(CaseName(layout, dtype()));
     const HostBlock block = RandomBlock(shape, dtype(), rng_);
-    const std::vector<uint8_t> payload = ReferencePayload(layout, block);
-    DeviceBuffer device_payload(payload.size());
-    device_payload.Upload(payload.data(), payload.size());
-
-    for (const DType out : kvq::testing::kAllDTypes) {
-      SCOPED_TRACE(std::string("to ") + std::string(DTypeName(out)));
-      const std::vector<uint8_t> expected =
-          ReferenceValues(layout, payload.data(), out);
-      DeviceBuffer dst(expected.size());
-      for (const uint8_t poison : {0xAB, 0x54}) {
-        dst.Fill(poison);
-        const absl::Status status =
-            Dequantize(layout, device_payload.get(), out, dst.get(), nullptr);
-        ASSERT_TRUE(status.ok()) << status;
-        ASSERT_CUDA_OK(cudaDeviceSynchronize());
-        ASSERT_EQ(ValuesDiff(expected, dst.Download().data(), out), "");
-      }
-    }
+    ExpectDequantizeWritesTheReference(layout, ReferencePayload(layout, block));
   }
 }
 
@@ -399,23 +405,8 @@ TEST_F(PerChannelDequantizeChunksTest, BigLaunchesWriteTheReferenceValues) {
   const BlockLayout layout = PerChannelLayout(shape);
   HostBlock block(DType::kFp16, shape.elements());
   FillMixedChannels(block, shape, rng_);
-  const std::vector<uint8_t> payload = ReferencePayload(layout, block);
-  DeviceBuffer device_payload(payload.size());
-  device_payload.Upload(payload.data(), payload.size());
-  for (const DType out : kvq::testing::kAllDTypes) {
-    SCOPED_TRACE(CaseName(layout, out));
-    const std::vector<uint8_t> expected =
-        ReferenceValues(layout, payload.data(), out);
-    DeviceBuffer dst(expected.size());
-    for (const uint8_t poison : {0xAB, 0x54}) {
-      dst.Fill(poison);
-      const absl::Status status =
-          Dequantize(layout, device_payload.get(), out, dst.get(), nullptr);
-      ASSERT_TRUE(status.ok()) << status;
-      ASSERT_CUDA_OK(cudaDeviceSynchronize());
-      ASSERT_EQ(ValuesDiff(expected, dst.Download().data(), out), "");
-    }
-  }
+  SCOPED_TRACE(CaseName(layout, DType::kFp16));
+  ExpectDequantizeWritesTheReference(layout, ReferencePayload(layout, block));
 }
 
 TEST_F(PerChannelDequantizeChunksTest, BigBatchesWriteTheReferencePerBlock) {
