@@ -99,7 +99,9 @@ ABSL_FLAG(std::string, bare_api, "sync",
           "buffers into a buffer of the block's size (kvq-server's one copy, "
           "its own code, with the streaming writes it uses for the CUDA "
           "backend): the ceiling of a server that must copy what it "
-          "receives before its GPU can read it");
+          "receives before its GPU can read it; or sync-hold: sync, each "
+          "put's chunks (gRPC's buffers) held until the block's last chunk "
+          "is in, as kvq-server holds a put it reads in place");
 // Internal: the transport server mode of this same binary.
 ABSL_FLAG(bool, serve_transport, false, "internal: run the bare service");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "internal: transport address");
@@ -231,7 +233,8 @@ int Run(const std::string& command, const std::string& self) {
   const std::string bare_api = absl::GetFlag(FLAGS_bare_api);
   if (!ServerApiNamed(bare_api).has_value()) {
     std::fprintf(stderr,
-                 "bad --bare_api=%s (want sync, callback or sync-copy)\n",
+                 "bad --bare_api=%s (want sync, callback, sync-copy or "
+                 "sync-hold)\n",
                  bare_api.c_str());
     return 2;
   }
@@ -281,6 +284,9 @@ int Run(const std::string& command, const std::string& self) {
       {"bare", bare_api == "sync-copy"
                    ? "gRPC sync API, each put's data copied once "
                      "(--bare_api=sync-copy)"
+               : bare_api == "sync-hold"
+                   ? "gRPC sync API, each put's buffers held to its last "
+                     "chunk (--bare_api=sync-hold)"
                    : absl::StrCat("gRPC ", bare_api, " API")},
       {"date", absl::StrCat(UtcNow(), "; git revision ", GitRevision())},
   };

@@ -188,10 +188,10 @@ class TransportService final : public Transport::Service {
         kUploadMethodIndex,
         new grpc::internal::BidiStreamingHandler<TransportService, PutChunk,
                                                  v1::PutResponse>(
-            [copy = api == ServerApi::kSyncCopy](
+            [api](
                 TransportService* service, grpc::ServerContext* /*context*/,
                 grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
-              return service->HandleUpload(stream, copy);
+              return service->HandleUpload(stream, api);
             },
             this));
     MarkMethodStreamed(
@@ -204,16 +204,22 @@ class TransportService final : public Transport::Service {
   }
 
  private:
-  // With `copy`, each chunk's data is copied into `block` first, at its
+  // kSyncCopy: each chunk's data is copied into `block` first, at its
   // offset in the block, as kvq-server's PutAssembler does into the CUDA
-  // backend's page-locked buffers (streaming writes).
+  // backend's page-locked buffers (streaming writes). kSyncHold: the
+  // chunks' slices are held until their block's answer is written.
   grpc::Status HandleUpload(
-      grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream, bool copy) {
+      grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream,
+      ServerApi api) {
     PutChunk chunk;
     UploadAnswers answers;
     std::vector<std::byte> block;
+    std::vector<grpc::Slice> held;
     while (stream->Read(&chunk)) {
-      if (copy) {
+      if (api == ServerApi::kSyncHold) {
+        held.insert(held.end(), chunk.slices().begin(), chunk.slices().end());
+      }
+      if (api == ServerApi::kSyncCopy) {
         const uint64_t end = chunk.fields().offset() + chunk.data_size();
         if (block.size() < end) block.resize(end);  // faulted in once
         chunk.CopyDataTo(block.data() + chunk.fields().offset(),
@@ -221,6 +227,7 @@ class TransportService final : public Transport::Service {
       }
       std::optional<v1::PutResponse> answer = answers.Take(chunk);
       if (answer && !stream->Write(*answer)) break;
+      if (answer) held.clear();
     }
     return grpc::Status::OK;
   }
@@ -260,6 +267,7 @@ std::optional<ServerApi> ServerApiNamed(std::string_view name) {
   if (name == "sync") return ServerApi::kSync;
   if (name == "callback") return ServerApi::kCallback;
   if (name == "sync-copy") return ServerApi::kSyncCopy;
+  if (name == "sync-hold") return ServerApi::kSyncHold;
   return std::nullopt;
 }
 

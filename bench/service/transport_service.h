@@ -18,11 +18,15 @@ namespace kvq::bench {
 // gRPC's own threads), which gRPC's performance guide recommends for servers;
 // or kvq-server's with its one copy of a put's data (kSyncCopy): the chunks
 // copied out of gRPC's buffers into a block-sized buffer by PutChunk's own
-// CopyDataTo, as kvq-server assembles a block before its GPU reads it.
-enum class ServerApi { kSync, kCallback, kSyncCopy };
+// CopyDataTo, as kvq-server assembles a block before its GPU reads it; or
+// kvq-server's holding gRPC's buffers (kSyncHold): each chunk's slices kept
+// until its block's last chunk is in, as kvq-server keeps a put it reads in
+// place until the block is stored, so that gRPC reads the next chunks into
+// fresh buffers.
+enum class ServerApi { kSync, kCallback, kSyncCopy, kSyncHold };
 
-// The API named "sync", "callback" or "sync-copy"; nullopt for any other
-// name.
+// The API named "sync", "callback", "sync-copy" or "sync-hold"; nullopt for
+// any other name.
 std::optional<ServerApi> ServerApiNamed(std::string_view name);
 
 // Serves Transport on `listen` (port 0 = any) until SIGTERM/SIGINT; writes
