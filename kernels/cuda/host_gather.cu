@@ -44,11 +44,22 @@ __device__ __forceinline__ void Store16(uint8_t* p, const uint4& v,
   }
 }
 
+// Piece i of a table in device-readable memory, or of a listed parameter.
+__device__ __forceinline__ GatherPiece PieceAt(const GatherPiece* table,
+                                               uint32_t i) {
+  return table[i];
+}
+__device__ __forceinline__ GatherPiece PieceAt(const GatherPieceList& list,
+                                               uint32_t i) {
+  return list.pieces[i];
+}
+
 // CTA (x, y): piece x, segments y, y + gridDim.y, ... of its aligned words;
 // the CTAs with y == 0 also copy the piece's unaligned head and tail bytes.
+template <class Pieces>
 __global__ void __launch_bounds__(kGatherThreads)
-    GatherKernel(const GatherPiece* pieces, uint8_t* dst) {
-  const GatherPiece piece = pieces[blockIdx.x];
+    GatherKernel(const Pieces pieces, uint8_t* dst) {
+  const GatherPiece piece = PieceAt(pieces, blockIdx.x);
   const auto* src = static_cast<const uint8_t*>(piece.src);
   uint8_t* out = dst + piece.dst_offset;
   const auto address = reinterpret_cast<uintptr_t>(src);
@@ -84,6 +95,18 @@ __global__ void __launch_bounds__(kGatherThreads)
   }
 }
 
+// One CTA column per piece, enough rows for the longest.
+template <class Pieces>
+absl::Status LaunchGather(const Pieces& pieces, uint32_t count,
+                          uint64_t max_piece_bytes, void* dst, void* stream) {
+  const uint64_t segments = std::clamp<uint64_t>(
+      (max_piece_bytes + kSegmentBytes - 1) / kSegmentBytes, 1, kMaxSegments);
+  return internal::Launch(
+      "GatherKernel", &GatherKernel<Pieces>,
+      dim3(count, static_cast<uint32_t>(segments)), dim3(kGatherThreads),
+      static_cast<cudaStream_t>(stream), pieces, static_cast<uint8_t*>(dst));
+}
+
 }  // namespace
 
 absl::Status GatherPieces(const GatherPiece* pieces, uint32_t count,
@@ -98,12 +121,19 @@ absl::Status GatherPieces(const GatherPiece* pieces, uint32_t count,
         absl::StrCat("GatherPieces takes at most 2^31 - 1 pieces, got ",
                      count));
   }
-  const uint64_t segments = std::clamp<uint64_t>(
-      (max_piece_bytes + kSegmentBytes - 1) / kSegmentBytes, 1, kMaxSegments);
-  return internal::Launch(
-      "GatherKernel", &GatherKernel,
-      dim3(count, static_cast<uint32_t>(segments)), dim3(kGatherThreads),
-      static_cast<cudaStream_t>(stream), pieces, static_cast<uint8_t*>(dst));
+  return LaunchGather(pieces, count, max_piece_bytes, dst, stream);
+}
+
+absl::Status GatherListedPieces(const GatherPieceList& list,
+                                uint64_t max_piece_bytes, void* dst,
+                                void* stream) {
+  if (list.count == 0) return absl::OkStatus();
+  if (list.count > kMaxListedPieces || dst == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GatherListedPieces takes 1 to ", kMaxListedPieces,
+        " pieces and a destination, got ", list.count));
+  }
+  return LaunchGather(list, list.count, max_piece_bytes, dst, stream);
 }
 
 }  // namespace kvq::cuda

@@ -39,6 +39,21 @@ absl::Status GatherPieces(const GatherPiece* pieces, uint32_t count,
                           uint64_t max_piece_bytes, void* dst,
                           void* stream /* cudaStream_t */);
 
+// A few pieces that travel as the launch's own parameter (1.5 KiB), so that
+// no table has to reach the device first and the list may be reused as soon
+// as the call returns: one chunk of a put as it arrives (16-64 pieces per
+// MiB).
+inline constexpr uint32_t kMaxListedPieces = 64;
+struct GatherPieceList {
+  uint32_t count = 0;  // <= kMaxListedPieces
+  GatherPiece pieces[kMaxListedPieces];
+};
+
+// GatherPieces on the pieces of `list`.
+absl::Status GatherListedPieces(const GatherPieceList& list,
+                                uint64_t max_piece_bytes, void* dst,
+                                void* stream /* cudaStream_t */);
+
 }  // namespace kvq::cuda
 
 #endif  // KVQ_KERNELS_CUDA_HOST_GATHER_H_
