@@ -24,6 +24,9 @@
 //     (host_buffer.h), and so is any memory ReadsInPlace says yes to; any
 //     other memory works too. `src` may come in pieces (BlockBytes): a
 //     backend copies them together first unless it reads them in place.
+//   - A put may also reach the backend while it arrives (StartUpload): each
+//     chunk is read as soon as it is appended, so that the caller can let go
+//     of its memory long before the block is stored (QuantizeUploaded).
 
 #ifndef KVQ_SERVER_BACKEND_BACKEND_H_
 #define KVQ_SERVER_BACKEND_BACKEND_H_
@@ -67,6 +70,36 @@ struct ReadyPrefixes {
   absl::FunctionRef<void(uint64_t ready_bytes)> ready;
 };
 
+// A block's bytes on their way into a backend while the rest of the block is
+// still arriving (Backend::StartUpload). Append hands over the next bytes
+// and returns before they are read; appends_read says how many appends the
+// backend is done reading, so that the caller can free their memory then
+// and not hold the whole block until it is stored. Once every byte is
+// appended, Backend::QuantizeUploaded stores the block.
+//
+// Destroying an upload abandons it (a refused or cut-short block): it
+// returns only once nothing reads appended memory any more. One thread at a
+// time.
+class BlockUpload {
+ public:
+  virtual ~BlockUpload() = default;
+
+  // Starts reading the block's next bytes from `pieces`, in order. The
+  // memory must stay valid until appends_read() counts this append. On an
+  // error (too many bytes: INVALID_ARGUMENT; a device fault: INTERNAL) the
+  // upload is unusable: only destroying it is left.
+  virtual absl::Status Append(std::span<const ConstBytes> pieces) = 0;
+
+  // Appends whose memory the backend is done with, in order; never waits.
+  // Stops growing after a device fault (QuantizeUploaded reports it).
+  virtual uint64_t appends_read() = 0;
+
+  uint64_t bytes_appended() const { return bytes_appended_; }
+
+ protected:
+  uint64_t bytes_appended_ = 0;
+};
+
 struct ArenaOptions {
   uint64_t capacity_bytes = 0;  // whole pages only
   uint64_t page_bytes = 0;
@@ -85,6 +118,32 @@ class Backend {
                                              std::span<const uint32_t> pages,
                                              DataPathTimings* timings = nullptr,
                                              ErrorSums* error = nullptr) = 0;
+
+  // Starts a put of a block of `layout` in `dtype` that arrives in pieces
+  // (BlockUpload). UNAVAILABLE when the backend cannot take one now (the
+  // caller holds the block's bytes and calls QuantizeInto instead);
+  // UNIMPLEMENTED (the default) where it never can.
+  virtual absl::StatusOr<std::unique_ptr<BlockUpload>> StartUpload(
+      const BlockLayout& layout, DType dtype) {
+    (void)layout;
+    (void)dtype;
+    return absl::UnimplementedError(
+        "this backend does not take puts while they arrive");
+  }
+
+  // QuantizeInto for a block that StartUpload took, once all its
+  // layout.logical_bytes(dtype) bytes are appended (else INVALID_ARGUMENT).
+  // `upload` is spent afterwards, whatever the outcome.
+  virtual absl::StatusOr<float> QuantizeUploaded(
+      BlockUpload& upload, std::span<const uint32_t> pages,
+      DataPathTimings* timings = nullptr, ErrorSums* error = nullptr) {
+    (void)upload;
+    (void)pages;
+    (void)timings;
+    (void)error;
+    return absl::UnimplementedError(
+        "this backend does not take puts while they arrive");
+  }
 
   virtual absl::Status DequantizeFrom(const BlockLayout& layout,
                                       std::span<const uint32_t> pages,

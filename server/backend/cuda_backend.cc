@@ -18,6 +18,14 @@
 // Any other memory goes through the context's pinned staging buffer: one
 // more copy, spread over the CPU worker pool.
 //
+// A put may also be uploaded while it arrives (StartUpload): the upload
+// holds a context from the block's first chunk to its store, and each
+// appended chunk is gathered into the device block buffer at once (one
+// launch, its piece list a kernel parameter), an event after it, so that the
+// caller can give gRPC's buffers back chunk by chunk instead of holding the
+// whole block. Uploads hold at most half of the contexts, so that gets and
+// whole puts always find one.
+//
 // A get with ReadyPrefixes into page-locked memory is copied back in pieces,
 // an event after each: the caller is told each piece has landed while the
 // next ones are still on their way, and can send it meanwhile. A get into
@@ -29,8 +37,9 @@
 // the GPU: two more kernels and 16 more bytes back, nothing else.
 //
 // Timings: host_to_device covers the copy of the block into pinned staging
-// (when there is one) plus the DMA (or the gather) to the device,
-// device_to_host the DMA back plus the copy out of staging; kernel is the
+// (when there is one) plus the DMA (or the gather) to the device, for an
+// upload its appends' GPU time (while the block arrived) plus the page ids'
+// DMA, device_to_host the DMA back plus the copy out of staging; kernel is the
 // fused kernel alone (CUDA events), without a quality sample's kernels, and
 // with its writes over PCIe for a get the kernel writes back itself.
 //
@@ -92,6 +101,7 @@ struct StreamContext {
   // start, after H2D, after kernel, after D2H; after a quality sample
   cudaEvent_t marks[5] = {};
   std::vector<cudaEvent_t> pieces;  // after each piece of a D2H in pieces
+  std::vector<cudaEvent_t> appends;  // before and after each upload append
   PinnedBuffer staging;       // host side of every copy
   DeviceBuffer block;         // the block in its client dtype, on the device
   DeviceBuffer decoded;       // a sampled put's block decoded back
@@ -103,6 +113,7 @@ struct StreamContext {
       if (e != nullptr) cudaEventDestroy(e);
     }
     for (cudaEvent_t e : pieces) cudaEventDestroy(e);
+    for (cudaEvent_t e : appends) cudaEventDestroy(e);
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
 };
@@ -139,6 +150,8 @@ double ElapsedSeconds(cudaEvent_t from, cudaEvent_t to) {
   return cudaEventElapsedTime(&ms, from, to) == cudaSuccess ? ms / 1e3 : 0.0;
 }
 
+class CudaUpload;
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(int gpu, std::string device_name, uint8_t* arena,
@@ -173,30 +186,23 @@ class CudaBackend final : public Backend {
     absl::StatusOr<std::unique_ptr<StreamContext>> ctx = Borrow();
     if (!ctx.ok()) return ctx.status();
     absl::StatusOr<DeviceFlags> flags =
-        RunQuantize(**ctx, layout, dtype, src, pages, timings,
+        RunQuantize(**ctx, layout, dtype, &src, pages, timings,
                     /*sample=*/error != nullptr);
     Return(*std::move(ctx), flags.ok());
     if (!flags.ok()) return flags.status();
-    if (flags->nonfinite != 0) {
-      // The kernel only says "somewhere"; the CPU path names the element, so
-      // the message matches the CPU backend's. Rare: the block is refused.
-      std::vector<std::byte> whole(src.size());
-      src.CopyTo(whole.data());
-      std::vector<uint8_t> scratch(layout.payload_bytes);
-      absl::Status located =
-          Quantize(layout, dtype, whole.data(), scratch.data());
-      return located.ok() ? absl::InvalidArgumentError(
-                                "data holds a NaN or Inf value")
-                          : located;
-    }
-    // What the CPU backend returns (BlockAbsmax: 127 x the largest scale,
-    // the largest magnitude the payload decodes to), from the same
-    // arithmetic: the largest scale is the scale of the largest |x|.
-    const float absmax = DequantizeValue(static_cast<int8_t>(kQMax),
-                                         ScaleFromAbsmax(flags->absmax));
-    if (error != nullptr) *error = {flags->error[0], flags->error[1]};
-    return absmax;
+    return Outcome(layout, dtype, *flags, error, [&](std::byte* whole) {
+      src.CopyTo(whole);
+      return absl::OkStatus();
+    });
   }
+
+  absl::StatusOr<std::unique_ptr<BlockUpload>> StartUpload(
+      const BlockLayout& layout, DType dtype) override;
+
+  absl::StatusOr<float> QuantizeUploaded(BlockUpload& upload,
+                                         std::span<const uint32_t> pages,
+                                         DataPathTimings* timings,
+                                         ErrorSums* error) override;
 
   absl::Status DequantizeFrom(const BlockLayout& layout,
                               std::span<const uint32_t> pages, DType dtype,
@@ -280,6 +286,34 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  friend class CudaUpload;
+
+  // What a quantize that ran returns: the block's absmax as the CPU backend
+  // computes it, or, if the kernel saw a NaN or Inf, the CPU path's error
+  // naming the element (`copy_block` writes the block's bytes to host
+  // memory for it: rare, the block is refused).
+  static absl::StatusOr<float> Outcome(
+      const BlockLayout& layout, DType dtype, const DeviceFlags& flags,
+      ErrorSums* error,
+      absl::FunctionRef<absl::Status(std::byte*)> copy_block) {
+    if (flags.nonfinite != 0) {
+      std::vector<std::byte> whole(layout.logical_bytes(dtype));
+      KVQ_RETURN_IF_ERROR(copy_block(whole.data()));
+      std::vector<uint8_t> scratch(layout.payload_bytes);
+      absl::Status located =
+          Quantize(layout, dtype, whole.data(), scratch.data());
+      return located.ok() ? absl::InvalidArgumentError(
+                                "data holds a NaN or Inf value")
+                          : located;
+    }
+    // BlockAbsmax's arithmetic: 127 x the largest scale, the largest
+    // magnitude the payload decodes to; the largest scale is the scale of
+    // the largest |x|.
+    if (error != nullptr) *error = {flags.error[0], flags.error[1]};
+    return DequantizeValue(static_cast<int8_t>(kQMax),
+                           ScaleFromAbsmax(flags.absmax));
+  }
+
   absl::Status CheckPages(const BlockLayout& layout,
                           std::span<const uint32_t> pages) const {
     const uint64_t needed =
@@ -305,47 +339,54 @@ class CudaBackend final : public Backend {
     kDirect,   // one piece in page-locked memory: DMA from it
     kGather,   // pieces in the registered region: the gather kernel
     kStaged,   // anything else: copied into staging, then DMA
+    kUploaded,  // already in the device block buffer (a CudaUpload)
   };
 
-  Upload UploadOf(const BlockBytes& src) const {
-    if (src.contiguous() && HostMemoryAt(src.whole().data()).page_locked) {
+  Upload UploadOf(const BlockBytes* src) const {
+    if (src == nullptr) return Upload::kUploaded;
+    if (src->contiguous() && HostMemoryAt(src->whole().data()).page_locked) {
       return Upload::kDirect;
     }
-    for (ConstBytes piece : src.pieces()) {
+    for (ConstBytes piece : src->pieces()) {
       if (!ReadsInPlace(piece)) return Upload::kStaged;
     }
     return Upload::kGather;
   }
 
+  // Moves `src` (null: the block is in ctx.block already, or on its way
+  // there on ctx.stream) to the device and quantizes it into `pages`.
   absl::StatusOr<DeviceFlags> RunQuantize(StreamContext& ctx,
                                           const BlockLayout& layout,
-                                          DType dtype, const BlockBytes& src,
+                                          DType dtype, const BlockBytes* src,
                                           std::span<const uint32_t> pages,
                                           DataPathTimings* timings,
                                           bool sample) {
     const Upload upload = UploadOf(src);
-    const std::span<const ConstBytes> pieces = src.pieces();
+    const uint64_t size = layout.logical_bytes(dtype);
+    const std::span<const ConstBytes> pieces =
+        src != nullptr ? src->pieces() : std::span<const ConstBytes>();
     const size_t gather_bytes =
         upload == Upload::kGather ? pieces.size() * sizeof(cuda::GatherPiece)
                                   : 0;
     // Staging layout: [block bytes, when staged][page ids][gather table]
     // [flags read back]; page ids and gather table go up in one DMA.
-    const size_t table_at = upload == Upload::kStaged
-                                ? AlignUp(src.size(), kStagingAlignment)
-                                : 0;
+    const size_t table_at =
+        upload == Upload::kStaged ? AlignUp(size, kStagingAlignment) : 0;
     const size_t gather_at = AlignUp(pages.size_bytes(), kStagingAlignment);
     const size_t upload_bytes = gather_at + gather_bytes;
     const size_t flags_at =
         AlignUp(table_at + upload_bytes, kStagingAlignment);
     KVQ_RETURN_IF_ERROR(ctx.staging.Reserve(flags_at + sizeof(DeviceFlags)));
-    KVQ_RETURN_IF_ERROR(ctx.block.Reserve(src.size()));
+    // An uploaded block's buffer was reserved by StartUpload: reserving
+    // here again never reallocates it.
+    KVQ_RETURN_IF_ERROR(ctx.block.Reserve(size));
     KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(upload_bytes));
     KVQ_RETURN_IF_ERROR(ctx.flags.Reserve(sizeof(DeviceFlags)));
-    if (sample) KVQ_RETURN_IF_ERROR(ctx.decoded.Reserve(src.size()));
+    if (sample) KVQ_RETURN_IF_ERROR(ctx.decoded.Reserve(size));
 
     std::byte* host = ctx.staging.data();
     const Clock::time_point staged_from = Clock::now();
-    if (upload == Upload::kStaged) src.CopyTo(host);
+    if (upload == Upload::kStaged) src->CopyTo(host);
     std::memcpy(host + table_at, pages.data(), pages.size_bytes());
     uint64_t longest_piece = 0;
     if (upload == Upload::kGather) {
@@ -367,10 +408,10 @@ class CudaBackend final : public Backend {
 
     cudaStream_t s = ctx.stream;
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[0], s));
-    if (upload != Upload::kGather) {
+    if (upload == Upload::kDirect || upload == Upload::kStaged) {
       KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(
           ctx.block.data(),
-          upload == Upload::kDirect ? src.whole().data() : host, src.size(),
+          upload == Upload::kDirect ? src->whole().data() : host, size,
           cudaMemcpyHostToDevice, s));
     }
     KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_tables, host + table_at,
@@ -534,6 +575,35 @@ class CudaBackend final : public Backend {
     return ctx;
   }
 
+  // Borrow for an upload, which holds its context while the block arrives:
+  // never waits, and UNAVAILABLE once uploads hold half of the contexts or
+  // none is left, so that gets and whole puts always find one.
+  absl::StatusOr<std::unique_ptr<StreamContext>> BorrowForUpload() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (2 * (uploads_ + 1) > max_contexts_ ||
+          (idle_.empty() && live_ >= max_contexts_)) {
+        return absl::UnavailableError("every upload context is taken");
+      }
+      ++uploads_;
+    }
+    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = Borrow();
+    if (!ctx.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      --uploads_;
+    }
+    return ctx;
+  }
+
+  // Return for an upload's context.
+  void ReturnFromUpload(std::unique_ptr<StreamContext> ctx, bool healthy) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --uploads_;
+    }
+    Return(std::move(ctx), healthy);
+  }
+
   static absl::StatusOr<std::unique_ptr<StreamContext>> NewContext() {
     auto ctx = std::make_unique<StreamContext>();
     KVQ_RETURN_IF_CUDA_ERROR(
@@ -571,12 +641,209 @@ class CudaBackend final : public Backend {
   std::mutex mu_;
   std::condition_variable returned_;
   size_t live_ = 0;  // contexts that exist, idle or borrowed
+  size_t uploads_ = 0;  // contexts borrowed by uploads
   std::vector<std::unique_ptr<StreamContext>> idle_;
   // RegisterHostRegion's region and where kernels see it; set once, before
   // any call that reads it.
   std::span<std::byte> region_;
   std::byte* region_device_ = nullptr;
 };
+
+// A put on its way to the device while it arrives: the block's bytes are
+// gathered into ctx.block append by append, each between two events of
+// ctx.appends (so its time is known and its end can be polled).
+class CudaUpload final : public BlockUpload {
+ public:
+  CudaUpload(CudaBackend* backend, std::unique_ptr<StreamContext> ctx,
+             const BlockLayout& layout, DType dtype)
+      : backend_(backend), ctx_(std::move(ctx)), layout_(layout),
+        dtype_(dtype) {}
+
+  ~CudaUpload() override { Release(); }
+
+  absl::Status Append(std::span<const ConstBytes> pieces) override {
+    KVQ_RETURN_IF_ERROR(status_);
+    status_ = Enqueue(pieces);
+    return status_;
+  }
+
+  uint64_t appends_read() override {
+    while (status_.ok() && read_ < appends_) {
+      const cudaError_t done = cudaEventQuery(ctx_->appends[2 * read_ + 1]);
+      if (done == cudaErrorNotReady) break;
+      if (done != cudaSuccess) {
+        cudaGetLastError();
+        status_ = CudaStatus(done, "cudaEventQuery (upload)");
+        break;
+      }
+      ++read_;
+    }
+    return read_;
+  }
+
+  // The context, for the quantize, once every byte is appended; the upload
+  // is spent afterwards.
+  absl::StatusOr<std::unique_ptr<StreamContext>> TakeContext() {
+    KVQ_RETURN_IF_ERROR(status_);
+    if (ctx_ == nullptr) {
+      return absl::FailedPreconditionError("this upload is already stored");
+    }
+    const uint64_t expected = layout_.logical_bytes(dtype_);
+    if (bytes_appended_ != expected) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("block data is ", bytes_appended_,
+                       " bytes, expected ", expected));
+    }
+    return std::move(ctx_);
+  }
+
+  // GPU time of the appends; once ctx's stream has run past them.
+  double AppendSeconds(const StreamContext& ctx) const {
+    double seconds = 0;
+    for (uint64_t k = 0; k < appends_; ++k) {
+      seconds += ElapsedSeconds(ctx.appends[2 * k], ctx.appends[2 * k + 1]);
+    }
+    return seconds;
+  }
+
+  const BlockLayout& layout() const { return layout_; }
+  DType dtype() const { return dtype_; }
+  // Tells the backend this upload's context went back.
+  void Release();
+
+ private:
+  absl::Status Enqueue(std::span<const ConstBytes> pieces);
+
+  CudaBackend* const backend_;
+  std::unique_ptr<StreamContext> ctx_;  // null once taken or released
+  const BlockLayout layout_;
+  const DType dtype_;
+  uint64_t appends_ = 0;
+  uint64_t read_ = 0;       // appends known to be read
+  absl::Status status_;     // the first failure; the upload is dead then
+};
+
+absl::Status CudaUpload::Enqueue(std::span<const ConstBytes> pieces) {
+  if (ctx_ == nullptr) {
+    return absl::FailedPreconditionError("this upload is already stored");
+  }
+  uint64_t bytes = 0;
+  for (ConstBytes piece : pieces) bytes += piece.size();
+  const uint64_t expected = layout_.logical_bytes(dtype_);
+  if (bytes > expected - bytes_appended_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "block data goes past its ", expected, " bytes: ",
+        bytes_appended_ + bytes, " appended"));
+  }
+  // Appends come from the stream's reader, a gRPC thread that never chose
+  // a device.
+  KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(backend_->gpu_));
+  StreamContext& ctx = *ctx_;
+  while (ctx.appends.size() < 2 * (appends_ + 1)) {
+    cudaEvent_t e = nullptr;
+    KVQ_RETURN_IF_CUDA_ERROR(cudaEventCreate(&e));
+    ctx.appends.push_back(e);
+  }
+  cudaStream_t s = ctx.stream;
+  auto* block = static_cast<std::byte*>(ctx.block.data());
+  KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.appends[2 * appends_], s));
+  // Pieces in the registered region go by one gather launch per list; any
+  // other piece by a DMA of its own (from pageable memory, CUDA copies it
+  // into its own staging before cudaMemcpyAsync returns).
+  cuda::GatherPieceList list;
+  uint64_t longest = 0;
+  auto flush = [&]() -> absl::Status {
+    KVQ_RETURN_IF_ERROR(cuda::GatherListedPieces(list, longest, block, s));
+    list.count = 0;
+    longest = 0;
+    return absl::OkStatus();
+  };
+  uint64_t at = bytes_appended_;
+  for (ConstBytes piece : pieces) {
+    if (piece.empty()) continue;
+    if (backend_->ReadsInPlace(piece)) {
+      list.pieces[list.count++] = cuda::GatherPiece{
+          backend_->region_device_ + (piece.data() - backend_->region_.data()),
+          at, piece.size()};
+      longest = std::max<uint64_t>(longest, piece.size());
+      if (list.count == cuda::kMaxListedPieces) KVQ_RETURN_IF_ERROR(flush());
+    } else {
+      KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(block + at, piece.data(),
+                                               piece.size(),
+                                               cudaMemcpyHostToDevice, s));
+    }
+    at += piece.size();
+  }
+  KVQ_RETURN_IF_ERROR(flush());
+  KVQ_RETURN_IF_CUDA_ERROR(
+      cudaEventRecord(ctx.appends[2 * appends_ + 1], s));
+  ++appends_;
+  bytes_appended_ = at;
+  return absl::OkStatus();
+}
+
+void CudaUpload::Release() {
+  if (ctx_ == nullptr) return;
+  // Nothing may read the caller's memory once the upload is gone.
+  const bool healthy =
+      status_.ok() && cudaStreamSynchronize(ctx_->stream) == cudaSuccess;
+  backend_->ReturnFromUpload(std::move(ctx_), healthy);
+}
+
+absl::StatusOr<std::unique_ptr<BlockUpload>> CudaBackend::StartUpload(
+    const BlockLayout& layout, DType dtype) {
+  if (region_.empty()) {
+    return absl::UnavailableError("no host region is registered");
+  }
+  absl::StatusOr<std::unique_ptr<StreamContext>> ctx = BorrowForUpload();
+  if (!ctx.ok()) return ctx.status();
+  // Reserved now, so that no append's bytes land in a buffer that a later
+  // Reserve would replace.
+  if (absl::Status s = (*ctx)->block.Reserve(layout.logical_bytes(dtype));
+      !s.ok()) {
+    ReturnFromUpload(*std::move(ctx), /*healthy=*/true);
+    return s;
+  }
+  return std::make_unique<CudaUpload>(this, *std::move(ctx), layout, dtype);
+}
+
+absl::StatusOr<float> CudaBackend::QuantizeUploaded(
+    BlockUpload& upload, std::span<const uint32_t> pages,
+    DataPathTimings* timings, ErrorSums* error) {
+  auto* cuda_upload = dynamic_cast<CudaUpload*>(&upload);
+  if (cuda_upload == nullptr) {
+    return absl::InternalError("the upload was not started by this backend");
+  }
+  const BlockLayout& layout = cuda_upload->layout();
+  const DType dtype = cuda_upload->dtype();
+  absl::Status checked = CheckPages(layout, pages);
+  if (checked.ok()) checked = CudaStatus(cudaSetDevice(gpu_), "cudaSetDevice");
+  absl::StatusOr<std::unique_ptr<StreamContext>> ctx =
+      checked.ok() ? cuda_upload->TakeContext()
+                   : absl::StatusOr<std::unique_ptr<StreamContext>>(checked);
+  if (!ctx.ok()) {
+    cuda_upload->Release();  // spent: its context goes back
+    return ctx.status();
+  }
+  absl::StatusOr<DeviceFlags> flags =
+      RunQuantize(**ctx, layout, dtype, /*src=*/nullptr, pages, timings,
+                  /*sample=*/error != nullptr);
+  if (flags.ok() && timings != nullptr) {
+    timings->host_to_device_seconds += cuda_upload->AppendSeconds(**ctx);
+  }
+  absl::StatusOr<float> outcome =
+      flags.ok() ? Outcome(layout, dtype, *flags, error,
+                           [&](std::byte* whole) {
+                             return CudaStatus(
+                                 cudaMemcpy(whole, (*ctx)->block.data(),
+                                            layout.logical_bytes(dtype),
+                                            cudaMemcpyDeviceToHost),
+                                 "cudaMemcpy (locating a NaN or Inf)");
+                           })
+                 : absl::StatusOr<float>(flags.status());
+  ReturnFromUpload(*std::move(ctx), flags.ok());
+  return outcome;
+}
 
 }  // namespace
 

@@ -92,6 +92,23 @@ BlockStore::BlockStore(BlockPool* pool, Backend* backend,
 
 absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
                                            const BlockBytes& data) {
+  return StoreWith(header, [&](std::span<const uint32_t> pages,
+                               DataPathTimings* timings, ErrorSums* error) {
+    return backend_->QuantizeInto(header.layout, header.dtype, data, pages,
+                                  timings, error);
+  });
+}
+
+absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
+                                           BlockUpload& upload) {
+  return StoreWith(header, [&](std::span<const uint32_t> pages,
+                               DataPathTimings* timings, ErrorSums* error) {
+    return backend_->QuantizeUploaded(upload, pages, timings, error);
+  });
+}
+
+absl::StatusOr<uint64_t> BlockStore::StoreWith(const PutHeader& header,
+                                               QuantizeCall quantize) {
   const BlockLayout& layout = header.layout;
   StageTimer store(metrics_, Stage::kStore, /*running=*/true);
   StageTimer index(metrics_, Stage::kIndex, /*running=*/true);
@@ -107,8 +124,7 @@ absl::StatusOr<uint64_t> BlockStore::Store(const PutHeader& header,
   ErrorSums error;
   DataPathTimings timings;
   absl::StatusOr<float> absmax =
-      backend_->QuantizeInto(layout, header.dtype, data, reservation->pages(),
-                             &timings, sample ? &error : nullptr);
+      quantize(reservation->pages(), &timings, sample ? &error : nullptr);
   ObserveTimings(timings, /*put=*/true);
   if (!absmax.ok()) return absmax.status();  // drops the reservation
   if (sample && metrics_ != nullptr) {

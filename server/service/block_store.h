@@ -1,6 +1,7 @@
 // BlockStore: the data path between the service and the pool + backend.
 //
-// Store: pool.Reserve -> backend.QuantizeInto -> pool.Commit. The block is
+// Store: pool.Reserve -> backend.QuantizeInto (or QuantizeUploaded) ->
+// pool.Commit. The block is
 // visible only after Commit; on any failure the reservation is dropped, so
 // no page is leaked and nothing is published (a failed overwrite leaves the
 // old block in place). Every `quality_sample_every`-th stored block is also
@@ -73,6 +74,10 @@ class BlockStore {
   // cannot make room.
   absl::StatusOr<uint64_t> Store(const PutHeader& header,
                                  const BlockBytes& data);
+  // Store for a block the backend took while it arrived (StartUpload), all
+  // its bytes appended; `upload` is spent afterwards.
+  absl::StatusOr<uint64_t> Store(const PutHeader& header,
+                                 BlockUpload& upload);
 
   // Reads (ns, key) dequantized to `dtype` (nullopt: as put), telling
   // `progress` (may be null) as it goes. NOT_FOUND on a miss; OUT_OF_RANGE
@@ -82,6 +87,12 @@ class BlockStore {
       const FetchProgress* progress = nullptr);
 
  private:
+  // quantize(pages, timings, error): the backend call that fills the
+  // reserved pages.
+  using QuantizeCall = absl::FunctionRef<absl::StatusOr<float>(
+      std::span<const uint32_t>, DataPathTimings*, ErrorSums*)>;
+  absl::StatusOr<uint64_t> StoreWith(const PutHeader& header,
+                                     QuantizeCall quantize);
   bool ShouldSampleQuality();
   void ObserveTimings(const DataPathTimings& timings, bool put);
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/parallel.h"
+#include "kernels/status_macros.h"
 
 namespace kvq {
 namespace {
@@ -28,11 +29,20 @@ BlockBytes AssembledBlock::data() const {
   return BlockBytes(staging_.bytes());
 }
 
+void AssembledBlock::ReleaseRead() {
+  for (const uint64_t read = upload_->appends_read();
+       appends_released_ < read; ++appends_released_) {
+    unread_.pop_front();
+  }
+}
+
 PutAssembler::PutAssembler(PutLimits limits, StagingPool* staging,
-                           ReadsInPlace reads_in_place)
+                           ReadsInPlace reads_in_place,
+                           StartUpload start_upload)
     : limits_(limits),
       staging_(staging),
-      reads_in_place_(std::move(reads_in_place)) {}
+      reads_in_place_(std::move(reads_in_place)),
+      start_upload_(std::move(start_upload)) {}
 
 bool PutAssembler::InPlace(const std::vector<ConstBytes>& pieces) const {
   if (!reads_in_place_) return false;
@@ -42,38 +52,54 @@ bool PutAssembler::InPlace(const std::vector<ConstBytes>& pieces) const {
   return true;
 }
 
-void PutAssembler::Append(const PutChunk& data,
-                          const std::vector<ConstBytes>& pieces,
-                          uint64_t offset, AssembledBlock& block) {
+absl::Status PutAssembler::Append(const PutChunk& data,
+                                  const std::vector<ConstBytes>& pieces,
+                                  uint64_t offset, AssembledBlock& block) {
   const auto start = std::chrono::steady_clock::now();
+  // A copy the block owns of `pieces` (n bytes); returns where it lies.
   auto keep_copy = [&block](std::span<const ConstBytes> pieces, uint64_t n) {
     auto copy = std::make_unique_for_overwrite<std::byte[]>(n);
     ParallelGather(copy.get(), pieces);
-    block.pieces_.emplace_back(copy.get(), n);
+    const ConstBytes kept(copy.get(), n);
     block.copies_.push_back(std::move(copy));
+    return kept;
   };
-  if (!block.in_pieces_) {
+  // gRPC keeps a slice this small inside the grpc::Slice object itself
+  // (inlined), which moves and dies with it: such a piece is copied.
+  auto inlined = [](ConstBytes piece) {
+    return piece.size() <= GRPC_SLICE_INLINED_SIZE;
+  };
+  bool copied = false;
+  if (block.upload_ != nullptr) {
+    std::vector<ConstBytes> appended;
+    appended.reserve(pieces.size());
+    for (ConstBytes piece : pieces) {
+      copied |= inlined(piece);
+      appended.push_back(inlined(piece) ? keep_copy({&piece, 1}, piece.size())
+                                        : piece);
+    }
+    block.unread_.push_back(data.slices());
+    KVQ_RETURN_IF_ERROR(block.upload_->Append(appended));
+    block.ReleaseRead();
+  } else if (!block.in_pieces_) {
     ParallelGather(block.staging_.data() + offset, pieces,
                    block.staging_.writes());
+    copied = true;
   } else if (InPlace(pieces)) {
     block.held_.insert(block.held_.end(), data.slices().begin(),
                        data.slices().end());
-    bool copied = false;
     for (ConstBytes piece : pieces) {
-      // gRPC keeps a slice this small inside the grpc::Slice object itself
-      // (inlined), which moves and dies with it: such a piece is copied.
-      if (piece.size() <= GRPC_SLICE_INLINED_SIZE) {
-        keep_copy({&piece, 1}, piece.size());
-        copied = true;
-      } else {
-        block.pieces_.push_back(piece);
-      }
+      copied |= inlined(piece);
+      block.pieces_.push_back(
+          inlined(piece) ? keep_copy({&piece, 1}, piece.size()) : piece);
     }
-    if (!copied) return;  // nothing copied: no copy time to count
   } else if (data.data_size() > 0) {
-    keep_copy(pieces, data.data_size());
+    block.pieces_.push_back(keep_copy(pieces, data.data_size()));
+    copied = true;
   }
-  block.copy_seconds += SecondsSince(start);
+  // Nothing copied: no copy time to count.
+  if (copied) block.copy_seconds += SecondsSince(start);
+  return absl::OkStatus();
 }
 
 std::vector<PutEvent> PutAssembler::Feed(const PutChunk& data) {
@@ -172,6 +198,12 @@ void PutAssembler::StartBlock(const PutChunk& data,
   block.first_chunk_time = std::chrono::steady_clock::now();
   const std::vector<ConstBytes> pieces = data.DataPieces();
   block.in_pieces_ = size > 0 && InPlace(pieces);
+  if (block.in_pieces_ && !chunk.last() && start_upload_) {
+    // Else (no upload to be had now) the block is held until it is stored.
+    absl::StatusOr<std::unique_ptr<BlockUpload>> upload =
+        start_upload_(block.header.layout, block.header.dtype);
+    if (upload.ok()) block.upload_ = *std::move(upload);
+  }
   if (!block.in_pieces_) {
     absl::StatusOr<StagingBuffer> staging = staging_->Acquire(total);
     if (!staging.ok()) {
@@ -181,7 +213,11 @@ void PutAssembler::StartBlock(const PutChunk& data,
     }
     block.staging_ = *std::move(staging);
   }
-  Append(data, pieces, /*offset=*/0, block);
+  if (absl::Status s = Append(data, pieces, /*offset=*/0, block); !s.ok()) {
+    Refuse(chunk.sequence(), std::move(key), std::move(s), chunk.last(),
+           events);
+    return;
+  }
   if (chunk.last()) {  // the whole block in one message
     events.push_back(PutEvent{block.sequence, block.header.key,
                               absl::OkStatus(), std::move(block)});
@@ -213,7 +249,12 @@ void PutAssembler::ContinueBlock(const PutChunk& data,
            chunk.last(), events);
     return;
   }
-  Append(data, data.DataPieces(), /*offset=*/received_, *current_);
+  if (absl::Status s =
+          Append(data, data.DataPieces(), /*offset=*/received_, *current_);
+      !s.ok()) {
+    Refuse(std::move(s), chunk.last(), events);
+    return;
+  }
   received_ += size;
   if (!chunk.last()) return;
   if (received_ < total) {

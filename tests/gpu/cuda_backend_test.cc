@@ -10,13 +10,18 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <random>
+#include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/backend/backend.h"
 #include "tests/gpu/gpu_test_util.h"
@@ -28,6 +33,14 @@ using ::kvq::gpu_testing::RandomBlock;
 
 constexpr uint64_t kPageBytes = 4096;
 constexpr uint64_t kPages = 1024;
+
+// Host memory that outlives the backends that register it.
+struct Region {
+  static constexpr size_t kBytes = size_t{32} << 20;
+  std::unique_ptr<std::byte, decltype(&std::free)> memory{
+      static_cast<std::byte*>(std::aligned_alloc(4096, kBytes)), &std::free};
+  std::span<std::byte> bytes() { return {memory.get(), kBytes}; }
+};
 
 class CudaBackendHostMemoryTest : public gpu_testing::DtypeGranularityTest {
  protected:
@@ -85,9 +98,57 @@ class CudaBackendHostMemoryTest : public gpu_testing::DtypeGranularityTest {
     return c;
   }
 
+  // c's bytes copied into `region` in pieces of lengths around the gather
+  // kernel's 16-byte words and 16 KiB segments, their sources misaligned by
+  // 0..15 bytes in turn.
+  std::vector<ConstBytes> PiecesInRegion(const Case& c,
+                                         std::span<std::byte> region) {
+    constexpr size_t kLengths[] = {1,     7,  16,    33,    100, 4095,
+                                   16393, 17, 65536, 40000, 3,   16384};
+    std::vector<ConstBytes> pieces;
+    size_t cursor = rng_() % 64;
+    for (size_t at = 0, k = 0; at < c.bytes; ++k) {
+      const size_t n = std::min(c.bytes - at, kLengths[k % 12]);
+      cursor = (cursor + 15) / 16 * 16 + k % 16;
+      EXPECT_LE(cursor + n, region.size());
+      std::memcpy(region.data() + cursor, c.block.data() + at, n);
+      pieces.push_back(region.subspan(cursor, n));
+      cursor += n;
+      at += n;
+    }
+    return pieces;
+  }
+
+  // Expects the block at c.page_ids of `backend` to read back as the CPU
+  // backend's.
+  void ExpectStored(Backend& backend, const Case& c, const std::string& how) {
+    std::vector<std::byte> back(c.bytes, std::byte{0x7f});
+    ASSERT_TRUE(
+        backend.DequantizeFrom(c.layout, c.page_ids, dtype(), back).ok());
+    EXPECT_TRUE(std::memcmp(back.data(), c.expected.data(), c.bytes) == 0)
+        << c.name << ", " << how;
+  }
+
+  // A CUDA backend of its own, with `region` registered unless told not
+  // to (destroyed before the region, it unregisters it first).
+  std::unique_ptr<Backend> BackendOver(Region& region,
+                                       bool registered = true) {
+    EXPECT_NE(region.memory, nullptr);
+    absl::StatusOr<std::unique_ptr<Backend>> made =
+        MakeCudaBackend(ArenaOptions{kPages * kPageBytes, kPageBytes}, 0);
+    EXPECT_TRUE(made.ok()) << made.status();
+    if (!made.ok()) return nullptr;
+    if (registered) {
+      const absl::Status s = (*made)->RegisterHostRegion(region.bytes());
+      EXPECT_TRUE(s.ok()) << s;
+    }
+    return *std::move(made);
+  }
+
   std::unique_ptr<Backend> cuda_;
   std::unique_ptr<Backend> cpu_;
 };
+
 
 TEST_P(CudaBackendHostMemoryTest, HostBuffersArePageLocked) {
   absl::StatusOr<HostBuffer> buffer = cuda_->AllocateHostBuffer(3 << 20);
@@ -257,18 +318,13 @@ TEST_P(CudaBackendHostMemoryTest,
   // at any alignment. The gather kernel reads them in place; a put with a
   // piece outside the region is copied into staging instead. Both store
   // what the CPU backend stores.
-  constexpr size_t kRegionBytes = size_t{32} << 20;
-  std::unique_ptr<std::byte, decltype(&std::free)> memory(
-      static_cast<std::byte*>(std::aligned_alloc(4096, kRegionBytes)),
-      &std::free);
-  ASSERT_NE(memory, nullptr);
-  const std::span<std::byte> region(memory.get(), kRegionBytes);
+  Region memory;
+  const std::span<std::byte> region = memory.bytes();
+  const size_t kRegionBytes = region.size();
   {
-    const ArenaOptions arena{kPages * kPageBytes, kPageBytes};
-    absl::StatusOr<std::unique_ptr<Backend>> made = MakeCudaBackend(arena, 0);
-    ASSERT_TRUE(made.ok()) << made.status();
-    Backend& cuda = **made;  // unregisters the region before it is freed
-    ASSERT_TRUE(cuda.RegisterHostRegion(region).ok());
+    const std::unique_ptr<Backend> backend = BackendOver(memory);
+    ASSERT_NE(backend, nullptr);
+    Backend& cuda = *backend;
     EXPECT_EQ(cuda.RegisterHostRegion(region).code(),
               absl::StatusCode::kFailedPrecondition);
     EXPECT_TRUE(cuda.ReadsInPlace(region.subspan(100, 1000)));
@@ -277,48 +333,176 @@ TEST_P(CudaBackendHostMemoryTest,
         cuda.ReadsInPlace(ConstBytes(region.data() + kRegionBytes - 5, 10)));
     EXPECT_FALSE(cuda_->ReadsInPlace(region.subspan(100, 1000)));
 
-    // Piece lengths around the kernel's 16-byte words and 16 KiB segments.
-    constexpr size_t kLengths[] = {1,     7,  16,    33,    100, 4095,
-                                   16393, 17, 65536, 40000, 3,   16384};
     for (int trial = 0; trial < 4; ++trial) {
       const Case c = RandomCase(/*min_tokens=*/1 + rng_() % 200);
-      ASSERT_LE(2 * c.bytes + 64 * 1024, kRegionBytes);
-      std::vector<ConstBytes> pieces;
-      size_t cursor = rng_() % 64;
-      for (size_t at = 0, k = 0; at < c.bytes; ++k) {
-        const size_t n = std::min(c.bytes - at, kLengths[k % 12]);
-        // Source misalignments cycle through 0..15.
-        cursor = (cursor + 15) / 16 * 16 + k % 16;
-        std::memcpy(region.data() + cursor, c.block.data() + at, n);
-        pieces.push_back(region.subspan(cursor, n));
-        cursor += n;
-        at += n;
-      }
-      std::vector<std::byte> back(c.bytes, std::byte{0x7f});
+      std::vector<ConstBytes> pieces = PiecesInRegion(c, region);
       ASSERT_TRUE(cuda.QuantizeInto(c.layout, dtype(), BlockBytes(pieces),
                                     c.page_ids)
                       .ok())
           << c.name;
-      ASSERT_TRUE(cuda.DequantizeFrom(c.layout, c.page_ids, dtype(), back)
-                      .ok());
-      EXPECT_TRUE(std::memcmp(back.data(), c.expected.data(), c.bytes) == 0)
-          << c.name << ", " << pieces.size() << " pieces read in place";
+      ExpectStored(cuda, c,
+                   absl::StrCat(pieces.size(), " pieces read in place"));
 
       // One piece in plain memory: the whole block goes through staging.
       const size_t outside = pieces.size() / 2;
       std::vector<std::byte> plain(pieces[outside].begin(),
                                    pieces[outside].end());
       pieces[outside] = plain;
-      std::fill(back.begin(), back.end(), std::byte{0x7f});
       ASSERT_TRUE(cuda.QuantizeInto(c.layout, dtype(), BlockBytes(pieces),
                                     c.page_ids)
                       .ok());
-      ASSERT_TRUE(cuda.DequantizeFrom(c.layout, c.page_ids, dtype(), back)
-                      .ok());
-      EXPECT_TRUE(std::memcmp(back.data(), c.expected.data(), c.bytes) == 0)
-          << c.name << ", a piece outside the region";
+      ExpectStored(cuda, c, "a piece outside the region");
     }
   }
+}
+
+TEST_P(CudaBackendHostMemoryTest,
+       UploadsWhileTheBlockArrivesStoreWhatTheCpuBackendStores) {
+  // A put taken chunk by chunk (StartUpload): each append is read while the
+  // next are on their way, appends_read() counts them as the GPU finishes,
+  // and pieces outside the region may be reused as soon as Append returns.
+  Region memory;
+  const std::unique_ptr<Backend> backend =
+      BackendOver(memory, /*registered=*/false);
+  ASSERT_NE(backend, nullptr);
+  Backend& cuda = *backend;
+  // Without a region there is nothing to read in place.
+  EXPECT_EQ(cuda.StartUpload(Layout(BlockShape{1, 1, 1, 8}), dtype())
+                .status()
+                .code(),
+            absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(cuda.RegisterHostRegion(memory.bytes()).ok());
+  for (int trial = 0; trial < 4; ++trial) {
+    const Case c = RandomCase(/*min_tokens=*/1 + rng_() % 200);
+    const std::vector<ConstBytes> pieces = PiecesInRegion(c, memory.bytes());
+    absl::StatusOr<std::unique_ptr<BlockUpload>> upload =
+        cuda.StartUpload(c.layout, dtype());
+    ASSERT_TRUE(upload.ok()) << upload.status();
+    uint64_t appends = 0;
+    std::vector<std::byte> plain;
+    for (size_t at = 0; at < pieces.size();) {
+      // 1 to 70 pieces an append: past the 64 one launch lists.
+      const size_t n = std::min<size_t>(pieces.size() - at, 1 + rng_() % 70);
+      std::vector<ConstBytes> chunk(pieces.begin() + at,
+                                    pieces.begin() + at + n);
+      const bool one_outside = appends % 3 == 1;
+      if (one_outside) {
+        plain.assign(chunk.back().begin(), chunk.back().end());
+        chunk.back() = plain;
+      }
+      ASSERT_TRUE((*upload)->Append(chunk).ok()) << c.name;
+      if (one_outside) std::fill(plain.begin(), plain.end(), std::byte{0x55});
+      ++appends;
+      at += n;
+      EXPECT_LE((*upload)->appends_read(), appends);
+    }
+    EXPECT_EQ((*upload)->bytes_appended(), c.bytes);
+    // Everything appended is read, sooner or later, without a store.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while ((*upload)->appends_read() < appends &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    EXPECT_EQ((*upload)->appends_read(), appends) << c.name;
+    DataPathTimings timings;
+    ASSERT_TRUE(cuda.QuantizeUploaded(**upload, c.page_ids, &timings).ok())
+        << c.name;
+    EXPECT_GT(timings.host_to_device_seconds, 0);
+    ExpectStored(cuda, c, absl::StrCat(appends, " appends"));
+    // Spent: a second store is refused.
+    EXPECT_EQ(cuda.QuantizeUploaded(**upload, c.page_ids).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+  }
+}
+
+TEST_P(CudaBackendHostMemoryTest, UploadsRefuseTheWrongNumberOfBytes) {
+  Region memory;
+  const std::unique_ptr<Backend> backend = BackendOver(memory);
+  ASSERT_NE(backend, nullptr);
+  Backend& cuda = *backend;
+  const Case c = RandomCase(/*min_tokens=*/8);
+  const std::vector<ConstBytes> pieces = PiecesInRegion(c, memory.bytes());
+  {
+    // Too few: refused at the store, and the pages are left alone.
+    absl::StatusOr<std::unique_ptr<BlockUpload>> upload =
+        cuda.StartUpload(c.layout, dtype());
+    ASSERT_TRUE(upload.ok()) << upload.status();
+    ASSERT_TRUE((*upload)->Append(std::span(pieces).first(1)).ok());
+    const absl::Status stored =
+        cuda.QuantizeUploaded(**upload, c.page_ids).status();
+    EXPECT_EQ(stored.code(), absl::StatusCode::kInvalidArgument) << stored;
+    EXPECT_NE(stored.message().find("expected"), std::string::npos);
+  }
+  {
+    // Too many: the append that goes past the block is refused.
+    absl::StatusOr<std::unique_ptr<BlockUpload>> upload =
+        cuda.StartUpload(c.layout, dtype());
+    ASSERT_TRUE(upload.ok()) << upload.status();
+    ASSERT_TRUE((*upload)->Append(pieces).ok());
+    EXPECT_EQ((*upload)->Append(std::span(pieces).first(1)).code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST_P(CudaBackendHostMemoryTest,
+       UploadsHoldAtMostHalfTheContextsAndGiveThemBackWhenAbandoned) {
+  Region memory;
+  const std::unique_ptr<Backend> backend = BackendOver(memory);
+  ASSERT_NE(backend, nullptr);
+  Backend& cuda = *backend;
+  const Case c = RandomCase(/*min_tokens=*/8);
+  const std::vector<ConstBytes> pieces = PiecesInRegion(c, memory.bytes());
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::unique_ptr<BlockUpload>> held;
+    for (;;) {
+      absl::StatusOr<std::unique_ptr<BlockUpload>> upload =
+          cuda.StartUpload(c.layout, dtype());
+      if (!upload.ok()) {
+        EXPECT_EQ(upload.status().code(), absl::StatusCode::kUnavailable);
+        break;
+      }
+      ASSERT_TRUE((*upload)->Append(pieces).ok());
+      held.push_back(*std::move(upload));
+      ASSERT_LT(held.size(), 4096u) << "uploads are never refused";
+    }
+    EXPECT_GE(held.size(), 4u);
+    // Whole puts (and gets) still find a context meanwhile.
+    ASSERT_TRUE(cuda.QuantizeInto(c.layout, dtype(), BlockBytes(pieces),
+                                  c.page_ids)
+                    .ok());
+    ExpectStored(cuda, c, "a whole put while uploads hold contexts");
+    held.clear();  // abandoned: each gives its context back
+  }
+}
+
+TEST_P(CudaBackendHostMemoryTest,
+       UploadedBlockWithANonFiniteValueIsRefusedAsTheCpuBackendRefusesIt) {
+  Region memory;
+  const std::unique_ptr<Backend> backend = BackendOver(memory);
+  ASSERT_NE(backend, nullptr);
+  Backend& cuda = *backend;
+  Case c = RandomCase(/*min_tokens=*/8);
+  // A NaN at a random element, in the block's dtype.
+  const uint64_t at = rng_() % c.layout.elements;
+  if (dtype() == DType::kFp32) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(c.block.data() + 4 * at, &nan, 4);
+  } else {
+    const uint16_t nan = dtype() == DType::kFp16 ? 0x7e00 : 0x7fc0;
+    std::memcpy(c.block.data() + 2 * at, &nan, 2);
+  }
+  const absl::Status cpu =
+      cpu_->QuantizeInto(c.layout, dtype(), c.src(), c.page_ids).status();
+  ASSERT_EQ(cpu.code(), absl::StatusCode::kInvalidArgument);
+  const std::vector<ConstBytes> pieces = PiecesInRegion(c, memory.bytes());
+  absl::StatusOr<std::unique_ptr<BlockUpload>> upload =
+      cuda.StartUpload(c.layout, dtype());
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  ASSERT_TRUE((*upload)->Append(pieces).ok());
+  const absl::Status stored =
+      cuda.QuantizeUploaded(**upload, c.page_ids).status();
+  EXPECT_EQ(stored, cpu);
 }
 
 KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(CudaBackendHostMemoryTest);

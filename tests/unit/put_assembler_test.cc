@@ -6,8 +6,12 @@
 
 #include <algorithm>
 #include <memory>
+#include <random>
+#include <span>
 #include <string>
 #include <vector>
+
+#include <grpc/slice.h>
 
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
@@ -674,6 +678,252 @@ TEST_F(PutAssemblerTest,
   ExpectRefused(FeedAll(assembler, chunks), absl::StatusCode::kInvalidArgument,
                 "offset");
   ExpectStreamGoesOn(assembler);
+}
+
+// A backend upload that reads nothing until told to (as the GPU reads an
+// append some time after it is handed over): it then copies the oldest
+// appends' bytes from the caller's memory, which must still hold them.
+class LazyUpload final : public BlockUpload {
+ public:
+  struct Log {
+    std::string bytes;            // what was read, in order
+    int appends = 0;
+    int fail_at_append = -1;      // that Append returns INTERNAL
+    bool destroyed = false;
+    int live_slices_at_destruction = -1;
+    const int* live_slices = nullptr;  // the test's count
+  };
+  explicit LazyUpload(Log* log) : log_(log) {}
+  ~LazyUpload() override {
+    log_->destroyed = true;
+    log_->live_slices_at_destruction = *log_->live_slices;
+  }
+
+  absl::Status Append(std::span<const ConstBytes> pieces) override {
+    if (log_->appends++ == log_->fail_at_append) {
+      return absl::InternalError("device fault (injected)");
+    }
+    pending_.emplace_back(pieces.begin(), pieces.end());
+    for (ConstBytes piece : pieces) bytes_appended_ += piece.size();
+    return absl::OkStatus();
+  }
+  uint64_t appends_read() override { return read_; }
+
+  // Reads every append so far.
+  void ReadAll() {
+    for (; read_ < pending_.size(); ++read_) {
+      for (ConstBytes piece : pending_[read_]) {
+        log_->bytes.append(reinterpret_cast<const char*>(piece.data()),
+                           piece.size());
+      }
+    }
+  }
+
+ private:
+  Log* const log_;
+  std::vector<std::vector<ConstBytes>> pending_;
+  uint64_t read_ = 0;
+};
+
+// Slices whose memory lives as long as gRPC's would: until the last
+// reference goes; `live` counts those not yet gone.
+std::vector<grpc::Slice> TrackedSlices(const std::string& bytes,
+                                       std::mt19937_64& rng, int* live) {
+  struct Owned {
+    std::string bytes;
+    int* live;
+  };
+  std::vector<grpc::Slice> tracked;
+  for (const grpc::Slice& slice : service_testing::RandomSlices(bytes, rng)) {
+    auto* owned = new Owned{
+        std::string(reinterpret_cast<const char*>(slice.begin()),
+                    slice.size()),
+        live};
+    ++*live;
+    tracked.emplace_back(
+        grpc_slice_new_with_user_data(
+            owned->bytes.data(), owned->bytes.size(),
+            [](void* p) {
+              auto* o = static_cast<Owned*>(p);
+              --*o->live;
+              delete o;
+            },
+            owned),
+        grpc::Slice::STEAL_REF);
+  }
+  return tracked;
+}
+
+class UploadingPutAssemblerTest : public PutAssemblerTest {
+ protected:
+  UploadingPutAssemblerTest() { log_.live_slices = &live_; }
+
+  PutAssembler MakeAssembler(bool uploads_available = true) {
+    return PutAssembler(
+        kRoomyPool, &staging_, [](ConstBytes) { return true; },
+        [this, uploads_available](const BlockLayout&, DType)
+            -> absl::StatusOr<std::unique_ptr<BlockUpload>> {
+          ++started_;
+          if (!uploads_available) {
+            return absl::UnavailableError("every upload context is taken");
+          }
+          auto upload = std::make_unique<LazyUpload>(&log_);
+          upload_ = upload.get();
+          return upload;
+        });
+  }
+
+  // Feeds `chunk` as the service does: received in tracked slices, which
+  // the chunk itself lets go of after Feed.
+  std::vector<PutEvent> FeedTracked(PutAssembler& assembler,
+                                    const v1::PutRequest& chunk) {
+    PutChunk received;
+    std::vector<grpc::Slice> slices =
+        TrackedSlices(chunk.SerializeAsString(), rng_, &live_);
+    last_slices_ = static_cast<int>(slices.size());
+    EXPECT_TRUE(received.Parse(std::move(slices)).ok());
+    std::vector<PutEvent> events = assembler.Feed(received);
+    received.ReleaseData();
+    return events;
+  }
+
+  // A random multi-chunk block: its bytes and chunks.
+  std::string data_;
+  std::vector<v1::PutRequest> RandomChunkedBlock(const std::string& key,
+                                                 int cuts) {
+    const DType dtype = RandomDType();
+    BlockShape shape = RandomShape();
+    shape.tokens += 20;  // room for the cuts
+    data_ = RandomBlockBytes(dtype, shape.elements(), rng_);
+    std::vector<uint64_t> at;
+    for (int i = 1; i <= cuts; ++i) at.push_back(i * data_.size() / (cuts + 1));
+    return Chunks(WireHeader("", key, dtype, shape), data_, at, 3);
+  }
+
+  int live_ = 0;  // tracked slices not yet let go of
+  int last_slices_ = 0;  // how many the last chunk fed came in
+  int started_ = 0;
+  LazyUpload::Log log_;
+  LazyUpload* upload_ = nullptr;
+};
+
+// A block of several chunks read in place goes to the backend chunk by
+// chunk, and each chunk's buffers are let go of once the backend read them,
+// not when the block is stored.
+TEST_F(UploadingPutAssemblerTest, ChunksGoBackOnceTheBackendReadThem) {
+  PutAssembler assembler = MakeAssembler();
+  const std::vector<v1::PutRequest> chunks = RandomChunkedBlock("k", 4);
+  ASSERT_THAT(chunks, SizeIs(5));
+  std::vector<PutEvent> events;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    events = FeedTracked(assembler, chunks[i]);
+    ASSERT_NE(upload_, nullptr);
+    // Only the chunk just appended is still held: the ones before it were
+    // read (below) and went back when it was fed.
+    EXPECT_EQ(live_, last_slices_) << "chunk " << i;
+    upload_->ReadAll();
+    EXPECT_EQ(live_, last_slices_) << "nothing goes back between feeds";
+    if (i + 1 < chunks.size()) EXPECT_THAT(events, SizeIs(0));
+  }
+  EXPECT_EQ(started_, 1);
+  ASSERT_THAT(events, SizeIs(1));
+  ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+  EXPECT_EQ(events[0].block->upload(), upload_);
+  EXPECT_EQ(log_.bytes, data_);
+  EXPECT_EQ(upload_->bytes_appended(), data_.size());
+  EXPECT_EQ(staging_.usage().lent_bytes, 0u);
+  events.clear();  // the block, its upload first, then its last chunk
+  EXPECT_TRUE(log_.destroyed);
+  EXPECT_GT(log_.live_slices_at_destruction, 0);
+  EXPECT_EQ(live_, 0);
+}
+
+TEST_F(UploadingPutAssemblerTest, UnreadChunksAreHeldUntilTheBackendReadsThem) {
+  PutAssembler assembler = MakeAssembler();
+  const std::vector<v1::PutRequest> chunks = RandomChunkedBlock("k", 3);
+  std::vector<PutEvent> events;
+  int fed_slices = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    events = FeedTracked(assembler, chunks[i]);
+    fed_slices += last_slices_;
+    // Nothing is read yet: every chunk so far is held.
+    EXPECT_EQ(live_, fed_slices) << "chunk " << i;
+  }
+  ASSERT_THAT(events, SizeIs(1));
+  ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+  upload_->ReadAll();  // reads memory the block kept alive
+  EXPECT_EQ(log_.bytes, data_);
+  events.clear();
+  EXPECT_EQ(live_, 0);
+}
+
+TEST_F(UploadingPutAssemblerTest, WithoutAnUploadToBeHadTheBlockIsHeldWhole) {
+  PutAssembler assembler = MakeAssembler(/*uploads_available=*/false);
+  const std::vector<v1::PutRequest> chunks = RandomChunkedBlock("k", 2);
+  std::vector<PutEvent> events;
+  for (const v1::PutRequest& chunk : chunks) {
+    events = FeedTracked(assembler, chunk);
+  }
+  EXPECT_EQ(started_, 1);
+  ASSERT_THAT(events, SizeIs(1));
+  ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+  EXPECT_EQ(events[0].block->upload(), nullptr);
+  EXPECT_EQ(BytesOf(events[0].block->data()), data_);
+}
+
+TEST_F(UploadingPutAssemblerTest, OneChunkBlocksAreNotUploaded) {
+  PutAssembler assembler = MakeAssembler();
+  std::vector<PutEvent> events =
+      FeedTracked(assembler, RandomChunkedBlock("k", 0)[0]);
+  EXPECT_EQ(started_, 0);
+  ASSERT_THAT(events, SizeIs(1));
+  ASSERT_TRUE(events[0].status.ok()) << events[0].status;
+  EXPECT_EQ(BytesOf(events[0].block->data()), data_);
+}
+
+TEST_F(UploadingPutAssemblerTest,
+       RefusedBlockDropsItsUploadBeforeTheBuffersItMayRead) {
+  PutAssembler assembler = MakeAssembler();
+  std::vector<v1::PutRequest> chunks = RandomChunkedBlock("bad", 3);
+  chunks[2].set_offset(chunks[2].offset() + 1);
+  std::vector<PutEvent> events;
+  for (const v1::PutRequest& chunk : chunks) {
+    for (PutEvent& e : FeedTracked(assembler, chunk)) {
+      events.push_back(std::move(e));
+    }
+  }
+  ExpectRefused(events, absl::StatusCode::kInvalidArgument, "offset");
+  EXPECT_TRUE(log_.destroyed);
+  EXPECT_GT(log_.live_slices_at_destruction, 0);  // still held while it ran
+  EXPECT_EQ(live_, 0);
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(UploadingPutAssemblerTest, FailedAppendRefusesTheBlockAndTheStreamGoesOn) {
+  PutAssembler assembler = MakeAssembler();
+  log_.fail_at_append = 1;
+  const std::vector<v1::PutRequest> chunks = RandomChunkedBlock("k", 3);
+  std::vector<PutEvent> events;
+  for (const v1::PutRequest& chunk : chunks) {
+    for (PutEvent& e : FeedTracked(assembler, chunk)) {
+      events.push_back(std::move(e));
+    }
+  }
+  ExpectRefused(events, absl::StatusCode::kInternal, "device fault");
+  EXPECT_EQ(events[0].key, "k");
+  EXPECT_TRUE(log_.destroyed);
+  EXPECT_EQ(live_, 0);
+  ExpectStreamGoesOn(assembler);
+}
+
+TEST_F(UploadingPutAssemblerTest, StreamEndingInsideAnUploadedBlockDropsIt) {
+  PutAssembler assembler = MakeAssembler();
+  const std::vector<v1::PutRequest> chunks = RandomChunkedBlock("k", 3);
+  EXPECT_THAT(FeedTracked(assembler, chunks[0]), SizeIs(0));
+  EXPECT_THAT(FeedTracked(assembler, chunks[1]), SizeIs(0));
+  EXPECT_EQ(assembler.Finish().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(log_.destroyed);
+  EXPECT_EQ(live_, 0);
 }
 
 }  // namespace
