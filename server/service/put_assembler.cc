@@ -224,7 +224,7 @@ void PutAssembler::StartBlock(const PutChunk& data,
     return;
   }
   received_ = size;
-  current_ = std::move(block);
+  current_.emplace(std::move(block));
   state_ = State::kReceiving;
 }
 
