@@ -75,7 +75,8 @@ class BlockStore {
   absl::StatusOr<uint64_t> Store(const PutHeader& header,
                                  const BlockBytes& data);
   // Store for a block the backend took while it arrived (StartUpload), all
-  // its bytes appended; `upload` is spent afterwards.
+  // its bytes appended. The caller drops `upload` afterwards, whatever the
+  // outcome (spent, or abandoned when the pool had no room).
   absl::StatusOr<uint64_t> Store(const PutHeader& header,
                                  BlockUpload& upload);
 

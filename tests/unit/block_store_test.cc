@@ -7,8 +7,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <memory>
 #include <limits>
+#include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +42,80 @@ std::string AsString(std::span<const std::byte> bytes) {
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
+// An upload that collects the block's bytes as they are appended.
+class CollectedUpload final : public BlockUpload {
+ public:
+  CollectedUpload(const BlockLayout& layout, DType dtype)
+      : layout(layout), dtype(dtype) {}
+  absl::Status Append(std::span<const ConstBytes> pieces) override {
+    for (ConstBytes piece : pieces) {
+      bytes.append(reinterpret_cast<const char*>(piece.data()), piece.size());
+    }
+    bytes_appended_ = bytes.size();
+    ++appends_;
+    return absl::OkStatus();
+  }
+  uint64_t appends_read() override { return appends_; }
+
+  const BlockLayout layout;
+  const DType dtype;
+  std::string bytes;
+
+ private:
+  uint64_t appends_ = 0;
+};
+
+// The CPU backend taking puts while they arrive, as the CUDA backend does;
+// QuantizeUploaded fails as a device fault would when `fail` says so.
+class UploadingCpuBackend final : public Backend {
+ public:
+  explicit UploadingCpuBackend(std::unique_ptr<Backend> cpu)
+      : cpu_(std::move(cpu)) {}
+
+  std::string_view name() const override { return cpu_->name(); }
+  std::string device_name() const override { return cpu_->device_name(); }
+  absl::StatusOr<float> QuantizeInto(const BlockLayout& layout, DType dtype,
+                                     const BlockBytes& src,
+                                     std::span<const uint32_t> pages,
+                                     DataPathTimings* timings,
+                                     ErrorSums* error) override {
+    return cpu_->QuantizeInto(layout, dtype, src, pages, timings, error);
+  }
+  absl::Status DequantizeFrom(const BlockLayout& layout,
+                              std::span<const uint32_t> pages, DType dtype,
+                              std::span<std::byte> dst,
+                              DataPathTimings* timings,
+                              const ReadyPrefixes* ready) override {
+    return cpu_->DequantizeFrom(layout, pages, dtype, dst, timings, ready);
+  }
+  absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) override {
+    return cpu_->AllocateHostBuffer(bytes);
+  }
+  absl::StatusOr<std::unique_ptr<BlockUpload>> StartUpload(
+      const BlockLayout& layout, DType dtype) override {
+    return std::make_unique<CollectedUpload>(layout, dtype);
+  }
+  absl::StatusOr<float> QuantizeUploaded(BlockUpload& upload,
+                                         std::span<const uint32_t> pages,
+                                         DataPathTimings* timings,
+                                         ErrorSums* error) override {
+    ++uploads_quantized;
+    if (fail) return absl::InternalError("device fault (injected)");
+    auto& collected = static_cast<CollectedUpload&>(upload);
+    return cpu_->QuantizeInto(
+        collected.layout, collected.dtype,
+        ConstBytes(reinterpret_cast<const std::byte*>(collected.bytes.data()),
+                   collected.bytes.size()),
+        pages, timings, error);
+  }
+
+  bool fail = false;
+  int uploads_quantized = 0;
+
+ private:
+  std::unique_ptr<Backend> cpu_;
+};
+
 class BlockStoreTest : public SeededTest {
  protected:
   void MakeStore(uint64_t pages, EvictionPolicy eviction = EvictionPolicy::kLru,
@@ -48,6 +123,12 @@ class BlockStoreTest : public SeededTest {
     pool_ = *BlockPool::Create(
         PoolOptions{pages * kPageBytes, kPageBytes, eviction});
     backend_ = *MakeCpuBackend(ArenaOptions{pages * kPageBytes, kPageBytes});
+    if (uploading_) {
+      auto uploading =
+          std::make_unique<UploadingCpuBackend>(std::move(backend_));
+      uploading_backend_ = uploading.get();
+      backend_ = std::move(uploading);
+    }
     BlockPool* pool = pool_.get();
     metrics_ = std::make_unique<ServerMetrics>(
         BuildInfo{"test", "test", "cpu", "test"},
@@ -96,6 +177,23 @@ class BlockStoreTest : public SeededTest {
     return out;
   }
 
+  // `data` as an upload of `header`'s block, appended in random cuts.
+  std::unique_ptr<BlockUpload> Uploaded(const PutHeader& header,
+                                        const std::string& data) {
+    std::unique_ptr<BlockUpload> upload =
+        *backend_->StartUpload(header.layout, header.dtype);
+    for (size_t at = 0; at < data.size();) {
+      const size_t n = std::min<size_t>(data.size() - at, Uniform(1, 300));
+      const ConstBytes piece(
+          reinterpret_cast<const std::byte*>(data.data()) + at, n);
+      EXPECT_TRUE(upload->Append({&piece, 1}).ok());
+      at += n;
+    }
+    return upload;
+  }
+
+  bool uploading_ = false;  // MakeStore's backend: UploadingCpuBackend
+  UploadingCpuBackend* uploading_backend_ = nullptr;
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -348,6 +446,78 @@ TEST_F(BlockStoreTest, QualityIsSampledOnceEveryNStores) {
   }
   EXPECT_THAT(metrics_->Render(),
               HasSubstr("\nkvq_quantization_relative_l2_error_count 2\n"));
+}
+
+// A block the backend took while it arrived stores as one put whole does,
+// and fails as atomically.
+TEST_F(BlockStoreTest, UploadedBlocksReadBackAsTheReference) {
+  uploading_ = true;
+  MakeStore(1024);
+  Fragment();
+  for (DType dtype : kAllDTypes) {
+    for (Granularity granularity : kAllGranularities) {
+      const BlockShape shape{2, static_cast<uint32_t>(Uniform(1, 40)),
+                             static_cast<uint32_t>(Uniform(1, 4)), 32};
+      const PutHeader header =
+          Header("k", dtype, shape,
+                 {granularity, granularity == Granularity::kGroup ? 8u : 0u});
+      const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
+      std::unique_ptr<BlockUpload> upload = Uploaded(header, data);
+      absl::StatusOr<uint64_t> stored = store_->Store(header, *upload);
+      ASSERT_TRUE(stored.ok()) << stored.status();
+      EXPECT_EQ(*stored, header.layout.payload_bytes);
+      absl::StatusOr<std::shared_ptr<const FetchedBlock>> fetched =
+          store_->Fetch("ns", "k", std::nullopt);
+      ASSERT_TRUE(fetched.ok()) << fetched.status();
+      EXPECT_TRUE(AsString((*fetched)->data.bytes()) ==
+                  Reference(header, data, dtype));
+    }
+  }
+}
+
+TEST_F(BlockStoreTest, FailedUploadedStoreKeepsTheOldBlockAndLeaksNoPage) {
+  uploading_ = true;
+  MakeStore(256);
+  const PutHeader header = Header("k", DType::kBf16, {2, 8, 2, 32});
+  const std::string good =
+      RandomBlockBytes(DType::kBf16, header.layout.elements, rng_);
+  ASSERT_TRUE(store_->Store(header, AsBytes(good)).ok());
+  const PoolStats before = pool_->Stats();
+  uploading_backend_->fail = true;
+
+  std::unique_ptr<BlockUpload> upload = Uploaded(
+      header, RandomBlockBytes(DType::kBf16, header.layout.elements, rng_));
+  const absl::Status stored = store_->Store(header, *upload).status();
+
+  EXPECT_EQ(stored.code(), absl::StatusCode::kInternal) << stored;
+  EXPECT_EQ(pool_->Stats().pages_used, before.pages_used);
+  EXPECT_EQ(pool_->Stats().blocks, before.blocks);
+  absl::StatusOr<std::shared_ptr<const FetchedBlock>> fetched =
+      store_->Fetch("ns", "k", std::nullopt);
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_TRUE(AsString((*fetched)->data.bytes()) ==
+              Reference(header, good, DType::kBf16));
+}
+
+TEST_F(BlockStoreTest, UploadIntoAFullPoolIsRefusedBeforeTheBackendStoresIt) {
+  uploading_ = true;
+  MakeStore(8, EvictionPolicy::kReject);
+  const BlockShape shape{1, 4, 1, 128};  // 3 pages a block
+  for (const char* key : {"a", "b"}) {
+    const std::string data = RandomBlockBytes(DType::kFp16, 512, rng_);
+    ASSERT_TRUE(
+        store_->Store(Header(key, DType::kFp16, shape), AsBytes(data)).ok());
+  }
+  const uint64_t pages_used = pool_->Stats().pages_used;
+  const PutHeader header = Header("c", DType::kFp16, shape);
+  std::unique_ptr<BlockUpload> upload =
+      Uploaded(header, RandomBlockBytes(DType::kFp16, 512, rng_));
+
+  EXPECT_EQ(store_->Store(header, *upload).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(uploading_backend_->uploads_quantized, 0);
+  EXPECT_FALSE(pool_->Contains("ns", "c"));
+  EXPECT_EQ(pool_->Stats().pages_used, pages_used);
 }
 
 }  // namespace

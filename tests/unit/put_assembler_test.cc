@@ -899,7 +899,8 @@ TEST_F(UploadingPutAssemblerTest,
   ExpectStreamGoesOn(assembler);
 }
 
-TEST_F(UploadingPutAssemblerTest, FailedAppendRefusesTheBlockAndTheStreamGoesOn) {
+TEST_F(UploadingPutAssemblerTest,
+       FailedAppendRefusesTheBlockAndTheStreamGoesOn) {
   PutAssembler assembler = MakeAssembler();
   log_.fail_at_append = 1;
   const std::vector<v1::PutRequest> chunks = RandomChunkedBlock("k", 3);
