@@ -445,6 +445,23 @@ void ServerMetrics::Impl::RenderStaging(ExpositionWriter& w,
            "all in use (slower with the cuda backend: raise it).",
            MetricType::kCounter);
   w.Sample("kvq_staging_heap_fallbacks_total", {}, staging.heap_buffers);
+  w.Family("kvq_pinned_heap_bytes",
+           "The page-locked heap region that puts are received in and the "
+           "GPU reads in place (--pinned_heap_bytes), by state: taken by the "
+           "allocator so far, or not yet. 0 when puts are not read in place.",
+           MetricType::kGauge);
+  w.Sample("kvq_pinned_heap_bytes", {{"state", "used"}},
+           staging.pinned_heap_used_bytes);
+  w.Sample("kvq_pinned_heap_bytes", {{"state", "free"}},
+           staging.pinned_heap_bytes - std::min(staging.pinned_heap_bytes,
+                                                staging.pinned_heap_used_bytes));
+  w.Family("kvq_heap_outside_pinned_bytes",
+           "Heap the allocator took past the page-locked region: puts "
+           "received there are copied before the GPU reads them (raise "
+           "--pinned_heap_bytes when it grows).",
+           MetricType::kGauge);
+  w.Sample("kvq_heap_outside_pinned_bytes", {},
+           staging.heap_outside_pinned_bytes);
 }
 
 void ServerMetrics::Impl::RenderLatency(ExpositionWriter& w) const {

@@ -20,7 +20,8 @@
 //            compression_ratio, pool_capacity_bytes, pool_page_bytes,
 //            pool_pages{state="used|free"}, pool_fragmentation_ratio, blocks,
 //            namespace_{logical_bytes,stored_bytes,blocks}{namespace},
-//            staging_bytes{state="lent|kept"}, staging_heap_fallbacks_total
+//            staging_bytes{state="lent|kept"}, staging_heap_fallbacks_total,
+//            pinned_heap_bytes{state="used|free"}, heap_outside_pinned_bytes
 //   traffic  rpcs_total{rpc,code}, puts_total{dtype}, put_errors_total{code},
 //            get_keys_total{result="hit|miss"},
 //            lookup_keys_total{result="present|absent"}, deletes_total,
@@ -102,6 +103,13 @@ struct StagingStats {
   uint64_t lent_bytes = 0;    // with a put or get now
   uint64_t kept_bytes = 0;    // waiting for the next block
   uint64_t heap_buffers = 0;  // blocks staged in plain memory past the budget
+  // The page-locked heap region puts are received in and read from in place
+  // (--put_buffers=received with cuda, server/heap/region_heap.h; all 0
+  // without one): its size, how much of it the allocator has taken, and
+  // heap the allocator took past it, where puts are copied instead.
+  uint64_t pinned_heap_bytes = 0;
+  uint64_t pinned_heap_used_bytes = 0;
+  uint64_t heap_outside_pinned_bytes = 0;
 };
 
 class ServerMetrics {

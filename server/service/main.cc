@@ -181,12 +181,13 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port,
 // receive every put, is one region that the backend page-locks and reads in
 // place (server/heap/region_heap.h). Before the gRPC server starts, so that
 // its buffers come from the region.
-absl::Status ReadPutsWhereReceived(Backend& backend) {
+// Returns whether puts are read in place.
+absl::StatusOr<bool> ReadPutsWhereReceived(Backend& backend) {
   if (backend.name() != "cuda") {
     spdlog::info("--put_buffers=received: the {} backend reads no host "
                  "memory in place; puts are copied (as page_locked)",
                  backend.name());
-    return absl::OkStatus();
+    return false;
   }
   const uint64_t bytes = absl::GetFlag(FLAGS_pinned_heap_bytes);
   const auto start = std::chrono::steady_clock::now();
@@ -199,7 +200,7 @@ absl::Status ReadPutsWhereReceived(Backend& backend) {
                std::chrono::duration<double>(
                    std::chrono::steady_clock::now() - start)
                    .count());
-  return absl::OkStatus();
+  return true;
 }
 
 int Fail(const absl::Status& status) {
@@ -251,13 +252,17 @@ int Run(const sigset_t& stop_signals) {
   absl::StatusOr<std::unique_ptr<Backend>> backend =
       MakeBackend(device, arena, absl::GetFlag(FLAGS_gpu));
   if (!backend.ok()) return Fail(backend.status());
+  bool heap_pinned = false;
   if (put_buffers == "received") {
     // Not a reason to refuse to start: puts are then copied, as with
     // page_locked.
-    if (absl::Status s = ReadPutsWhereReceived(**backend); !s.ok()) {
+    absl::StatusOr<bool> in_place = ReadPutsWhereReceived(**backend);
+    if (in_place.ok()) {
+      heap_pinned = *in_place;
+    } else {
       spdlog::warn("--put_buffers=received: {}; puts are copied into "
                    "page-locked staging instead (as page_locked)",
-                   ToStd(s.message()));
+                   ToStd(in_place.status().message()));
     }
   }
 
@@ -281,12 +286,19 @@ int Run(const sigset_t& stop_signals) {
       BuildInfo{KVQ_VERSION, KVQ_GIT_REVISION, std::string((*backend)->name()),
                 (*backend)->device_name()},
       [pool_ptr] { return pool_ptr->Stats(); },
-      [&receive_staging, &send_staging] {
+      [&receive_staging, &send_staging, heap_pinned] {
         const StagingPool::Usage in = receive_staging.usage();
         const StagingPool::Usage out = send_staging.usage();
-        return StagingStats{in.lent_bytes + out.lent_bytes,
-                            in.kept_bytes + out.kept_bytes,
-                            in.heap_buffers + out.heap_buffers};
+        StagingStats stats{in.lent_bytes + out.lent_bytes,
+                           in.kept_bytes + out.kept_bytes,
+                           in.heap_buffers + out.heap_buffers};
+        if (heap_pinned) {
+          const RegionHeapUsage heap = CurrentRegionHeapUsage();
+          stats.pinned_heap_bytes = heap.region_bytes;
+          stats.pinned_heap_used_bytes = heap.handed_out;
+          stats.heap_outside_pinned_bytes = heap.outside_bytes;
+        }
+        return stats;
       });
   absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
       MetricsHttpServer::Start(absl::GetFlag(FLAGS_metrics_listen), &metrics);

@@ -94,6 +94,8 @@ TEST_F(ServerMetricsTest, EveryFamilyHasHelpTypeAndItsPrometheusName) {
       {"kvq_namespace_blocks", "gauge"},
       {"kvq_staging_bytes", "gauge"},
       {"kvq_staging_heap_fallbacks_total", "counter"},
+      {"kvq_pinned_heap_bytes", "gauge"},
+      {"kvq_heap_outside_pinned_bytes", "gauge"},
       {"kvq_rpcs_total", "counter"},
       {"kvq_puts_total", "counter"},
       {"kvq_put_errors_total", "counter"},
@@ -160,7 +162,16 @@ TEST_F(ServerMetricsTest, StagingFiguresAreReadFromTheirSnapshotAtEachScrape) {
   for (int scrape = 0; scrape < 3; ++scrape) {
     staging = StagingStats{Uniform(0, 1 << 30), Uniform(0, 1 << 30),
                            Uniform(0, 1000)};
+    staging.pinned_heap_bytes = Uniform(1, 1 << 30);
+    staging.pinned_heap_used_bytes = Uniform(0, staging.pinned_heap_bytes);
+    staging.heap_outside_pinned_bytes = Uniform(0, 1 << 30);
     const Exposition e = Parse(metrics);
+    EXPECT_EQ(e.Value("kvq_pinned_heap_bytes", {{"state", "used"}}),
+              staging.pinned_heap_used_bytes);
+    EXPECT_EQ(e.Value("kvq_pinned_heap_bytes", {{"state", "free"}}),
+              staging.pinned_heap_bytes - staging.pinned_heap_used_bytes);
+    EXPECT_EQ(e.Value("kvq_heap_outside_pinned_bytes"),
+              staging.heap_outside_pinned_bytes);
     EXPECT_EQ(e.Value("kvq_staging_bytes", {{"state", "lent"}}),
               staging.lent_bytes);
     EXPECT_EQ(e.Value("kvq_staging_bytes", {{"state", "kept"}}),
