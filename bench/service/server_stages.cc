@@ -52,8 +52,9 @@ ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
     return (a == after->sum.end() ? 0 : a->second) -
            (b == before->sum.end() ? 0 : b->second);
   };
-  // A put's receive stage includes the copies out of gRPC's buffers
-  // (assemble): they are kvq's work, not transport.
+  // A put's receive stage includes the copies out of gRPC's buffers, or
+  // the hand-over of its chunks to the GPU (assemble): they are kvq's work,
+  // not transport.
   // The rest of the server's work per block is the whole store (put) or
   // fetch (get): the pool's bookkeeping, staging, the backend's copies and
   // kernel and their calls.

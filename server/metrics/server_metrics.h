@@ -55,7 +55,8 @@ enum class Rpc { kPut, kGet, kLookup, kDelete, kStats };
 // Stages of the data path, each with its own latency histogram.
 enum class Stage {
   kReceive,       // first chunk of a block to its last (assembly included)
-  kAssemble,      // copying a put's chunks out of gRPC's buffers into staging
+  kAssemble,      // a put's chunks: copied out of gRPC's buffers into
+                  // staging, or handed to the backend's upload (cuda)
   kQueue,         // a received put block waiting for its stream's storer
   kStore,         // storing a received block: all of the below for a put
   kFetch,         // reading a block back for a get: all of the below (not

@@ -170,7 +170,8 @@ grpc::Status KVCacheService::HandlePut(
         if (event.block.has_value()) {
           metrics_->ObserveStage(Stage::kReceive,
                                  SecondsSince(event.block->first_chunk_time));
-          metrics_->ObserveStage(Stage::kAssemble, event.block->copy_seconds);
+          metrics_->ObserveStage(Stage::kAssemble,
+                                 event.block->assemble_seconds);
         }
         answers.Submit(
             [&answer, event = std::move(event),

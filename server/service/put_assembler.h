@@ -88,9 +88,10 @@ class AssembledBlock {
   PutHeader header;
   // When the block's first chunk arrived (the receive stage starts there).
   std::chrono::steady_clock::time_point first_chunk_time;
-  // Time spent copying its chunks out of gRPC's buffers into staging (part
-  // of the receive stage, and the service's own work).
-  double copy_seconds = 0;
+  // Time the reading thread spent on its chunks: copying them out of gRPC's
+  // buffers, or handing them to the backend's upload (part of the receive
+  // stage, and the service's own work).
+  double assemble_seconds = 0;
 
   // The block's logical bytes, header.logical_bytes() of them: whole, in
   // staging, or in the pieces they arrived in. Valid while the block lives;
