@@ -149,6 +149,15 @@ class BlockStoreTest : public SeededTest {
     return header;
   }
 
+  // A block of a random shape in `dtype` at `granularity` (groups of 8).
+  PutHeader RandomHeader(const std::string& key, DType dtype,
+                         Granularity granularity) {
+    const BlockShape shape{2, static_cast<uint32_t>(Uniform(1, 40)),
+                           static_cast<uint32_t>(Uniform(1, 4)), 32};
+    return Header(key, dtype, shape,
+                  {granularity, granularity == Granularity::kGroup ? 8u : 0u});
+  }
+
   // Fills the pool with one-page blocks and deletes every other one, so that
   // the only free pages, where later blocks land, are scattered.
   void Fragment() {
@@ -206,11 +215,8 @@ TEST_F(BlockStoreTest, StoredBlocksReadBackAsTheReferenceInEveryDtype) {
   Fragment();
   for (DType dtype : kAllDTypes) {
     for (Granularity granularity : kAllGranularities) {
-      const BlockShape shape{2, static_cast<uint32_t>(Uniform(1, 40)),
-                             static_cast<uint32_t>(Uniform(1, 4)), 32};
-      const PutHeader header =
-          Header("k", dtype, shape,
-                 {granularity, granularity == Granularity::kGroup ? 8u : 0u});
+      const PutHeader header = RandomHeader("k", dtype, granularity);
+      const BlockShape& shape = header.layout.shape;
       const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
       absl::StatusOr<uint64_t> stored = store_->Store(header, AsBytes(data));
       ASSERT_TRUE(stored.ok()) << stored.status();
@@ -456,11 +462,8 @@ TEST_F(BlockStoreTest, UploadedBlocksReadBackAsTheReference) {
   Fragment();
   for (DType dtype : kAllDTypes) {
     for (Granularity granularity : kAllGranularities) {
-      const BlockShape shape{2, static_cast<uint32_t>(Uniform(1, 40)),
-                             static_cast<uint32_t>(Uniform(1, 4)), 32};
-      const PutHeader header =
-          Header("k", dtype, shape,
-                 {granularity, granularity == Granularity::kGroup ? 8u : 0u});
+      const PutHeader header = RandomHeader("k", dtype, granularity);
+      const BlockShape& shape = header.layout.shape;
       const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
       std::unique_ptr<BlockUpload> upload = Uploaded(header, data);
       absl::StatusOr<uint64_t> stored = store_->Store(header, *upload);
