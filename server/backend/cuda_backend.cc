@@ -269,6 +269,11 @@ class CudaBackend final : public Backend {
            bytes.data() + bytes.size() <= region_.data() + region_.size();
   }
 
+  // Where kernels see `bytes`, which ReadsInPlace says are in the region.
+  const std::byte* DeviceAddressOf(ConstBytes bytes) const {
+    return region_device_ + (bytes.data() - region_.data());
+  }
+
   absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) override {
     KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(gpu_));
     void* data = nullptr;
@@ -394,9 +399,8 @@ class CudaBackend final : public Backend {
           reinterpret_cast<cuda::GatherPiece*>(host + table_at + gather_at);
       uint64_t at = 0;
       for (size_t i = 0; i < pieces.size(); ++i) {
-        table[i] = cuda::GatherPiece{
-            region_device_ + (pieces[i].data() - region_.data()), at,
-            pieces[i].size()};
+        table[i] =
+            cuda::GatherPiece{DeviceAddressOf(pieces[i]), at, pieces[i].size()};
         at += pieces[i].size();
         longest_piece = std::max<uint64_t>(longest_piece, pieces[i].size());
       }
@@ -762,9 +766,8 @@ absl::Status CudaUpload::Enqueue(std::span<const ConstBytes> pieces) {
   for (ConstBytes piece : pieces) {
     if (piece.empty()) continue;
     if (backend_->ReadsInPlace(piece)) {
-      list.pieces[list.count++] = cuda::GatherPiece{
-          backend_->region_device_ + (piece.data() - backend_->region_.data()),
-          at, piece.size()};
+      list.pieces[list.count++] =
+          cuda::GatherPiece{backend_->DeviceAddressOf(piece), at, piece.size()};
       longest = std::max<uint64_t>(longest, piece.size());
       if (list.count == cuda::kMaxListedPieces) KVQ_RETURN_IF_ERROR(flush());
     } else {
