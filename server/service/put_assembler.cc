@@ -66,17 +66,16 @@ absl::Status PutAssembler::Append(const PutChunk& data,
   };
   // gRPC keeps a slice this small inside the grpc::Slice object itself
   // (inlined), which moves and dies with it: such a piece is copied.
-  auto inlined = [](ConstBytes piece) {
-    return piece.size() <= GRPC_SLICE_INLINED_SIZE;
-  };
   bool copied = false;
+  auto lasting = [&](ConstBytes piece) {
+    if (piece.size() > GRPC_SLICE_INLINED_SIZE) return piece;
+    copied = true;
+    return keep_copy({&piece, 1}, piece.size());
+  };
   if (block.upload_ != nullptr) {
     std::vector<ConstBytes> appended;
     appended.reserve(pieces.size());
-    for (ConstBytes piece : pieces) {
-      appended.push_back(inlined(piece) ? keep_copy({&piece, 1}, piece.size())
-                                        : piece);
-    }
+    for (ConstBytes piece : pieces) appended.push_back(lasting(piece));
     copied = true;  // the hand-over counts: a launch or more per chunk
     block.unread_.push_back(data.slices());
     KVQ_RETURN_IF_ERROR(block.upload_->Append(appended));
@@ -88,11 +87,7 @@ absl::Status PutAssembler::Append(const PutChunk& data,
   } else if (InPlace(pieces)) {
     block.held_.insert(block.held_.end(), data.slices().begin(),
                        data.slices().end());
-    for (ConstBytes piece : pieces) {
-      copied |= inlined(piece);
-      block.pieces_.push_back(
-          inlined(piece) ? keep_copy({&piece, 1}, piece.size()) : piece);
-    }
+    for (ConstBytes piece : pieces) block.pieces_.push_back(lasting(piece));
   } else if (data.data_size() > 0) {
     block.pieces_.push_back(keep_copy(pieces, data.data_size()));
     copied = true;
