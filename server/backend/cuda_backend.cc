@@ -3,12 +3,10 @@
 // are gathered and dequantized on the GPU and copied back.
 //
 // Each call borrows a StreamContext (a CUDA stream plus its pinned staging
-// buffer, device block buffer, page table and flags) from a free list, so
-// calls on different gRPC threads overlap their copies and kernels, and
-// buffers are reused instead of allocated per request. A context's buffers
-// only grow, up to the largest block it has carried. At most
-// MaxStreamContexts() contexts exist; a call that finds them all busy waits
-// for one, which bounds pinned memory under any number of RPC threads.
+// buffer, device block buffer, page table and flags) from StreamContexts
+// (cuda_stream_contexts.h), so calls on different gRPC threads overlap their
+// copies and kernels, and reuse buffers instead of allocating them per
+// request.
 //
 // A block in page-locked memory (AllocateHostBuffer's, which the service
 // dequantizes gets into) moves by DMA straight from or to the caller's
@@ -18,13 +16,11 @@
 // Any other memory goes through the context's pinned staging buffer: one
 // more copy, spread over the CPU worker pool.
 //
-// A put may also be uploaded while it arrives (StartUpload): the upload
-// holds a context from the block's first chunk to its store, and each
-// appended chunk is gathered into the device block buffer at once (one
-// launch, its piece list a kernel parameter), an event after it, so that the
-// caller can give gRPC's buffers back chunk by chunk instead of holding the
-// whole block. Uploads hold at most half of the contexts, so that gets and
-// whole puts always find one.
+// A put may also be uploaded while it arrives (StartUpload: a CudaUpload,
+// cuda_upload.h): the upload holds a context from the block's first chunk to
+// its store, and gathers each appended chunk into the device block buffer at
+// once, so that the caller can give gRPC's buffers back chunk by chunk
+// instead of holding the whole block; QuantizeUploaded stores it from there.
 //
 // A get with ReadyPrefixes into page-locked memory is copied back in pieces,
 // an event after each: the caller is told each piece has landed while the
@@ -51,12 +47,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -70,7 +63,10 @@
 #include "kernels/quant_math.h"
 #include "kernels/quantize.h"
 #include "server/backend/backend.h"
+#include "server/backend/cuda_host_region.h"
 #include "server/backend/cuda_memory.h"
+#include "server/backend/cuda_stream_contexts.h"
+#include "server/backend/cuda_upload.h"
 
 namespace kvq {
 namespace {
@@ -90,33 +86,6 @@ size_t AlignUp(size_t n, size_t alignment) {
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
-
-size_t MaxStreamContexts() {
-  return std::max<size_t>(8, 2 * std::thread::hardware_concurrency());
-}
-
-// One worker's stream and buffers.
-struct StreamContext {
-  cudaStream_t stream = nullptr;
-  // start, after H2D, after kernel, after D2H; after a quality sample
-  cudaEvent_t marks[5] = {};
-  std::vector<cudaEvent_t> pieces;  // after each piece of a D2H in pieces
-  std::vector<cudaEvent_t> appends;  // before and after each upload append
-  PinnedBuffer staging;       // host side of every copy
-  DeviceBuffer block;         // the block in its client dtype, on the device
-  DeviceBuffer decoded;       // a sampled put's block decoded back
-  DeviceBuffer page_table;    // uint32 page ids
-  DeviceBuffer flags;         // DeviceFlags
-
-  ~StreamContext() {
-    for (cudaEvent_t e : marks) {
-      if (e != nullptr) cudaEventDestroy(e);
-    }
-    for (cudaEvent_t e : pieces) cudaEventDestroy(e);
-    for (cudaEvent_t e : appends) cudaEventDestroy(e);
-    if (stream != nullptr) cudaStreamDestroy(stream);
-  }
-};
 
 // What the quantize kernel (and a quality sample) reports besides the
 // payload.
@@ -145,13 +114,6 @@ HostMemory HostMemoryAt(const void* p) {
   return {true, attributes.devicePointer};
 }
 
-double ElapsedSeconds(cudaEvent_t from, cudaEvent_t to) {
-  float ms = 0;
-  return cudaEventElapsedTime(&ms, from, to) == cudaSuccess ? ms / 1e3 : 0.0;
-}
-
-class CudaUpload;
-
 class CudaBackend final : public Backend {
  public:
   CudaBackend(int gpu, std::string device_name, uint8_t* arena,
@@ -160,12 +122,12 @@ class CudaBackend final : public Backend {
         device_name_(std::move(device_name)),
         arena_(arena),
         options_(options),
-        max_contexts_(MaxStreamContexts()) {}
+        contexts_(gpu, DefaultMaxStreamContexts()) {}
 
   ~CudaBackend() override {
     cudaSetDevice(gpu_);
-    idle_.clear();
-    if (!region_.empty()) cudaHostUnregister(region_.data());
+    contexts_.DestroyIdle();
+    if (!region_.empty()) cudaHostUnregister(region_.host.data());
     cudaFree(arena_);
   }
 
@@ -183,12 +145,12 @@ class CudaBackend final : public Backend {
                        layout.logical_bytes(dtype)));
     }
     KVQ_RETURN_IF_ERROR(CheckPages(layout, pages));
-    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = Borrow();
+    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = contexts_.Borrow();
     if (!ctx.ok()) return ctx.status();
     absl::StatusOr<DeviceFlags> flags =
         RunQuantize(**ctx, layout, dtype, &src, pages, timings,
                     /*sample=*/error != nullptr);
-    Return(*std::move(ctx), flags.ok());
+    contexts_.Return(*std::move(ctx), flags.ok());
     if (!flags.ok()) return flags.status();
     return Outcome(layout, dtype, *flags, error, [&](std::byte* whole) {
       src.CopyTo(whole);
@@ -215,11 +177,11 @@ class CudaBackend final : public Backend {
                        layout.logical_bytes(dtype)));
     }
     KVQ_RETURN_IF_ERROR(CheckPages(layout, pages));
-    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = Borrow();
+    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = contexts_.Borrow();
     if (!ctx.ok()) return ctx.status();
     absl::Status status =
         RunDequantize(**ctx, layout, dtype, pages, dst, timings, ready);
-    Return(*std::move(ctx), status.ok());
+    contexts_.Return(*std::move(ctx), status.ok());
     return status;
   }
 
@@ -259,19 +221,12 @@ class CudaBackend final : public Backend {
       cudaHostUnregister(region.data());
       return CudaStatus(mapped, "cudaHostGetDevicePointer");
     }
-    region_ = region;
-    region_device_ = static_cast<std::byte*>(device);
+    region_ = HostRegion{region, static_cast<std::byte*>(device)};
     return absl::OkStatus();
   }
 
   bool ReadsInPlace(ConstBytes bytes) const override {
-    return !region_.empty() && bytes.data() >= region_.data() &&
-           bytes.data() + bytes.size() <= region_.data() + region_.size();
-  }
-
-  // Where kernels see `bytes`, which ReadsInPlace says are in the region.
-  const std::byte* DeviceAddressOf(ConstBytes bytes) const {
-    return region_device_ + (bytes.data() - region_.data());
+    return region_.Contains(bytes);
   }
 
   absl::StatusOr<HostBuffer> AllocateHostBuffer(uint64_t bytes) override {
@@ -291,8 +246,6 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  friend class CudaUpload;
-
   // What a quantize that ran returns: the block's absmax as the CPU backend
   // computes it, or, if the kernel saw a NaN or Inf, the CPU path's error
   // naming the element (`copy_block` writes the block's bytes to host
@@ -399,8 +352,8 @@ class CudaBackend final : public Backend {
           reinterpret_cast<cuda::GatherPiece*>(host + table_at + gather_at);
       uint64_t at = 0;
       for (size_t i = 0; i < pieces.size(); ++i) {
-        table[i] =
-            cuda::GatherPiece{DeviceAddressOf(pieces[i]), at, pieces[i].size()};
+        table[i] = cuda::GatherPiece{region_.DeviceAddressOf(pieces[i]), at,
+                                     pieces[i].size()};
         at += pieces[i].size();
         longest_piece = std::max<uint64_t>(longest_piece, pieces[i].size());
       }
@@ -557,257 +510,32 @@ class CudaBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  // A context from the free list, or a new one while fewer than
-  // max_contexts_ exist, else waits for one. Also makes gpu_ the calling
-  // thread's current device (gRPC threads never chose one). Contexts are
-  // never shared between two calls at once.
-  absl::StatusOr<std::unique_ptr<StreamContext>> Borrow() {
-    KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(gpu_));
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      returned_.wait(lock,
-                     [&] { return !idle_.empty() || live_ < max_contexts_; });
-      if (!idle_.empty()) {
-        std::unique_ptr<StreamContext> ctx = std::move(idle_.back());
-        idle_.pop_back();
-        return ctx;
-      }
-      ++live_;
-    }
-    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = NewContext();
-    if (!ctx.ok()) Return(nullptr, false);
-    return ctx;
-  }
-
-  // Borrow for an upload, which holds its context while the block arrives:
-  // never waits, and UNAVAILABLE once uploads hold half of the contexts or
-  // none is left, so that gets and whole puts always find one.
-  absl::StatusOr<std::unique_ptr<StreamContext>> BorrowForUpload() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (2 * (uploads_ + 1) > max_contexts_ ||
-          (idle_.empty() && live_ >= max_contexts_)) {
-        return absl::UnavailableError("every upload context is taken");
-      }
-      ++uploads_;
-    }
-    absl::StatusOr<std::unique_ptr<StreamContext>> ctx = Borrow();
-    if (!ctx.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      --uploads_;
-    }
-    return ctx;
-  }
-
-  // Return for an upload's context.
-  void ReturnFromUpload(std::unique_ptr<StreamContext> ctx, bool healthy) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      --uploads_;
-    }
-    Return(std::move(ctx), healthy);
-  }
-
-  static absl::StatusOr<std::unique_ptr<StreamContext>> NewContext() {
-    auto ctx = std::make_unique<StreamContext>();
-    KVQ_RETURN_IF_CUDA_ERROR(
-        cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
-    for (cudaEvent_t& e : ctx->marks) {
-      KVQ_RETURN_IF_CUDA_ERROR(cudaEventCreate(&e));
-    }
-    return ctx;
-  }
-
-  // Gives a context back. One whose call failed may still have copies in
-  // flight on its stream: it is drained and destroyed, not reused.
-  void Return(std::unique_ptr<StreamContext> ctx, bool healthy) {
-    if (ctx != nullptr && !healthy) {
-      cudaStreamSynchronize(ctx->stream);
-      cudaGetLastError();  // clear a non-sticky error for the next call
-      ctx.reset();
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (ctx != nullptr) {
-        idle_.push_back(std::move(ctx));
-      } else {
-        --live_;
-      }
-    }
-    returned_.notify_one();
-  }
-
   const int gpu_;
   const std::string device_name_;
   uint8_t* const arena_;
   const ArenaOptions options_;
-  const size_t max_contexts_;
-  std::mutex mu_;
-  std::condition_variable returned_;
-  size_t live_ = 0;  // contexts that exist, idle or borrowed
-  size_t uploads_ = 0;  // contexts borrowed by uploads
-  std::vector<std::unique_ptr<StreamContext>> idle_;
-  // RegisterHostRegion's region and where kernels see it; set once, before
-  // any call that reads it.
-  std::span<std::byte> region_;
-  std::byte* region_device_ = nullptr;
+  StreamContexts contexts_;
+  // RegisterHostRegion's region; set once, before any call that reads it.
+  HostRegion region_;
 };
-
-// A put on its way to the device while it arrives: the block's bytes are
-// gathered into ctx.block append by append, each between two events of
-// ctx.appends (so its time is known and its end can be polled).
-class CudaUpload final : public BlockUpload {
- public:
-  CudaUpload(CudaBackend* backend, std::unique_ptr<StreamContext> ctx,
-             const BlockLayout& layout, DType dtype)
-      : backend_(backend), ctx_(std::move(ctx)), layout_(layout),
-        dtype_(dtype) {}
-
-  ~CudaUpload() override { Release(); }
-
-  absl::Status Append(std::span<const ConstBytes> pieces) override {
-    KVQ_RETURN_IF_ERROR(status_);
-    status_ = Enqueue(pieces);
-    return status_;
-  }
-
-  uint64_t appends_read() override {
-    while (status_.ok() && read_ < appends_) {
-      const cudaError_t done = cudaEventQuery(ctx_->appends[2 * read_ + 1]);
-      if (done == cudaErrorNotReady) break;
-      if (done != cudaSuccess) {
-        cudaGetLastError();
-        status_ = CudaStatus(done, "cudaEventQuery (upload)");
-        break;
-      }
-      ++read_;
-    }
-    return read_;
-  }
-
-  // The context, for the quantize, once every byte is appended; the upload
-  // is spent afterwards.
-  absl::StatusOr<std::unique_ptr<StreamContext>> TakeContext() {
-    KVQ_RETURN_IF_ERROR(status_);
-    if (ctx_ == nullptr) {
-      return absl::FailedPreconditionError("this upload is already stored");
-    }
-    const uint64_t expected = layout_.logical_bytes(dtype_);
-    if (bytes_appended_ != expected) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("block data is ", bytes_appended_,
-                       " bytes, expected ", expected));
-    }
-    return std::move(ctx_);
-  }
-
-  // GPU time of the appends; once ctx's stream has run past them.
-  double AppendSeconds(const StreamContext& ctx) const {
-    double seconds = 0;
-    for (uint64_t k = 0; k < appends_; ++k) {
-      seconds += ElapsedSeconds(ctx.appends[2 * k], ctx.appends[2 * k + 1]);
-    }
-    return seconds;
-  }
-
-  const BlockLayout& layout() const { return layout_; }
-  DType dtype() const { return dtype_; }
-  // Tells the backend this upload's context went back.
-  void Release();
-
- private:
-  absl::Status Enqueue(std::span<const ConstBytes> pieces);
-
-  CudaBackend* const backend_;
-  std::unique_ptr<StreamContext> ctx_;  // null once taken or released
-  const BlockLayout layout_;
-  const DType dtype_;
-  uint64_t appends_ = 0;
-  uint64_t read_ = 0;       // appends known to be read
-  absl::Status status_;     // the first failure; the upload is dead then
-};
-
-absl::Status CudaUpload::Enqueue(std::span<const ConstBytes> pieces) {
-  if (ctx_ == nullptr) {
-    return absl::FailedPreconditionError("this upload is already stored");
-  }
-  uint64_t bytes = 0;
-  for (ConstBytes piece : pieces) bytes += piece.size();
-  const uint64_t expected = layout_.logical_bytes(dtype_);
-  if (bytes > expected - bytes_appended_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "block data goes past its ", expected, " bytes: ",
-        bytes_appended_ + bytes, " appended"));
-  }
-  // Appends come from the stream's reader, a gRPC thread that never chose
-  // a device.
-  KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(backend_->gpu_));
-  StreamContext& ctx = *ctx_;
-  while (ctx.appends.size() < 2 * (appends_ + 1)) {
-    cudaEvent_t e = nullptr;
-    KVQ_RETURN_IF_CUDA_ERROR(cudaEventCreate(&e));
-    ctx.appends.push_back(e);
-  }
-  cudaStream_t s = ctx.stream;
-  auto* block = static_cast<std::byte*>(ctx.block.data());
-  KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.appends[2 * appends_], s));
-  // Pieces in the registered region go by one gather launch per list; any
-  // other piece by a DMA of its own (from pageable memory, CUDA copies it
-  // into its own staging before cudaMemcpyAsync returns).
-  cuda::GatherPieceList list;
-  uint64_t longest = 0;
-  auto flush = [&]() -> absl::Status {
-    KVQ_RETURN_IF_ERROR(cuda::GatherListedPieces(list, longest, block, s));
-    list.count = 0;
-    longest = 0;
-    return absl::OkStatus();
-  };
-  uint64_t at = bytes_appended_;
-  for (ConstBytes piece : pieces) {
-    if (piece.empty()) continue;
-    if (backend_->ReadsInPlace(piece)) {
-      list.pieces[list.count++] =
-          cuda::GatherPiece{backend_->DeviceAddressOf(piece), at, piece.size()};
-      longest = std::max<uint64_t>(longest, piece.size());
-      if (list.count == cuda::kMaxListedPieces) KVQ_RETURN_IF_ERROR(flush());
-    } else {
-      KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(block + at, piece.data(),
-                                               piece.size(),
-                                               cudaMemcpyHostToDevice, s));
-    }
-    at += piece.size();
-  }
-  KVQ_RETURN_IF_ERROR(flush());
-  KVQ_RETURN_IF_CUDA_ERROR(
-      cudaEventRecord(ctx.appends[2 * appends_ + 1], s));
-  ++appends_;
-  bytes_appended_ = at;
-  return absl::OkStatus();
-}
-
-void CudaUpload::Release() {
-  if (ctx_ == nullptr) return;
-  // Nothing may read the caller's memory once the upload is gone.
-  const bool healthy =
-      status_.ok() && cudaStreamSynchronize(ctx_->stream) == cudaSuccess;
-  backend_->ReturnFromUpload(std::move(ctx_), healthy);
-}
 
 absl::StatusOr<std::unique_ptr<BlockUpload>> CudaBackend::StartUpload(
     const BlockLayout& layout, DType dtype) {
   if (region_.empty()) {
     return absl::UnavailableError("no host region is registered");
   }
-  absl::StatusOr<std::unique_ptr<StreamContext>> ctx = BorrowForUpload();
+  absl::StatusOr<std::unique_ptr<StreamContext>> ctx =
+      contexts_.BorrowForUpload();
   if (!ctx.ok()) return ctx.status();
   // Reserved now, so that no append's bytes land in a buffer that a later
   // Reserve would replace.
   if (absl::Status s = (*ctx)->block.Reserve(layout.logical_bytes(dtype));
       !s.ok()) {
-    ReturnFromUpload(*std::move(ctx), /*healthy=*/true);
+    contexts_.ReturnFromUpload(*std::move(ctx), /*healthy=*/true);
     return s;
   }
-  return std::make_unique<CudaUpload>(this, *std::move(ctx), layout, dtype);
+  return std::make_unique<CudaUpload>(gpu_, &region_, &contexts_,
+                                      *std::move(ctx), layout, dtype);
 }
 
 absl::StatusOr<float> CudaBackend::QuantizeUploaded(
@@ -844,7 +572,7 @@ absl::StatusOr<float> CudaBackend::QuantizeUploaded(
                                  "cudaMemcpy (locating a NaN or Inf)");
                            })
                  : absl::StatusOr<float>(flags.status());
-  ReturnFromUpload(*std::move(ctx), flags.ok());
+  contexts_.ReturnFromUpload(*std::move(ctx), flags.ok());
   return outcome;
 }
 
