@@ -101,7 +101,10 @@ ABSL_FLAG(std::string, bare_api, "sync",
           "backend): the ceiling of a server that must copy what it "
           "receives before its GPU can read it; or sync-hold: sync, each "
           "put's chunks (gRPC's buffers) held until the block's last chunk "
-          "is in, as kvq-server holds a put it reads in place");
+          "is in, as kvq-server holds a put it reads in place; or "
+          "sync-answer-thread: sync, each put's answer written from a thread "
+          "of the stream's own while the handler reads on, as kvq-server "
+          "answers from the thread that stores the stream's blocks");
 // Internal: the transport server mode of this same binary.
 ABSL_FLAG(bool, serve_transport, false, "internal: run the bare service");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "internal: transport address");
@@ -233,8 +236,8 @@ int Run(const std::string& command, const std::string& self) {
   const std::string bare_api = absl::GetFlag(FLAGS_bare_api);
   if (!ServerApiNamed(bare_api).has_value()) {
     std::fprintf(stderr,
-                 "bad --bare_api=%s (want sync, callback, sync-copy or "
-                 "sync-hold)\n",
+                 "bad --bare_api=%s (want sync, callback, sync-copy, "
+                 "sync-hold or sync-answer-thread)\n",
                  bare_api.c_str());
     return 2;
   }
@@ -281,13 +284,7 @@ int Run(const std::string& command, const std::string& self) {
       {"machine", absl::StrCat(CpuDescription(), "; load average at start ",
                                load_at_start)},
       {"server", ServerLine(kvq_address)},
-      {"bare", bare_api == "sync-copy"
-                   ? "gRPC sync API, each put's data copied once "
-                     "(--bare_api=sync-copy)"
-               : bare_api == "sync-hold"
-                   ? "gRPC sync API, each put's buffers held to its last "
-                     "chunk (--bare_api=sync-hold)"
-                   : absl::StrCat("gRPC ", bare_api, " API")},
+      {"bare", BareDescription(*ServerApiNamed(bare_api))},
       {"date", absl::StrCat(UtcNow(), "; git revision ", GitRevision())},
   };
   std::ostringstream header, csv;

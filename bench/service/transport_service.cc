@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -18,6 +19,7 @@
 
 #include "server/service/get_chunk.h"
 #include "server/service/put_chunk.h"
+#include "server/service/serial_executor.h"
 #include "transport.grpc.pb.h"
 
 namespace kvq::bench {
@@ -208,9 +210,13 @@ class TransportService final : public Transport::Service {
   // offset in the block, as kvq-server's PutAssembler does into the CUDA
   // backend's page-locked buffers (streaming writes). kSyncHold: the
   // chunks' slices are held until their block's answer is written.
+  // kSyncAnswerThread: each answer is written by a thread of the stream's
+  // own (kvq-server's SerialExecutor, with its bound), while this one reads
+  // on, as kvq-server's Put handler does.
   grpc::Status HandleUpload(
       grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream,
       ServerApi api) {
+    if (api == ServerApi::kSyncAnswerThread) return AnswerFromOwnThread(stream);
     PutChunk chunk;
     UploadAnswers answers;
     std::vector<std::byte> block;
@@ -229,6 +235,26 @@ class TransportService final : public Transport::Service {
       if (answer && !stream->Write(*answer)) break;
       if (answer) held.clear();
     }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status AnswerFromOwnThread(
+      grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
+    PutChunk chunk;
+    UploadAnswers answers;
+    std::atomic<bool> client_gone{false};
+    SerialExecutor writer(/*max_waiting=*/1);  // kvq-server's bound
+    while (!client_gone.load(std::memory_order_relaxed) &&
+           stream->Read(&chunk)) {
+      if (std::optional<v1::PutResponse> answer = answers.Take(chunk)) {
+        writer.Submit([stream, &client_gone, answer = *std::move(answer)] {
+          if (!stream->Write(answer)) {
+            client_gone.store(true, std::memory_order_relaxed);
+          }
+        });
+      }
+    }
+    writer.Drain();
     return grpc::Status::OK;
   }
 
@@ -268,7 +294,27 @@ std::optional<ServerApi> ServerApiNamed(std::string_view name) {
   if (name == "callback") return ServerApi::kCallback;
   if (name == "sync-copy") return ServerApi::kSyncCopy;
   if (name == "sync-hold") return ServerApi::kSyncHold;
+  if (name == "sync-answer-thread") return ServerApi::kSyncAnswerThread;
   return std::nullopt;
+}
+
+std::string BareDescription(ServerApi api) {
+  switch (api) {
+    case ServerApi::kSync:
+      return "gRPC sync API";
+    case ServerApi::kCallback:
+      return "gRPC callback API";
+    case ServerApi::kSyncCopy:
+      return "gRPC sync API, each put's data copied once "
+             "(--bare_api=sync-copy)";
+    case ServerApi::kSyncHold:
+      return "gRPC sync API, each put's buffers held to its last chunk "
+             "(--bare_api=sync-hold)";
+    case ServerApi::kSyncAnswerThread:
+      return "gRPC sync API, each put's answer written from a thread of its "
+             "stream's own (--bare_api=sync-answer-thread)";
+  }
+  return "unknown";
 }
 
 int ServeTransport(const std::string& listen, const std::string& ready_file,

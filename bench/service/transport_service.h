@@ -22,12 +22,23 @@ namespace kvq::bench {
 // kvq-server's holding gRPC's buffers (kSyncHold): each chunk's slices kept
 // until its block's last chunk is in, as kvq-server keeps a put it reads in
 // place until the block is stored, so that gRPC reads the next chunks into
-// fresh buffers.
-enum class ServerApi { kSync, kCallback, kSyncCopy, kSyncHold };
+// fresh buffers; or kvq-server's writing each answer from a thread of the
+// stream's own while the handler's thread reads on (kSyncAnswerThread), as
+// kvq-server answers from its storing thread.
+enum class ServerApi {
+  kSync,
+  kCallback,
+  kSyncCopy,
+  kSyncHold,
+  kSyncAnswerThread
+};
 
-// The API named "sync", "callback", "sync-copy" or "sync-hold"; nullopt for
-// any other name.
+// The API named "sync", "callback", "sync-copy", "sync-hold" or
+// "sync-answer-thread"; nullopt for any other name.
 std::optional<ServerApi> ServerApiNamed(std::string_view name);
+
+// How the bare service of `api` works, for the report's header.
+std::string BareDescription(ServerApi api);
 
 // Serves Transport on `listen` (port 0 = any) until SIGTERM/SIGINT; writes
 // "grpc_port=N" to `ready_file` once serving. Returns the process exit code.
