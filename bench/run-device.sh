@@ -77,11 +77,22 @@ for path, env in seen:
     [ -x "$build/bin/$p" ] || { echo "run-device.sh: $build/bin/$p not built" >&2; exit 1; }
     programs+=("$build/bin/$p")
   done
+  # Programs go through bundle-device (which copies their libraries, and
+  # stops at anything ldd cannot read); wrapper scripts are copied after.
+  local binaries=() scripts=() extra
+  for extra in "${extras[@]}"; do
+    if [ "$(head -c 4 "$extra" 2>/dev/null)" = $'\x7fELF' ]; then
+      binaries+=("$extra")
+    else
+      scripts+=("$extra")
+    fi
+  done
   rm -rf "$bundle"
   # shellcheck disable=SC2046
   "$repo/../shared/tools/bundle-device" "$bundle" \
     $(printf '%s\n' "$tests" | cut -f1 | sort -u) "${programs[@]}" \
-    "${extras[@]}" || exit 1
+    "${binaries[@]}" || exit 1
+  [ ${#scripts[@]} -eq 0 ] || cp "${scripts[@]}" "$bundle/bin/"
   printf '%s\n' "$tests" |
     awk -F'\t' '{n = split($1, p, "/"); print p[n] ($2 == "" ? "" : " " $2)}' \
     > "$bundle/gpu-tests.txt"
