@@ -823,7 +823,9 @@ TEST_F(UploadingPutAssemblerTest, ChunksGoBackOnceTheBackendReadThem) {
     EXPECT_EQ(live_, last_slices_) << "chunk " << i;
     upload_->ReadAll();
     EXPECT_EQ(live_, last_slices_) << "nothing goes back between feeds";
-    if (i + 1 < chunks.size()) EXPECT_THAT(events, SizeIs(0));
+    if (i + 1 < chunks.size()) {
+      EXPECT_THAT(events, SizeIs(0));
+    }
   }
   EXPECT_EQ(started_, 1);
   ASSERT_THAT(events, SizeIs(1));
