@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "server/metrics/instruments.h"
 #include "server/metrics/text_format.h"
 
@@ -26,25 +28,10 @@ constexpr size_t kDTypes = 3;
 constexpr size_t kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED
 constexpr int kUnknownCode = 2;
 
-constexpr std::array<std::string_view, kCodes> kCodeNames = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
+// "OK", "INVALID_ARGUMENT", ...: gRPC's codes are Abseil's canonical ones.
+std::string CodeName(size_t code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
 
 constexpr std::array<Rpc, kRpcs> kAllRpcs = {Rpc::kPut, Rpc::kGet, Rpc::kLookup,
                                              Rpc::kDelete, Rpc::kStats};
@@ -379,7 +366,7 @@ void ServerMetrics::Impl::RenderTraffic(ExpositionWriter& w,
       // OK always, so that rate() works from the start; errors once seen.
       if (code != 0 && n == 0) continue;
       w.Sample("kvq_rpcs_total",
-               {{"rpc", RpcName(rpc)}, {"code", kCodeNames[code]}}, n);
+               {{"rpc", RpcName(rpc)}, {"code", CodeName(code)}}, n);
     }
   }
 
@@ -397,7 +384,7 @@ void ServerMetrics::Impl::RenderTraffic(ExpositionWriter& w,
     // INVALID_ARGUMENT and RESOURCE_EXHAUSTED (the expected refusals)
     // always; other codes once seen.
     if (n == 0 && code != 3 && code != 8) continue;
-    w.Sample("kvq_put_errors_total", {{"code", kCodeNames[code]}}, n);
+    w.Sample("kvq_put_errors_total", {{"code", CodeName(code)}}, n);
   }
 
   w.Family("kvq_get_keys_total", "Keys asked for by Get, by result.",

@@ -1,6 +1,7 @@
 #include "server/service/status_mapping.h"
 #include "server/service/string_views.h"
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
 namespace kvq {
@@ -52,28 +53,10 @@ grpc::Status ToGrpcStatus(const absl::Status& status,
                       ErrorMessage(status, request_id));
 }
 
-std::string_view WireCodeName(int32_t code) {
+std::string WireCodeName(int32_t code) {
+  // gRPC's codes are Abseil's canonical ones, by the same numbers.
   if (code < 0 || code > kLastCode) return "UNKNOWN";
-  static constexpr std::string_view kNames[] = {
-      "OK",
-      "CANCELLED",
-      "UNKNOWN",
-      "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED",
-      "NOT_FOUND",
-      "ALREADY_EXISTS",
-      "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION",
-      "ABORTED",
-      "OUT_OF_RANGE",
-      "UNIMPLEMENTED",
-      "INTERNAL",
-      "UNAVAILABLE",
-      "DATA_LOSS",
-      "UNAUTHENTICATED",
-  };
-  return kNames[code];
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
 }  // namespace kvq

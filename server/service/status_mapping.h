@@ -34,7 +34,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status,
                           std::string_view request_id);
 
 // "OK", "INVALID_ARGUMENT", ... for a wire code (logs).
-std::string_view WireCodeName(int32_t code);
+std::string WireCodeName(int32_t code);
 
 }  // namespace kvq
 
