@@ -23,6 +23,9 @@ kvq_add_test(cpu_backend_test
   LIBS kvq_backend kvq_kernels kvq_proto GTest::gmock)
 target_compile_definitions(cpu_backend_test PRIVATE
   $<$<BOOL:${KVQ_WITH_CUDA}>:KVQ_WITH_CUDA=1>)
+kvq_add_test(cuda_host_region_test
+  SOURCES cuda_host_region_test.cc
+  LIBS kvq_backend kvq_proto GTest::gmock)
 kvq_add_test(staging_pool_test
   SOURCES staging_pool_test.cc
   LIBS kvq_service GTest::gmock)
