@@ -37,7 +37,7 @@ kvq_add_test(get_chunk_test
   LIBS kvq_service GTest::gmock)
 kvq_add_test(serial_executor_test
   SOURCES serial_executor_test.cc
-  LIBS kvq_service GTest::gmock)
+  LIBS kvq_serial_executor GTest::gmock)
 # The process heap in one region: its own binary, since linking kvq_heap
 # makes jemalloc the program's malloc and the install is once per process.
 kvq_add_test(region_heap_test
