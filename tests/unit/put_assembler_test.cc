@@ -112,6 +112,17 @@ class PutAssemblerTest : public SeededTest {
     EXPECT_EQ(events[0].sequence, 99u);
     EXPECT_TRUE(assembler.Finish().ok());
   }
+
+  // A fresh stream's one-chunk block under `header` (16 bytes of data) is
+  // refused with INVALID_ARGUMENT naming `field`, and the stream goes on.
+  void ExpectHeaderRefused(const v1::BlockHeader& header,
+                           const std::string& field) {
+    PutAssembler assembler(kRoomyPool, &staging_);
+    ExpectRefused(
+        FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
+        absl::StatusCode::kInvalidArgument, field);
+    ExpectStreamGoesOn(assembler);
+  }
 };
 
 TEST_F(PutAssemblerTest, OneChunkBlockComesOutWithItsBytesAndHeader) {
@@ -276,12 +287,7 @@ TEST_F(PutAssemblerTest, ZeroDimensionIsInvalidArgumentNamingIt) {
     uint32_t* dims[] = {&shape.planes, &shape.tokens, &shape.heads,
                         &shape.head_dim};
     *dims[dim] = 0;
-    PutAssembler assembler(kRoomyPool, &staging_);
-    ExpectRefused(FeedAll(assembler,
-                          Chunks(WireHeader("", "k", DType::kFp16, shape),
-                                 std::string(16, 'x'), {}, 1)),
-                  absl::StatusCode::kInvalidArgument, names[dim]);
-    ExpectStreamGoesOn(assembler);
+    ExpectHeaderRefused(WireHeader("", "k", DType::kFp16, shape), names[dim]);
   }
 }
 
@@ -294,33 +300,22 @@ TEST_F(PutAssemblerTest, AbsurdDimensionIsInvalidArgumentNamingIt) {
     uint32_t* dims[] = {&shape.planes, &shape.tokens, &shape.heads,
                         &shape.head_dim};
     *dims[dim] = limits[dim] + static_cast<uint32_t>(Uniform(1, 1000));
-    PutAssembler assembler(kRoomyPool, &staging_);
-    ExpectRefused(FeedAll(assembler,
-                          Chunks(WireHeader("", "k", DType::kFp16, shape),
-                                 std::string(16, 'x'), {}, 1)),
-                  absl::StatusCode::kInvalidArgument, names[dim]);
-    ExpectStreamGoesOn(assembler);
+    ExpectHeaderRefused(WireHeader("", "k", DType::kFp16, shape), names[dim]);
   }
 }
 
 TEST_F(PutAssemblerTest, TooManyValuesInAllIsInvalidArgumentNamingShape) {
   // Each dimension is within its limit, the product is not.
   const BlockShape shape{kMaxPlanes, kMaxTokens, 1, 2};
-  PutAssembler assembler(kRoomyPool, &staging_);
-  ExpectRefused(FeedAll(assembler,
-                        Chunks(WireHeader("", "k", DType::kFp16, shape),
-                               std::string(16, 'x'), {}, 1)),
-                absl::StatusCode::kInvalidArgument, "header.shape");
+  ExpectHeaderRefused(WireHeader("", "k", DType::kFp16, shape),
+                      "header.shape");
 }
 
 TEST_F(PutAssemblerTest, UnknownOrMissingDtypeIsInvalidArgument) {
   for (int wire : {0, 4, 77, -1}) {
     v1::BlockHeader header = WireHeader("", "k", DType::kFp16, {1, 1, 1, 8});
     header.set_dtype(static_cast<v1::DType>(wire));
-    PutAssembler assembler(kRoomyPool, &staging_);
-    ExpectRefused(FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
-                  absl::StatusCode::kInvalidArgument, "header.dtype");
-    ExpectStreamGoesOn(assembler);
+    ExpectHeaderRefused(header, "header.dtype");
   }
 }
 
@@ -328,22 +323,14 @@ TEST_F(PutAssemblerTest, UnknownGranularityIsInvalidArgument) {
   v1::BlockHeader header = WireHeader("", "k", DType::kFp16, {1, 1, 1, 8});
   header.mutable_quantization()->set_granularity(
       static_cast<v1::Granularity>(5 + Uniform(0, 100)));
-  PutAssembler assembler(kRoomyPool, &staging_);
-  ExpectRefused(FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
-                absl::StatusCode::kInvalidArgument,
-                "header.quantization.granularity");
-  ExpectStreamGoesOn(assembler);
+  ExpectHeaderRefused(header, "header.quantization.granularity");
 }
 
 TEST_F(PutAssemblerTest, UnknownFormatIsInvalidArgument) {
   v1::BlockHeader header = WireHeader("", "k", DType::kFp16, {1, 1, 1, 8});
   header.mutable_quantization()->set_format(
       static_cast<v1::Format>(2 + Uniform(0, 100)));
-  PutAssembler assembler(kRoomyPool, &staging_);
-  ExpectRefused(FeedAll(assembler, Chunks(header, std::string(16, 'x'), {}, 1)),
-                absl::StatusCode::kInvalidArgument,
-                "header.quantization.format");
-  ExpectStreamGoesOn(assembler);
+  ExpectHeaderRefused(header, "header.quantization.format");
 }
 
 TEST_F(PutAssemblerTest, GroupSizeNotDividingHeadDimIsInvalidArgument) {
