@@ -105,6 +105,10 @@ ABSL_FLAG(std::string, bare_api, "sync",
           "sync-answer-thread: sync, each put's answer written from a thread "
           "of the stream's own while the handler reads on, as kvq-server "
           "answers from the thread that stores the stream's blocks");
+ABSL_FLAG(std::string, bare_preload, "",
+          "a shared library preloaded into the bare service alone "
+          "(LD_PRELOAD), e.g. libjemalloc.so.2, kvq-server's allocator: "
+          "whether the allocator moves the ceiling, the client unchanged");
 // Internal: the transport server mode of this same binary.
 ABSL_FLAG(bool, serve_transport, false, "internal: run the bare service");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "internal: transport address");
@@ -259,10 +263,14 @@ int Run(const std::string& command, const std::string& self) {
     std::fprintf(stderr, "kvq-server: %s\n", kvq.status().ToString().c_str());
     return 1;
   }
+  const std::string bare_preload = absl::GetFlag(FLAGS_bare_preload);
   absl::StatusOr<ChildProcess> bare = ChildProcess::Start(
       {self, "--serve_transport", "--listen=127.0.0.1:0",
        "--bare_api=" + bare_api},
-      30);
+      30,
+      bare_preload.empty() ? std::vector<std::string>{}
+                           : std::vector<std::string>{"LD_PRELOAD=" +
+                                                      bare_preload});
   if (!bare.ok()) {
     std::fprintf(stderr, "transport: %s\n", bare.status().ToString().c_str());
     return 1;
@@ -284,7 +292,10 @@ int Run(const std::string& command, const std::string& self) {
       {"machine", absl::StrCat(CpuDescription(), "; load average at start ",
                                load_at_start)},
       {"server", ServerLine(kvq_address)},
-      {"bare", BareDescription(*ServerApiNamed(bare_api))},
+      {"bare", bare_preload.empty()
+                   ? BareDescription(*ServerApiNamed(bare_api))
+                   : absl::StrCat(BareDescription(*ServerApiNamed(bare_api)),
+                                  ", with ", bare_preload, " preloaded")},
       {"date", absl::StrCat(UtcNow(), "; git revision ", GitRevision())},
   };
   std::ostringstream header, csv;

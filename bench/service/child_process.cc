@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <string_view>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -16,8 +17,33 @@
 
 namespace kvq::bench {
 
-absl::StatusOr<ChildProcess> ChildProcess::Start(std::vector<std::string> argv,
-                                                 double timeout_seconds) {
+namespace {
+
+// This process's environment with `extra` ("NAME=VALUE") set on top, built
+// before fork: the child of a threaded process may only exec.
+std::vector<std::string> ChildEnvironment(
+    const std::vector<std::string>& extra) {
+  auto name_of = [](std::string_view entry) {
+    return entry.substr(0, entry.find('='));
+  };
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    bool replaced = false;
+    for (const std::string& x : extra) {
+      replaced = replaced || name_of(x) == name_of(entry);
+    }
+    if (!replaced) env.emplace_back(entry);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+}  // namespace
+
+absl::StatusOr<ChildProcess> ChildProcess::Start(
+    std::vector<std::string> argv, double timeout_seconds,
+    const std::vector<std::string>& env) {
   char dir_template[] = "/tmp/kvq-bench-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) {
     return absl::InternalError("mkdtemp failed");
@@ -28,13 +54,17 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(std::vector<std::string> argv,
   std::vector<char*> args;
   for (std::string& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  std::vector<std::string> environment = ChildEnvironment(env);
+  std::vector<char*> envp;
+  for (std::string& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
-    execv(args[0], args.data());
+    execve(args[0], args.data(), envp.data());
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() +

@@ -19,8 +19,11 @@ class ChildProcess {
  public:
   // Starts `argv` with "--ready_file=<tmp>" appended and waits (up to
   // `timeout_seconds`) for the ready file; returns its key=value pairs.
-  static absl::StatusOr<ChildProcess> Start(std::vector<std::string> argv,
-                                            double timeout_seconds);
+  // The child's environment is this process's, with the "NAME=VALUE"
+  // entries of `env` set on top.
+  static absl::StatusOr<ChildProcess> Start(
+      std::vector<std::string> argv, double timeout_seconds,
+      const std::vector<std::string>& env = {});
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&&) = delete;
   ~ChildProcess();  // SIGTERM, then wait
