@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -186,6 +187,41 @@ class BlockStoreTest : public SeededTest {
     return out;
   }
 
+  // For every dtype x granularity, a random block stored as "k" by `store`
+  // reads back as put, and in every dtype as the reference computes it.
+  using StoreCall = absl::FunctionRef<absl::StatusOr<uint64_t>(
+      const PutHeader&, const std::string&)>;
+  void ExpectEveryBlockReadsBackAsTheReference(StoreCall store) {
+    for (DType dtype : kAllDTypes) {
+      for (Granularity granularity : kAllGranularities) {
+        const PutHeader header = RandomHeader("k", dtype, granularity);
+        const BlockShape& shape = header.layout.shape;
+        const std::string data =
+            RandomBlockBytes(dtype, shape.elements(), rng_);
+        absl::StatusOr<uint64_t> stored = store(header, data);
+        ASSERT_TRUE(stored.ok()) << stored.status();
+        EXPECT_EQ(*stored, header.layout.payload_bytes);
+
+        absl::StatusOr<std::shared_ptr<const FetchedBlock>> as_put =
+            store_->Fetch("ns", "k", std::nullopt);
+        ASSERT_TRUE(as_put.ok()) << as_put.status();
+        EXPECT_EQ((*as_put)->dtype, dtype);
+        EXPECT_EQ((*as_put)->layout.shape, shape);
+        EXPECT_TRUE(AsString((*as_put)->data.bytes()) ==
+                    Reference(header, data, dtype));
+        for (DType out : kAllDTypes) {
+          absl::StatusOr<std::shared_ptr<const FetchedBlock>> fetched =
+              store_->Fetch("ns", "k", out);
+          ASSERT_TRUE(fetched.ok()) << fetched.status();
+          EXPECT_EQ((*fetched)->dtype, out);
+          EXPECT_TRUE(AsString((*fetched)->data.bytes()) ==
+                      Reference(header, data, out))
+              << DTypeName(dtype) << " -> " << DTypeName(out);
+        }
+      }
+    }
+  }
+
   // `data` as an upload of `header`'s block, appended in random cuts.
   std::unique_ptr<BlockUpload> Uploaded(const PutHeader& header,
                                         const std::string& data) {
@@ -213,33 +249,10 @@ class BlockStoreTest : public SeededTest {
 TEST_F(BlockStoreTest, StoredBlocksReadBackAsTheReferenceInEveryDtype) {
   MakeStore(1024);
   Fragment();
-  for (DType dtype : kAllDTypes) {
-    for (Granularity granularity : kAllGranularities) {
-      const PutHeader header = RandomHeader("k", dtype, granularity);
-      const BlockShape& shape = header.layout.shape;
-      const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
-      absl::StatusOr<uint64_t> stored = store_->Store(header, AsBytes(data));
-      ASSERT_TRUE(stored.ok()) << stored.status();
-      EXPECT_EQ(*stored, header.layout.payload_bytes);
-
-      absl::StatusOr<std::shared_ptr<const FetchedBlock>> as_put =
-          store_->Fetch("ns", "k", std::nullopt);
-      ASSERT_TRUE(as_put.ok()) << as_put.status();
-      EXPECT_EQ((*as_put)->dtype, dtype);
-      EXPECT_EQ((*as_put)->layout.shape, shape);
-      EXPECT_TRUE(AsString((*as_put)->data.bytes()) ==
-                  Reference(header, data, dtype));
-      for (DType out : kAllDTypes) {
-        absl::StatusOr<std::shared_ptr<const FetchedBlock>> fetched =
-            store_->Fetch("ns", "k", out);
-        ASSERT_TRUE(fetched.ok()) << fetched.status();
-        EXPECT_EQ((*fetched)->dtype, out);
-        EXPECT_TRUE(AsString((*fetched)->data.bytes()) ==
-                    Reference(header, data, out))
-            << DTypeName(dtype) << " -> " << DTypeName(out);
-      }
-    }
-  }
+  ExpectEveryBlockReadsBackAsTheReference(
+      [&](const PutHeader& header, const std::string& data) {
+        return store_->Store(header, AsBytes(data));
+      });
 }
 
 TEST_F(BlockStoreTest, NonFiniteBlockIsRefusedAndLeavesNothingBehind) {
@@ -460,22 +473,11 @@ TEST_F(BlockStoreTest, UploadedBlocksReadBackAsTheReference) {
   uploading_ = true;
   MakeStore(1024);
   Fragment();
-  for (DType dtype : kAllDTypes) {
-    for (Granularity granularity : kAllGranularities) {
-      const PutHeader header = RandomHeader("k", dtype, granularity);
-      const BlockShape& shape = header.layout.shape;
-      const std::string data = RandomBlockBytes(dtype, shape.elements(), rng_);
-      std::unique_ptr<BlockUpload> upload = Uploaded(header, data);
-      absl::StatusOr<uint64_t> stored = store_->Store(header, *upload);
-      ASSERT_TRUE(stored.ok()) << stored.status();
-      EXPECT_EQ(*stored, header.layout.payload_bytes);
-      absl::StatusOr<std::shared_ptr<const FetchedBlock>> fetched =
-          store_->Fetch("ns", "k", std::nullopt);
-      ASSERT_TRUE(fetched.ok()) << fetched.status();
-      EXPECT_TRUE(AsString((*fetched)->data.bytes()) ==
-                  Reference(header, data, dtype));
-    }
-  }
+  ExpectEveryBlockReadsBackAsTheReference(
+      [&](const PutHeader& header, const std::string& data) {
+        std::unique_ptr<BlockUpload> upload = Uploaded(header, data);
+        return store_->Store(header, *upload);
+      });
 }
 
 TEST_F(BlockStoreTest, FailedUploadedStoreKeepsTheOldBlockAndLeaksNoPage) {
