@@ -38,6 +38,7 @@
 #include "kernels/status_macros.h"
 #include "server/backend/backend.h"
 #include "server/heap/region_heap.h"
+#include "server/heap/region_size.h"
 #include "server/metrics/server_metrics.h"
 #include "server/pool/block_pool.h"
 #include "server/service/block_store.h"
@@ -90,10 +91,12 @@ ABSL_FLAG(std::string, put_buffers, "received",
           "page_locked (each put is copied into page-locked staging, then "
           "DMA; plain memory with cpu) or plain (copied into plain memory, "
           "then the cuda backend copies it again into page-locked staging)");
-ABSL_FLAG(uint64_t, pinned_heap_bytes, uint64_t{1} << 30,
+ABSL_FLAG(uint64_t, pinned_heap_bytes, 0,
           "With --put_buffers=received and cuda: the process heap's "
-          "page-locked region, allocated and locked at start-up; the heap "
-          "grows past it unlocked (puts there are copied)");
+          "page-locked region, allocated and locked at start-up and "
+          "resident; the heap grows past it unlocked (puts there are "
+          "copied). 0: a quarter of the memory the process may use "
+          "(physical, or its cgroup's limit), at most 4 GiB");
 ABSL_FLAG(uint32_t, quality_sample_every, 64,
           "Measure the quantization error of 1 in N stored blocks (0: never)");
 ABSL_FLAG(int32_t, max_threads, 256,
@@ -189,14 +192,17 @@ absl::StatusOr<bool> ReadPutsWhereReceived(Backend& backend) {
                  backend.name());
     return false;
   }
-  const uint64_t bytes = absl::GetFlag(FLAGS_pinned_heap_bytes);
+  const uint64_t asked = absl::GetFlag(FLAGS_pinned_heap_bytes);
+  const uint64_t bytes =
+      asked != 0 ? asked : AutoRegionBytes(UsableMemoryBytes());
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::span<std::byte>> region = InstallRegionHeap(bytes);
   if (!region.ok()) return region.status();
   KVQ_RETURN_IF_ERROR(backend.RegisterHostRegion(*region));
-  spdlog::info("--put_buffers=received: process heap of {} bytes page-locked "
-               "for the GPU in {:.3f} s",
+  spdlog::info("--put_buffers=received: process heap of {} bytes{} "
+               "page-locked for the GPU in {:.3f} s",
                region->size(),
+               asked != 0 ? "" : " (--pinned_heap_bytes=0: sized to memory)",
                std::chrono::duration<double>(
                    std::chrono::steady_clock::now() - start)
                    .count());

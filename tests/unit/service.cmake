@@ -43,3 +43,6 @@ kvq_add_test(serial_executor_test
 kvq_add_test(region_heap_test
   SOURCES region_heap_test.cc
   LIBS kvq_heap GTest::gmock)
+kvq_add_test(region_size_test
+  SOURCES region_size_test.cc
+  LIBS kvq_region_size)
