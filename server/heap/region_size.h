@@ -5,8 +5,8 @@
 // reads it (streams x pipelined puts x block size, plus gRPC's own
 // buffers); past it, puts are copied first. 16 client streams of pipelined
 // 16 MiB puts outgrow 1 GiB: measured on the H200 machine
-// (bench/results/README.md, twelfth session), FP16 puts there ran 6.0-6.1
-// GB/s with a 1 GiB region and 10.6-11.8 GB/s with 4 GiB.
+// (bench/results/README.md, twelfth session, 3 rounds), FP16 puts there ran
+// 6.0-11.4 GB/s with a 1 GiB region and 10.6-14.9 GB/s with 4 GiB.
 // Why not more: the region is locked at start-up (4 GiB: 1.5 s there) and
 // stays resident, so it is a share of the memory the process may use.
 //
