@@ -7,7 +7,10 @@
 # of the bench, inherits as well (on top of its compiled-in
 # oversize_threshold:0,retain:false): the bare column says what the option
 # does to the ceiling, the kvq column what it does to kvq. 2 rounds,
-# alternating, plus the bare service on glibc.
+# alternating, plus the bare service on glibc. On the CPU box (2 threads,
+# so 8 arenas where the H200 machine's 16 make 64) jemalloc did not slow
+# the bare service: medians of 5 rounds within 4% either way
+# (cpu-box-bare-glibc-jemalloc-rows.txt), so the arena options come first.
 # Here: ../shared/tools/bundle-device .device build/bin/kvq-server
 #   build/bin/kvq-bench-service (libjemalloc.so.2 comes along as
 #   kvq-server's), this script into .device/bin, tar -cJf .device.tar.xz
