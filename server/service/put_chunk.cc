@@ -1,37 +1,16 @@
 #include "server/service/put_chunk.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-#include <google/protobuf/wire_format_lite.h>
-#include <grpcpp/support/proto_buffer_reader.h>
-
-#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/parallel.h"
 
 namespace kvq {
-namespace {
-
-using google::protobuf::internal::WireFormatLite;
-
-constexpr uint32_t kDataTag =
-    WireFormatLite::MakeTag(v1::PutRequest::kDataFieldNumber,
-                            WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
-
-absl::Status NotAPutRequest(std::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("a Put message is not a valid kvq.v1.PutRequest: ",
-                   absl::string_view(what.data(), what.size())));
-}
-
-}  // namespace
 
 PutChunk::PutChunk(const v1::PutRequest& request)
     : fields_(request), owned_data_(request.data()) {
   fields_.clear_data();
-  data_size_ = owned_data_.size();
+  data_.size = owned_data_.size();
 }
 
 absl::Status PutChunk::Parse(std::vector<grpc::Slice> slices) {
@@ -43,68 +22,26 @@ absl::Status PutChunk::ParseFields(std::vector<grpc::Slice> slices) {
   fields_.Clear();
   owned_data_.clear();
   slices_ = std::move(slices);
-  data_offset_ = 0;
-  data_size_ = 0;
-
-  // Every field but `data` is copied, tag and all, into `rest` and parsed
-  // there; `data` is only located and skipped.
-  std::string rest;
-  {
-    grpc::ByteBuffer buffer(slices_.data(), slices_.size());  // refs, no copy
-    grpc::ProtoBufferReader reader(&buffer);
-    google::protobuf::io::CodedInputStream input(&reader);
-    google::protobuf::io::StringOutputStream rest_stream(&rest);
-    google::protobuf::io::CodedOutputStream rest_output(&rest_stream);
-    for (uint32_t tag = input.ReadTag(); tag != 0; tag = input.ReadTag()) {
-      if (tag == kDataTag) {
-        uint32_t size = 0;
-        if (!input.ReadVarint32(&size)) return NotAPutRequest("bad data size");
-        data_offset_ = static_cast<uint64_t>(input.CurrentPosition());
-        data_size_ = size;
-        if (!input.Skip(static_cast<int>(size))) {
-          return NotAPutRequest("data is cut short");
-        }
-      } else if (!WireFormatLite::SkipField(&input, tag, &rest_output)) {
-        return NotAPutRequest("a field is cut short or malformed");
-      }
-    }
-    // ReadTag() also answers 0 for a malformed tag; only the end is fine.
-    if (!input.ConsumedEntireMessage()) {
-      return NotAPutRequest("malformed field tag");
-    }
+  data_ = {};
+  absl::StatusOr<wire::DataRange> data =
+      wire::ParseAllButData(slices_, v1::PutRequest::kDataFieldNumber,
+                            "header.namespace", &fields_);
+  if (!data.ok()) {
+    fields_.Clear();
+    return absl::InvalidArgumentError(
+        absl::StrCat("a Put message is not a valid kvq.v1.PutRequest: ",
+                     data.status().message()));
   }
-  if (!fields_.ParseFromString(rest)) {
-    return NotAPutRequest(
-        "a field other than data does not parse (string fields such as "
-        "header.namespace must be valid UTF-8)");
-  }
+  data_ = *data;
   return absl::OkStatus();
 }
 
 std::vector<std::span<const std::byte>> PutChunk::DataPieces() const {
+  if (!slices_.empty()) return wire::DataPiecesIn(slices_, data_);
   std::vector<std::span<const std::byte>> pieces;
-  if (slices_.empty()) {
-    if (!owned_data_.empty()) {
-      pieces.emplace_back(
-          reinterpret_cast<const std::byte*>(owned_data_.data()),
-          owned_data_.size());
-    }
-    return pieces;
-  }
-  // The part of each slice that holds data, in order.
-  uint64_t skip = data_offset_, left = data_size_;
-  for (const grpc::Slice& slice : slices_) {
-    if (left == 0) break;
-    if (skip >= slice.size()) {
-      skip -= slice.size();
-      continue;
-    }
-    const uint64_t n = std::min<uint64_t>(slice.size() - skip, left);
-    pieces.emplace_back(
-        reinterpret_cast<const std::byte*>(slice.begin() + skip),
-        static_cast<size_t>(n));
-    skip = 0;
-    left -= n;
+  if (!owned_data_.empty()) {
+    pieces.emplace_back(reinterpret_cast<const std::byte*>(owned_data_.data()),
+                        owned_data_.size());
   }
   return pieces;
 }
@@ -118,8 +55,7 @@ void PutChunk::ReleaseData() {
   slices_.shrink_to_fit();
   owned_data_.clear();
   owned_data_.shrink_to_fit();
-  data_offset_ = 0;
-  data_size_ = 0;
+  data_ = {};
 }
 
 }  // namespace kvq

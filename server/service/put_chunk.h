@@ -5,12 +5,9 @@
 // field), and assembling the block copies it again. The server's Put method
 // reads PutChunks instead: grpc::SerializationTraits<PutChunk> (below) parses
 // every field except `data` into fields(), and keeps `data` as a byte range
-// of the message's slices (reference-counted, not copied), so that the one
-// copy is CopyDataTo() into the buffer the block is assembled in.
-//
-// Wire-compatible with PutRequest: fields in any order, and repeated
-// occurrences resolved as protobuf does (the last `data` wins; a repeated
-// header merges).
+// of the message's slices (reference-counted, not copied:
+// proto/received_data.h), so that the one copy is CopyDataTo() into the
+// buffer the block is assembled in.
 
 #ifndef KVQ_SERVER_SERVICE_PUT_CHUNK_H_
 #define KVQ_SERVER_SERVICE_PUT_CHUNK_H_
@@ -29,6 +26,7 @@
 #include "absl/status/status.h"
 #include "kernels/parallel.h"
 #include "kvq/v1/kvcache.pb.h"
+#include "proto/received_data.h"
 
 namespace kvq {
 
@@ -49,7 +47,7 @@ class PutChunk {
   // Every field of the request except `data`, which is empty here.
   const v1::PutRequest& fields() const { return fields_; }
 
-  uint64_t data_size() const { return data_size_; }
+  uint64_t data_size() const { return data_.size; }
   // Copies the data_size() bytes of `data` to `dst`, on several cores when
   // there are many (ParallelCopy), writing `dst` as `writes` says.
   void CopyDataTo(std::byte* dst,
@@ -73,8 +71,7 @@ class PutChunk {
   v1::PutRequest fields_;
   std::vector<grpc::Slice> slices_;  // the message, when parsed from slices
   std::string owned_data_;           // the data, when built from a request
-  uint64_t data_offset_ = 0;         // of `data` within the slices
-  uint64_t data_size_ = 0;
+  wire::DataRange data_;             // within the slices (its size either way)
   absl::Status parse_status_;
 };
 
