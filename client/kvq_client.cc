@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/element_codec.h"
+#include "client/get_answer.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -18,6 +19,8 @@ namespace {
 
 // Room for a chunk's header (namespace, key, shape, framing) next to its data.
 constexpr int kHeaderSlackBytes = 4096;
+// Most bytes a Get reserves for a block before its chunks arrive.
+constexpr uint64_t kGetReserveLimit = uint64_t{1} << 30;
 
 // Sends `block` as ordered chunks of at most `chunk_bytes` data bytes, the
 // first carrying the header and `sequence`: each chunk's data referenced
@@ -125,7 +128,8 @@ Client::Client(std::shared_ptr<grpc::Channel> channel,
     : options_(options),
       channel_(std::move(channel)),
       stub_(v1::KVCache::NewStub(channel_)),
-      put_method_(PutMethod(channel_)) {}
+      put_method_(PutMethod(channel_)),
+      get_method_(GetMethod(channel_)) {}
 
 void Client::SetDeadline(grpc::ClientContext& context) const {
   if (options_.deadline == absl::InfiniteDuration()) return;
@@ -219,14 +223,16 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
 
   grpc::ClientContext context;
   SetDeadline(context);
-  auto stream = stub_->Get(&context, request);
+  std::unique_ptr<GetAnswerStream> stream =
+      StartGetStream(channel_.get(), get_method_, &context, request);
 
   std::vector<GetResult> results(keys.size());
   std::vector<KeyState> states(keys.size(), KeyState::kWaiting);
   std::vector<uint64_t> expected(keys.size(), 0);
   absl::Status protocol_error;
-  v1::GetResponse response;
-  while (stream->Read(&response)) {
+  GetAnswer answer;
+  while (stream->Read(&answer)) {
+    v1::GetResponse& response = answer.fields();  // all but the data
     const uint32_t index = response.key_index();
     if (index >= keys.size() || states[index] == KeyState::kDone) {
       protocol_error = absl::DataLossError(absl::StrCat(
@@ -248,7 +254,6 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
       states[index] = KeyState::kDone;
       continue;
     }
-    bool moved = false;
     if (states[index] == KeyState::kWaiting) {
       if (!response.has_header()) {
         result.status = absl::DataLossError(
@@ -259,25 +264,23 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
       result.header = std::move(*response.mutable_header());
       expected[index] = ExpectedBytes(result.header);
       states[index] = KeyState::kReceiving;
-      if (response.offset() == 0 && response.last()) {
-        result.data =
-            std::move(*response.mutable_data());  // one chunk: no copy
-        moved = true;
-      } else {
-        result.data.reserve(expected[index]);
-      }
+      // The chunks' data goes from gRPC's buffers straight into the block:
+      // one copy, whatever the number of chunks. Room for at most
+      // kGetReserveLimit up front, so that a header cannot make the client
+      // allocate bytes that never come.
+      result.data.reserve(
+          response.last() ? answer.data_size()
+                          : std::min(expected[index], kGetReserveLimit));
     }
-    if (!moved) {
-      if (response.offset() != result.data.size()) {
-        result.status = absl::DataLossError(absl::StrCat(
-            "key index ", index, ": chunk at offset ", response.offset(),
-            ", expected offset ", result.data.size()));
-        result.data.clear();
-        states[index] = response.last() ? KeyState::kDone : KeyState::kFailed;
-        continue;
-      }
-      result.data.append(response.data());
+    if (response.offset() != result.data.size()) {
+      result.status = absl::DataLossError(absl::StrCat(
+          "key index ", index, ": chunk at offset ", response.offset(),
+          ", expected offset ", result.data.size()));
+      result.data.clear();
+      states[index] = response.last() ? KeyState::kDone : KeyState::kFailed;
+      continue;
     }
+    answer.AppendDataTo(&result.data);
     if (response.last()) {
       states[index] = KeyState::kDone;
       if (result.data.size() != expected[index]) {

@@ -152,6 +152,7 @@ class Client {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::KVCache::Stub> stub_;
   grpc::internal::RpcMethod put_method_;  // Put, writing PutMessages
+  grpc::internal::RpcMethod get_method_;  // Get, reading GetAnswers
 };
 
 // gRPC status -> absl::Status with the same code and message.

@@ -6,3 +6,6 @@ kvq_add_test(put_message_test
 kvq_add_test(message_memory_test
   SOURCES message_memory_test.cc
   LIBS kvq_wire)
+kvq_add_test(get_answer_test
+  SOURCES get_answer_test.cc
+  LIBS kvq_client GTest::gmock)

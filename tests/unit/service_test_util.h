@@ -17,6 +17,7 @@
 #include "kernels/format.h"
 #include "kvq/v1/kvcache.pb.h"
 #include "server/service/put_chunk.h"
+#include "tests/unit/wire_test_util.h"
 
 namespace kvq::service_testing {
 
@@ -130,25 +131,7 @@ inline std::vector<v1::PutRequest> Chunks(const v1::BlockHeader& header,
   return chunks;
 }
 
-// Serialized bytes cut into gRPC slices at up to `max_cuts` random places
-// (as a message arrives: in pieces of whatever size the transport read).
-inline std::vector<grpc::Slice> RandomSlices(const std::string& bytes,
-                                             std::mt19937_64& rng,
-                                             int max_cuts = 6) {
-  std::vector<size_t> cuts;
-  for (int i = 0; i < max_cuts && !bytes.empty(); ++i) {
-    cuts.push_back(rng() % bytes.size());
-  }
-  cuts.push_back(0);
-  cuts.push_back(bytes.size());
-  std::sort(cuts.begin(), cuts.end());
-  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
-  std::vector<grpc::Slice> slices;
-  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
-    slices.emplace_back(bytes.data() + cuts[i], cuts[i + 1] - cuts[i]);
-  }
-  return slices;
-}
+using ::kvq::wire_testing::RandomSlices;
 
 // `request` as the server's Put reads it off the wire.
 inline PutChunk ReceivedChunk(const v1::PutRequest& request,
