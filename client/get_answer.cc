@@ -54,15 +54,7 @@ namespace grpc {
 
 Status SerializationTraits<kvq::GetAnswer, void>::Deserialize(
     ByteBuffer* buffer, kvq::GetAnswer* answer) {
-  std::vector<Slice> slices;
-  Status dumped = buffer->Dump(&slices);
-  buffer->Clear();
-  if (!dumped.ok()) return dumped;
-  const absl::Status parsed = answer->Parse(std::move(slices));
-  if (!parsed.ok()) {
-    return Status(StatusCode::INTERNAL, std::string(parsed.message()));
-  }
-  return Status::OK;
+  return kvq::wire::DeserializeByParsing(buffer, answer);
 }
 
 Status SerializationTraits<kvq::GetAnswer, void>::Serialize(

@@ -17,12 +17,16 @@
 #define KVQ_PROTO_RECEIVED_DATA_H_
 
 #include <google/protobuf/message_lite.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/slice.h>
+#include <grpcpp/support/status.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,6 +53,25 @@ absl::StatusOr<DataRange> ParseAllButData(
 // the slices: valid while the slices are held).
 std::vector<std::span<const std::byte>> DataPiecesIn(
     const std::vector<grpc::Slice>& slices, DataRange range);
+
+// The body of a grpc::SerializationTraits<Message>::Deserialize for a
+// message read this way: hands `buffer`'s slices (references, not copies)
+// to message->Parse(std::vector<grpc::Slice>), which returns an
+// absl::Status; a refusal becomes INTERNAL with its message, which gRPC
+// ends the call with.
+template <class Message>
+grpc::Status DeserializeByParsing(grpc::ByteBuffer* buffer, Message* message) {
+  std::vector<grpc::Slice> slices;
+  grpc::Status dumped = buffer->Dump(&slices);
+  buffer->Clear();
+  if (!dumped.ok()) return dumped;
+  const absl::Status parsed = message->Parse(std::move(slices));
+  if (!parsed.ok()) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        std::string(parsed.message()));
+  }
+  return grpc::Status::OK;
+}
 
 }  // namespace kvq::wire
 

@@ -64,15 +64,7 @@ namespace grpc {
 
 Status SerializationTraits<kvq::PutChunk, void>::Deserialize(
     ByteBuffer* buffer, kvq::PutChunk* chunk) {
-  std::vector<Slice> slices;
-  Status dumped = buffer->Dump(&slices);
-  buffer->Clear();
-  if (!dumped.ok()) return dumped;
-  const absl::Status parsed = chunk->Parse(std::move(slices));
-  if (!parsed.ok()) {
-    return Status(StatusCode::INTERNAL, std::string(parsed.message()));
-  }
-  return Status::OK;
+  return kvq::wire::DeserializeByParsing(buffer, chunk);
 }
 
 Status SerializationTraits<kvq::PutChunk, void>::Serialize(

@@ -22,20 +22,14 @@
 namespace kvq {
 namespace {
 
+using ::kvq::wire_testing::RandomBytes;
+
 using ::google::protobuf::util::MessageDifferencer;
 using ::kvq::wire_testing::RandomSlices;
 using ::testing::HasSubstr;
 
 class GetAnswerTest : public testing::SeededTest {
  protected:
-  uint64_t Uniform(uint64_t lo, uint64_t hi) {  // inclusive
-    return lo + rng_() % (hi - lo + 1);
-  }
-  std::string RandomBytes(size_t n) {
-    std::string s(n, '\0');
-    for (char& c : s) c = static_cast<char>(rng_());
-    return s;
-  }
   // A chunk as the server sends one: the first carries the header.
   v1::GetResponse RandomResponse(size_t data_bytes) {
     v1::GetResponse response;
@@ -45,10 +39,10 @@ class GetAnswerTest : public testing::SeededTest {
     if (Uniform(0, 1) == 1) {
       v1::BlockHeader* header = response.mutable_header();
       header->set_namespace_("model-" + std::to_string(Uniform(0, 99)));
-      header->set_key(RandomBytes(Uniform(1, 40)));
+      header->set_key(RandomBytes(Uniform(1, 40), rng_));
       header->set_dtype(v1::DTYPE_BF16);
     }
-    response.set_data(RandomBytes(data_bytes));
+    response.set_data(RandomBytes(data_bytes, rng_));
     return response;
   }
 };

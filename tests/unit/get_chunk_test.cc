@@ -19,10 +19,13 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "tests/unit/wire_test_util.h"
 #include "tests/unit/service_test_util.h"
 
 namespace kvq {
 namespace {
+
+using ::kvq::wire_testing::RandomBytes;
 
 using ::google::protobuf::util::MessageDifferencer;
 using ::kvq::service_testing::SeededTest;
@@ -77,16 +80,10 @@ v1::GetResponse ReadAsClient(grpc::ByteBuffer buffer) {
 
 class GetChunkTest : public SeededTest {
  protected:
-  std::string RandomBytes(size_t n) {
-    std::string s(n, '\0');
-    for (char& c : s) c = static_cast<char>(rng_());
-    return s;
-  }
-
   v1::BlockHeader RandomHeader() {
     v1::BlockHeader header;
     header.set_namespace_("ns");
-    header.set_key(RandomBytes(Uniform(1, 40)));
+    header.set_key(RandomBytes(Uniform(1, 40), rng_));
     header.set_dtype(v1::DTYPE_BF16);
     header.mutable_shape()->set_tokens(static_cast<uint32_t>(Uniform(1, 99)));
     header.mutable_shape()->set_heads(8);
@@ -120,7 +117,7 @@ TEST_F(GetChunkTest, SerializedChunkReadsAsTheGetResponseItStandsFor) {
   for (int trial = 0; trial < 300; ++trial) {
     v1::GetResponse expected = RandomFields();
     auto block = std::make_shared<const std::string>(
-        RandomBytes(Uniform(0, 1) ? Uniform(0, 5000) : Uniform(0, 3)));
+        RandomBytes(Uniform(0, 1) ? Uniform(0, 5000) : Uniform(0, 3), rng_));
     GetChunk chunk;
     chunk.fields() = expected;
     chunk.set_data(std::as_bytes(std::span<const char>(*block)), block);
@@ -138,7 +135,7 @@ TEST_F(GetChunkTest, SerializedChunkReadsAsTheGetResponseItStandsFor) {
 
 TEST_F(GetChunkTest, MegabytesOfDataReadBackExactly) {
   auto block =
-      std::make_shared<const std::string>(RandomBytes((size_t{3} << 20) + 7));
+      std::make_shared<const std::string>(RandomBytes((size_t{3} << 20) + 7, rng_));
   GetChunk chunk;
   chunk.fields().set_key_index(3);
   chunk.fields().set_offset(uint64_t{1} << 33);
@@ -177,7 +174,7 @@ TEST_F(GetChunkTest, WithoutDataItIsOneSliceOfExactlyWhatProtobufWrites) {
 
 TEST_F(GetChunkTest, DataSliceIsTheBlocksMemoryNotACopy) {
   bool released = false;
-  auto block = std::make_shared<const TestBlock>(RandomBytes(100000),
+  auto block = std::make_shared<const TestBlock>(RandomBytes(100000, rng_),
                                                  &released);
   const std::span<const std::byte> part = block->data().subspan(4096, 65536);
   GetChunk chunk;
@@ -197,7 +194,7 @@ TEST_F(GetChunkTest, DataSliceIsTheBlocksMemoryNotACopy) {
 
 TEST_F(GetChunkTest, OwnerLivesUntilTheLastSliceGoesNotJustTheChunk) {
   bool released = false;
-  auto block = std::make_shared<const TestBlock>(RandomBytes(5000), &released);
+  auto block = std::make_shared<const TestBlock>(RandomBytes(5000, rng_), &released);
   const std::weak_ptr<const TestBlock> watch = block;
   grpc::ByteBuffer buffer;
   {
@@ -232,7 +229,7 @@ TEST_F(GetChunkTest, BlockChunksCoverABlockThatIsNotAMultipleOfTheChunk) {
   bool released = false;
   const uint64_t chunk_bytes = 1000;
   auto block = std::make_shared<const TestBlock>(
-      RandomBytes(10 * chunk_bytes + 37), &released);
+      RandomBytes(10 * chunk_bytes + 37, rng_), &released);
   const std::span<const std::byte> data = block->data();
   const v1::BlockHeader header = RandomHeader();
 
@@ -251,7 +248,7 @@ TEST_F(GetChunkTest, BlockChunksCoverABlockThatIsNotAMultipleOfTheChunk) {
 
   std::string reassembled;
   for (size_t i = 0; i < messages.size(); ++i) {
-    SCOPED_TRACE(testing::Message() << "chunk " << i);
+    SCOPED_TRACE(::testing::Message() << "chunk " << i);
     EXPECT_EQ(data_pointers[i], data.data() + i * chunk_bytes);
     const v1::GetResponse got = ReadAsClient(messages[i]);
     EXPECT_EQ(got.key_index(), 4u);
@@ -276,7 +273,7 @@ TEST_F(GetChunkTest, BlockChunksCoverABlockThatIsNotAMultipleOfTheChunk) {
 }
 
 TEST_F(GetChunkTest, BlockChunksOfASmallOrEmptyBlockAndAWriteThatFails) {
-  auto block = std::make_shared<const std::string>(RandomBytes(999));
+  auto block = std::make_shared<const std::string>(RandomBytes(999, rng_));
   const std::span<const std::byte> data =
       std::as_bytes(std::span<const char>(*block));
   const v1::BlockHeader header = RandomHeader();
@@ -326,7 +323,7 @@ TEST_F(GetChunkTest, BlockChunksGoOutAsTheirBytesBecomeFinalNeverBefore) {
   const uint64_t chunk_bytes = Uniform(50, 200);
   const uint64_t size =
       chunk_bytes * Uniform(3, 8) + Uniform(1, chunk_bytes - 1);
-  const auto block = std::make_shared<const std::string>(RandomBytes(size));
+  const auto block = std::make_shared<const std::string>(RandomBytes(size, rng_));
   const std::span<const std::byte> data =
       std::as_bytes(std::span<const char>(*block));
   const v1::BlockHeader header = RandomHeader();

@@ -28,6 +28,10 @@ class SeededTest : public ::testing::Test {
   }
   void TearDown() override { trace_.reset(); }
 
+  uint64_t Uniform(uint64_t lo, uint64_t hi) {  // inclusive
+    return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_);
+  }
+
   uint32_t seed_;
   std::mt19937_64 rng_;
 

@@ -13,10 +13,13 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "tests/unit/wire_test_util.h"
 #include "tests/unit/service_test_util.h"
 
 namespace kvq {
 namespace {
+
+using ::kvq::wire_testing::RandomBytes;
 
 using ::kvq::service_testing::RandomSlices;
 using ::kvq::service_testing::SeededTest;
@@ -24,25 +27,19 @@ using ::testing::HasSubstr;
 
 class PutChunkTest : public SeededTest {
  protected:
-  std::string RandomBytes(size_t n) {
-    std::string s(n, '\0');
-    for (char& c : s) c = static_cast<char>(rng_());
-    return s;
-  }
-
   v1::PutRequest RandomRequest(size_t data_bytes) {
     v1::PutRequest request;
     if (Uniform(0, 1)) {
       v1::BlockHeader* header = request.mutable_header();
       header->set_namespace_("ns");
-      header->set_key(RandomBytes(Uniform(1, 40)));
+      header->set_key(RandomBytes(Uniform(1, 40), rng_));
       header->set_dtype(v1::DTYPE_BF16);
       header->mutable_shape()->set_tokens(
           static_cast<uint32_t>(Uniform(1, 99)));
       request.set_sequence(rng_());
     }
     request.set_offset(Uniform(0, 1) ? 0 : rng_());
-    request.set_data(RandomBytes(data_bytes));
+    request.set_data(RandomBytes(data_bytes, rng_));
     request.set_last(Uniform(0, 1));
     return request;
   }
@@ -91,9 +88,9 @@ TEST_F(PutChunkTest, FieldsInAnyOrderAndRepeatedOnesResolveAsProtobufDoes) {
   v1::PutRequest last_and_sequence, first_data, offset, second_data, key, shape;
   last_and_sequence.set_last(true);
   last_and_sequence.set_sequence(77);
-  first_data.set_data(RandomBytes(100));
+  first_data.set_data(RandomBytes(100, rng_));
   offset.set_offset(4096);
-  second_data.set_data(RandomBytes(300));
+  second_data.set_data(RandomBytes(300, rng_));
   key.mutable_header()->set_key("k");
   shape.mutable_header()->mutable_shape()->set_heads(8);
   const std::string wire = field(last_and_sequence) + field(first_data) +
@@ -119,7 +116,7 @@ TEST_F(PutChunkTest, EmptyMessageIsAnEmptyChunk) {
 
 TEST_F(PutChunkTest, MalformedBytesAreInvalidArgumentSayingWhy) {
   v1::PutRequest data_only;
-  data_only.set_data(RandomBytes(1000));
+  data_only.set_data(RandomBytes(1000, rng_));
   const std::string wire = data_only.SerializeAsString();
   struct Case {
     std::string bytes;
@@ -144,7 +141,7 @@ TEST_F(PutChunkTest, MalformedBytesAreInvalidArgumentSayingWhy) {
 TEST_F(PutChunkTest, NamespaceThatIsNotUtf8IsInvalidArgumentNamingTheRule) {
   v1::PutRequest request;
   request.mutable_header()->set_namespace_(std::string("mod\xff", 4));
-  request.set_data(RandomBytes(64));
+  request.set_data(RandomBytes(64, rng_));
   std::string wire;
   ASSERT_TRUE(request.SerializePartialToString(&wire));
   PutChunk chunk;

@@ -18,10 +18,13 @@
 
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "tests/unit/wire_test_util.h"
 #include "tests/unit/kernels_test_util.h"
 
 namespace kvq {
 namespace {
+
+using ::kvq::wire_testing::RandomBytes;
 
 using ::google::protobuf::util::MessageDifferencer;
 
@@ -43,14 +46,6 @@ std::vector<grpc::Slice> SlicesOf(const grpc::ByteBuffer& buffer) {
 
 class PutMessageTest : public testing::SeededTest {
  protected:
-  uint64_t Uniform(uint64_t lo, uint64_t hi) {  // inclusive
-    return lo + rng_() % (hi - lo + 1);
-  }
-  std::string RandomBytes(size_t n) {
-    std::string s(n, '\0');
-    for (char& c : s) c = static_cast<char>(rng_());
-    return s;
-  }
   // Every field but data, each set or left default at random, as PutMany
   // sets them (the header and sequence on a block's first chunk).
   v1::PutRequest RandomFields() {
@@ -58,7 +53,7 @@ class PutMessageTest : public testing::SeededTest {
     if (Uniform(0, 1)) {
       v1::BlockHeader* header = fields.mutable_header();
       header->set_namespace_("model-" + std::to_string(Uniform(0, 9)));
-      header->set_key(RandomBytes(Uniform(1, 64)));
+      header->set_key(RandomBytes(Uniform(1, 64), rng_));
       header->set_dtype(v1::DTYPE_FP16);
       header->mutable_shape()->set_planes(2);
       header->mutable_shape()->set_tokens(static_cast<uint32_t>(Uniform(1, 99)));
@@ -76,7 +71,7 @@ TEST_F(PutMessageTest, SerializedMessageReadsAsThePutRequestItStandsFor) {
   for (int trial = 0; trial < 300; ++trial) {
     v1::PutRequest expected = RandomFields();
     auto block = std::make_shared<const std::string>(
-        RandomBytes(Uniform(0, 1) ? Uniform(0, 70000) : Uniform(0, 2)));
+        RandomBytes(Uniform(0, 1) ? Uniform(0, 70000) : Uniform(0, 2), rng_));
     PutMessage message;
     message.fields() = expected;
     const bool referenced = Uniform(0, 1) == 1;
@@ -98,7 +93,7 @@ TEST_F(PutMessageTest, SerializedMessageReadsAsThePutRequestItStandsFor) {
 }
 
 TEST_F(PutMessageTest, WithoutAnOwnerTheDataIsCopied) {
-  std::string bytes = RandomBytes(4096);
+  std::string bytes = RandomBytes(4096, rng_);
   const std::string sent = bytes;
   PutMessage message;
   message.set_data(std::as_bytes(std::span<const char>(bytes)), nullptr);
@@ -117,7 +112,7 @@ TEST_F(PutMessageTest, WithoutAnOwnerTheDataIsCopied) {
 
 TEST_F(PutMessageTest, DataIsTheCallersMemoryHeldUntilTheLastSliceGoes) {
   bool released = false;
-  const std::string bytes = RandomBytes(100000);
+  const std::string bytes = RandomBytes(100000, rng_);
   const std::span<const std::byte> part =
       std::as_bytes(std::span<const char>(bytes)).subspan(8192, 65536);
   std::vector<grpc::Slice> slices;

@@ -17,30 +17,13 @@
 #include "kernels/format.h"
 #include "kvq/v1/kvcache.pb.h"
 #include "server/service/put_chunk.h"
+#include "tests/unit/kernels_test_util.h"
 #include "tests/unit/wire_test_util.h"
 
 namespace kvq::service_testing {
 
 // A fresh seed per test, printed with every failure of the test.
-class SeededTest : public ::testing::Test {
- protected:
-  SeededTest() : seed_(std::random_device{}()), rng_(seed_) {}
-  void SetUp() override {
-    trace_ = std::make_unique<::testing::ScopedTrace>(
-        __FILE__, __LINE__, "random seed " + std::to_string(seed_));
-  }
-  void TearDown() override { trace_.reset(); }
-
-  uint64_t Uniform(uint64_t lo, uint64_t hi) {  // inclusive
-    return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_);
-  }
-
-  uint32_t seed_;
-  std::mt19937_64 rng_;
-
- private:
-  std::unique_ptr<::testing::ScopedTrace> trace_;
-};
+using SeededTest = ::kvq::testing::SeededTest;
 
 inline constexpr DType kAllDTypes[] = {DType::kFp16, DType::kBf16,
                                        DType::kFp32};

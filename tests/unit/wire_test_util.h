@@ -34,6 +34,13 @@ inline std::vector<grpc::Slice> RandomSlices(const std::string& bytes,
   return slices;
 }
 
+// `n` random bytes (every value), as message data and keys.
+inline std::string RandomBytes(size_t n, std::mt19937_64& rng) {
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
 }  // namespace kvq::wire_testing
 
 #endif  // KVQ_TESTS_UNIT_WIRE_TEST_UTIL_H_
