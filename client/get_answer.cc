@@ -1,5 +1,6 @@
 #include "client/get_answer.h"
 
+#include <cstring>
 #include <span>
 #include <utility>
 
@@ -29,6 +30,13 @@ absl::Status GetAnswer::Parse(std::vector<grpc::Slice> slices) {
 void GetAnswer::AppendDataTo(std::string* out) const {
   for (std::span<const std::byte> piece : wire::DataPiecesIn(slices_, data_)) {
     out->append(reinterpret_cast<const char*>(piece.data()), piece.size());
+  }
+}
+
+void GetAnswer::CopyDataTo(std::byte* dst) const {
+  for (std::span<const std::byte> piece : wire::DataPiecesIn(slices_, data_)) {
+    std::memcpy(dst, piece.data(), piece.size());
+    dst += piece.size();
   }
 }
 

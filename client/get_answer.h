@@ -19,6 +19,7 @@
 #include <grpcpp/support/status.h>
 #include <grpcpp/support/sync_stream.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -43,6 +44,8 @@ class GetAnswer {
   uint64_t data_size() const { return data_.size; }
   // Appends the data_size() bytes of `data` to `out`.
   void AppendDataTo(std::string* out) const;
+  // Copies the data_size() bytes of `data` to `dst`.
+  void CopyDataTo(std::byte* dst) const;
 
  private:
   v1::GetResponse fields_;

@@ -215,6 +215,24 @@ absl::StatusOr<std::vector<PutResult>> Client::PutMany(
 
 absl::StatusOr<std::vector<GetResult>> Client::Get(
     std::string_view ns, std::span<const std::string> keys, v1::DType dtype) {
+  return GetBlocks(ns, keys, dtype, {});
+}
+
+absl::StatusOr<std::vector<GetResult>> Client::GetInto(
+    std::string_view ns, std::span<const std::string> keys,
+    std::span<const std::span<std::byte>> destinations, v1::DType dtype) {
+  if (destinations.size() != keys.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GetInto: ", destinations.size(), " destinations for ",
+                     keys.size(), " keys"));
+  }
+  return GetBlocks(ns, keys, dtype, destinations);
+}
+
+absl::StatusOr<std::vector<GetResult>> Client::GetBlocks(
+    std::string_view ns, std::span<const std::string> keys, v1::DType dtype,
+    std::span<const std::span<std::byte>> destinations) {
+  const bool into = !destinations.empty();  // else into results[i].data
   v1::GetRequest request;
   request.set_namespace_(std::string(ns));
   for (const std::string& key : keys) request.add_keys(key);
@@ -229,6 +247,7 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
   std::vector<GetResult> results(keys.size());
   std::vector<KeyState> states(keys.size(), KeyState::kWaiting);
   std::vector<uint64_t> expected(keys.size(), 0);
+  std::vector<uint64_t> received(keys.size(), 0);
   absl::Status protocol_error;
   GetAnswer answer;
   while (stream->Read(&answer)) {
@@ -243,6 +262,11 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
       continue;  // drain until the cancellation ends the stream
     }
     GetResult& result = results[index];
+    auto fail = [&](absl::Status status) {
+      result.status = std::move(status);
+      result.data.clear();
+      states[index] = response.last() ? KeyState::kDone : KeyState::kFailed;
+    };
     if (states[index] == KeyState::kFailed) {
       if (response.last()) states[index] = KeyState::kDone;
       continue;
@@ -256,36 +280,54 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(
     }
     if (states[index] == KeyState::kWaiting) {
       if (!response.has_header()) {
-        result.status = absl::DataLossError(
-            absl::StrCat("first chunk of key index ", index, " has no header"));
-        states[index] = response.last() ? KeyState::kDone : KeyState::kFailed;
+        fail(absl::DataLossError(
+            absl::StrCat("first chunk of key index ", index, " has no header")));
         continue;
       }
       result.header = std::move(*response.mutable_header());
       expected[index] = ExpectedBytes(result.header);
       states[index] = KeyState::kReceiving;
+      if (into && expected[index] != destinations[index].size()) {
+        // Nothing of the block is written.
+        fail(absl::FailedPreconditionError(absl::StrCat(
+            "key index ", index, ": the block is ", expected[index],
+            " bytes, its destination ", destinations[index].size())));
+        continue;
+      }
       // The chunks' data goes from gRPC's buffers straight into the block:
       // one copy, whatever the number of chunks. Room for at most
       // kGetReserveLimit up front, so that a header cannot make the client
       // allocate bytes that never come.
-      result.data.reserve(
-          response.last() ? answer.data_size()
-                          : std::min(expected[index], kGetReserveLimit));
+      if (!into) {
+        result.data.reserve(
+            response.last() ? answer.data_size()
+                            : std::min(expected[index], kGetReserveLimit));
+      }
     }
-    if (response.offset() != result.data.size()) {
-      result.status = absl::DataLossError(absl::StrCat(
+    if (response.offset() != received[index]) {
+      fail(absl::DataLossError(absl::StrCat(
           "key index ", index, ": chunk at offset ", response.offset(),
-          ", expected offset ", result.data.size()));
-      result.data.clear();
-      states[index] = response.last() ? KeyState::kDone : KeyState::kFailed;
+          ", expected offset ", received[index])));
       continue;
     }
-    answer.AppendDataTo(&result.data);
+    if (into) {
+      // Never past the destination, whatever the server sends.
+      if (answer.data_size() > destinations[index].size() - received[index]) {
+        fail(absl::DataLossError(absl::StrCat(
+            "key index ", index, ": received more than the header's ",
+            expected[index], " bytes")));
+        continue;
+      }
+      answer.CopyDataTo(destinations[index].data() + received[index]);
+    } else {
+      answer.AppendDataTo(&result.data);
+    }
+    received[index] += answer.data_size();
     if (response.last()) {
       states[index] = KeyState::kDone;
-      if (result.data.size() != expected[index]) {
+      if (received[index] != expected[index]) {
         result.status = absl::DataLossError(
-            absl::StrCat("key index ", index, ": received ", result.data.size(),
+            absl::StrCat("key index ", index, ": received ", received[index],
                          " bytes, the header says ", expected[index]));
         result.data.clear();
       }

@@ -19,13 +19,15 @@
 //     bytes; PutMany pipelines many blocks over one stream, sending while the
 //     results of earlier blocks come back. Get asks the server for chunks of
 //     `chunk_bytes`, reassembles them and checks their offsets and total size
-//     against the header, so a hit's `data` is always exactly the block.
+//     against the header, so a hit's `data` is always exactly the block;
+//     GetInto writes blocks into the caller's memory instead.
 //   - The client depends only on the generated wire API (kvq_proto), gRPC and
 //     Abseil.
 
 #ifndef KVQ_CLIENT_KVQ_CLIENT_H_
 #define KVQ_CLIENT_KVQ_CLIENT_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -127,6 +129,19 @@ class Client {
   absl::StatusOr<std::vector<GetResult>> Get(
       std::string_view ns, std::span<const std::string> keys,
       v1::DType dtype = v1::DTYPE_UNSPECIFIED);
+  // Get into the caller's memory: keys[i]'s block is written to
+  // destinations[i] (each chunk copied once, from gRPC's buffers), which
+  // must be exactly the block's size in the dtype returned; results carry
+  // status and header, and no data. A block of another size is
+  // FAILED_PRECONDITION for its key and nothing of it is written; nothing
+  // is ever written past a destination. After a key's error its
+  // destination may hold part of the block. INVALID_ARGUMENT when the
+  // counts differ. E.g. for a serving engine's own (page-locked) buffers:
+  // no allocation per block, and no copy out of a result.
+  absl::StatusOr<std::vector<GetResult>> GetInto(
+      std::string_view ns, std::span<const std::string> keys,
+      std::span<const std::span<std::byte>> destinations,
+      v1::DType dtype = v1::DTYPE_UNSPECIFIED);
   // One key; a miss or a per-key error is returned as the error.
   absl::StatusOr<GetResult> GetOne(std::string_view ns, std::string_view key,
                                    v1::DType dtype = v1::DTYPE_UNSPECIFIED);
@@ -147,6 +162,10 @@ class Client {
  private:
   Client(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options);
   void SetDeadline(grpc::ClientContext& context) const;
+  // Get, or GetInto where `destinations` is not empty.
+  absl::StatusOr<std::vector<GetResult>> GetBlocks(
+      std::string_view ns, std::span<const std::string> keys, v1::DType dtype,
+      std::span<const std::span<std::byte>> destinations);
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

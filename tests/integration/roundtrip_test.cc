@@ -6,6 +6,7 @@
 #include <chrono>
 #include <iterator>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -172,6 +173,67 @@ TEST_F(ServerTest, OddChunkSizesReassembleExactlyInBothDirections) {
   absl::StatusOr<GetResult> got = client->GetOne(block.ns, block.key);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_TRUE(MatchesReference(block, v1::DTYPE_FP32, got->data));
+}
+
+// GetInto writes each hit into the caller's memory, in the dtype asked,
+// chunk by chunk; a miss and a destination of the wrong size leave their
+// memory as it was.
+TEST_F(ServerTest, GetIntoWritesEachBlockIntoItsDestinationAndNothingElse) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  std::mt19937_64 rng(seed);
+  const std::vector<TestBlock> blocks = {
+      RandomBlock(rng, "into", "small", v1::DTYPE_FP16, Shape(1, 16, 4, 64)),
+      // 2.5 MiB as FP32: three chunks of the client's 1 MiB.
+      RandomBlock(rng, "into", "chunks", v1::DTYPE_FP16, Shape(2, 80, 8, 128)),
+      RandomBlock(rng, "into", "wrong-size", v1::DTYPE_BF16,
+                  Shape(1, 32, 2, 128)),
+  };
+  for (const TestBlock& block : blocks) {
+    ASSERT_TRUE(client_->Put(block.ToPut()).ok());
+  }
+  const std::vector<std::string> keys = {"small", "chunks", "absent",
+                                         "wrong-size"};
+  constexpr char kPoison = '\x5a';
+  auto fp32_bytes = [](const TestBlock& block) {
+    return block.elements() * wire::ElementBytes(v1::DTYPE_FP32);
+  };
+  std::vector<std::string> memory = {
+      std::string(fp32_bytes(blocks[0]), kPoison),
+      std::string(fp32_bytes(blocks[1]), kPoison),
+      std::string(4096, kPoison),
+      std::string(fp32_bytes(blocks[2]) - 4, kPoison),  // 4 bytes short
+  };
+  std::vector<std::span<std::byte>> destinations;
+  for (std::string& m : memory) {
+    destinations.push_back(std::as_writable_bytes(std::span<char>(m)));
+  }
+
+  absl::StatusOr<std::vector<GetResult>> got =
+      client_->GetInto("into", keys, destinations, v1::DTYPE_FP32);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), keys.size());
+  for (int i : {0, 1}) {
+    SCOPED_TRACE(keys[i]);
+    EXPECT_TRUE((*got)[i].status.ok()) << (*got)[i].status;
+    EXPECT_EQ((*got)[i].header.key(), keys[i]);
+    EXPECT_EQ((*got)[i].header.dtype(), v1::DTYPE_FP32);
+    EXPECT_TRUE((*got)[i].data.empty());
+    EXPECT_TRUE(MatchesReference(blocks[i], v1::DTYPE_FP32, memory[i]));
+  }
+  EXPECT_EQ((*got)[2].status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*got)[3].status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT((*got)[3].status.message(), HasSubstr("destination"));
+  for (int i : {2, 3}) {
+    EXPECT_EQ(memory[i].find_first_not_of(kPoison), std::string::npos)
+        << keys[i] << ": its memory was written";
+  }
+
+  // As many destinations as keys, or nothing is asked.
+  EXPECT_EQ(client_->GetInto("into", keys, std::span(destinations).first(2))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ServerTest, Fp32BlockReadsBackAsFp16AndBf16) {
