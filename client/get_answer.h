@@ -5,7 +5,8 @@
 // Why: parsing a GetResponse copies its `data` into a std::string, and
 // putting a block of several chunks together copies it again. A GetAnswer
 // parses every other field and keeps `data` as a range of gRPC's slices,
-// so that the one copy is AppendDataTo() into the block.
+// so that the one copy is AppendDataTo() into the block (Get), or
+// CopyDataTo() into the caller's memory (GetInto).
 
 #ifndef KVQ_CLIENT_GET_ANSWER_H_
 #define KVQ_CLIENT_GET_ANSWER_H_
