@@ -81,28 +81,41 @@ std::vector<std::vector<grpc::Slice>> AnswerSlices(uint64_t block_bytes,
   return chunks;
 }
 
-// Seconds to assemble the block once, reading each chunk with `read`
-// (which appends its data to the block); checks the size.
+// Seconds to read every chunk once with `read` (false: it did not parse).
 template <class Read>
-double AssembleSeconds(const std::vector<std::vector<grpc::Slice>>& chunks,
-                       uint64_t block_bytes, Read read) {
+double ReadSeconds(const std::vector<std::vector<grpc::Slice>>& chunks,
+                   Read read) {
   const Clock::time_point start = Clock::now();
-  std::string block;
   for (const std::vector<grpc::Slice>& slices : chunks) {
     // What gRPC gives a reader: a buffer referencing the received slices.
     grpc::ByteBuffer buffer(slices.data(), slices.size());
-    if (!read(buffer, block_bytes, block)) {
-      std::cerr << "kvq-bench-get-assembly: a chunk did not parse\n";
+    if (!read(buffer)) {
+      std::cerr << "kvq-bench-get-assembly: a chunk did not parse or fit\n";
       std::exit(1);
     }
   }
-  const double seconds =
-      std::chrono::duration<double>(Clock::now() - start).count();
-  if (block.size() != block_bytes) {
-    std::cerr << "kvq-bench-get-assembly: assembled " << block.size()
-              << " bytes of " << block_bytes << "\n";
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void CheckAssembled(uint64_t got, uint64_t block_bytes) {
+  if (got != block_bytes) {
+    std::cerr << "kvq-bench-get-assembly: assembled " << got << " bytes of "
+              << block_bytes << "\n";
     std::exit(1);
   }
+}
+
+// Seconds to assemble the block once into a string of its own (allocated
+// while timed, as Get's result is), each chunk read by
+// read(buffer, block_bytes, block).
+template <class Read>
+double AssembleSeconds(const std::vector<std::vector<grpc::Slice>>& chunks,
+                       uint64_t block_bytes, Read read) {
+  std::string block;
+  const double seconds = ReadSeconds(chunks, [&](grpc::ByteBuffer& buffer) {
+    return read(buffer, block_bytes, block);
+  });
+  CheckAssembled(block.size(), block_bytes);
   return seconds;
 }
 
@@ -144,27 +157,19 @@ bool ReadGetAnswer(grpc::ByteBuffer& buffer, uint64_t block_bytes,
 // the block's size), as GetInto does.
 double IntoSeconds(const std::vector<std::vector<grpc::Slice>>& chunks,
                    std::vector<std::byte>& dst) {
-  const Clock::time_point start = Clock::now();
   uint64_t at = 0;
-  for (const std::vector<grpc::Slice>& slices : chunks) {
-    grpc::ByteBuffer buffer(slices.data(), slices.size());
+  const double seconds = ReadSeconds(chunks, [&](grpc::ByteBuffer& buffer) {
     GetAnswer answer;
     if (!grpc::SerializationTraits<GetAnswer>::Deserialize(&buffer, &answer)
              .ok() ||
         answer.data_size() > dst.size() - at) {
-      std::cerr << "kvq-bench-get-assembly: a chunk did not parse or fit\n";
-      std::exit(1);
+      return false;
     }
     answer.CopyDataTo(dst.data() + at);
     at += answer.data_size();
-  }
-  const double seconds =
-      std::chrono::duration<double>(Clock::now() - start).count();
-  if (at != dst.size()) {
-    std::cerr << "kvq-bench-get-assembly: copied " << at << " bytes of "
-              << dst.size() << "\n";
-    std::exit(1);
-  }
+    return true;
+  });
+  CheckAssembled(at, dst.size());
   return seconds;
 }
 
