@@ -104,7 +104,11 @@ ABSL_FLAG(std::string, bare_api, "sync",
           "is in, as kvq-server holds a put it reads in place; or "
           "sync-answer-thread: sync, each put's answer written from a thread "
           "of the stream's own while the handler reads on, as kvq-server "
-          "answers from the thread that stores the stream's blocks");
+          "answers from the thread that stores the stream's blocks; or "
+          "sync-fresh: sync, each get's block sent from the next stretch of "
+          "a 512 MiB buffer, so that the send reads memory the CPU's caches "
+          "do not hold, as kvq-server sends blocks its GPU has just written "
+          "(sync sends one buffer again and again)");
 ABSL_FLAG(std::string, bare_preload, "",
           "a shared library preloaded into the bare service alone "
           "(LD_PRELOAD), e.g. libjemalloc.so.2, kvq-server's allocator: "
@@ -241,7 +245,7 @@ int Run(const std::string& command, const std::string& self) {
   if (!ServerApiNamed(bare_api).has_value()) {
     std::fprintf(stderr,
                  "bad --bare_api=%s (want sync, callback, sync-copy, "
-                 "sync-hold or sync-answer-thread)\n",
+                 "sync-hold, sync-answer-thread or sync-fresh)\n",
                  bare_api.c_str());
     return 2;
   }
