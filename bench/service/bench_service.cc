@@ -196,7 +196,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
   const uint64_t blocks = uint64_t(cell.blocks_per_stream) * cell.streams;
   OpResult op;
   std::vector<double> kvq_gbps, bare_gbps, ratios;
-  double data_path = 0, transport = 0, queue = 0;
+  double data_path = 0, transport = 0, queue = 0, rpc = 0;
   bool server_known = true;
   for (int r = 0; r < repeats; ++r) {
     const std::optional<StageTotals> before = ScrapeStages(at.metrics_port);
@@ -213,6 +213,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
     data_path += server.data_path;
     transport += server.transport;
     if (put) queue += server.queue;
+    rpc += server.rpc;
     for (const auto& [stage, seconds] : server.stages) {
       op.server.stages[stage] += seconds / repeats;
     }
@@ -236,6 +237,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
     op.server.data_path = data_path / repeats;
     op.server.transport = transport / repeats;
     if (put) op.server.queue = queue / repeats;
+    op.server.rpc = rpc / repeats;
   }
   return op;
 }
@@ -341,7 +343,10 @@ int Run(const std::string& command, const std::string& self) {
             "pace), all from kvq_stage_duration_seconds on /metrics; the "
             "second table has every stage, ms per block (stages overlap: "
             "store and fetch contain index, the copies and the kernels; "
-            "receive contains assemble).\n\n";
+            "receive contains assemble), and `rpc`, the server's time in "
+            "the RPC per block, from kvq_rpc_duration_seconds (for gets of "
+            "one key a call, the whole call as the server saw it: the "
+            "client's latency minus it is spent outside the handler).\n\n";
   std::fputs(header.str().c_str(), stdout);
   std::fflush(stdout);
 
@@ -353,6 +358,7 @@ int Run(const std::string& command, const std::string& self) {
   std::vector<std::string> stage_columns = {"op", "dtype", "block",
                                             "streams", "window"};
   for (const std::string& stage : StageNames()) stage_columns.push_back(stage);
+  stage_columns.push_back("rpc");
   Table stages(stage_columns);
   // The report so far, rewritten after every cell: a run cut short (the GPU
   // machine's command limit) still leaves the rows it measured.
@@ -517,6 +523,7 @@ int Run(const std::string& command, const std::string& self) {
                                     ? "-"
                                     : Ms(it->second));
           }
+          stage_row.push_back(Ms(op->server.rpc));
           stages.AddRow(std::move(stage_row));
           std::fprintf(stderr,
                        "%s %s %s x%d window %s: kvq %.3f GB/s, bare %.3f GB/s "

@@ -8,28 +8,52 @@
 
 namespace kvq::bench {
 
+namespace {
+
+// Adds the _sum and _count samples of histogram `family` to `totals`, each
+// under its `label`'s value with `key_prefix` in front; false if there were
+// none.
+bool AddHistogramTotals(const std::string& body, const std::string& family,
+                        const std::string& label,
+                        const std::string& key_prefix, StageTotals& totals) {
+  const std::string prefix = family + "_";
+  const std::string label_start = label + "=\"";
+  bool found = false;
+  std::istringstream lines(body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    const size_t value_at = line.find(label_start);
+    const size_t space = line.rfind(' ');
+    if (value_at == std::string::npos || space == std::string::npos) continue;
+    const size_t value_begin = value_at + label_start.size();
+    const size_t value_end = line.find('"', value_begin);
+    if (value_end == std::string::npos) continue;
+    const std::string key =
+        key_prefix + line.substr(value_begin, value_end - value_begin);
+    double value = 0;
+    if (!absl::SimpleAtod(line.substr(space + 1), &value)) continue;
+    if (line.rfind(prefix + "sum", 0) == 0) {
+      totals.sum[key] = value;
+      found = true;
+    }
+    if (line.rfind(prefix + "count", 0) == 0) totals.count[key] = value;
+  }
+  return found;
+}
+
+}  // namespace
+
 std::optional<StageTotals> ScrapeStages(int metrics_port) {
   httplib::Client http("127.0.0.1", metrics_port);
   httplib::Result res = http.Get("/metrics");
   if (!res || res->status != 200) return std::nullopt;
   StageTotals totals;
-  std::istringstream lines(res->body);
-  const std::string prefix = "kvq_stage_duration_seconds_";
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(prefix, 0) != 0) continue;
-    const size_t stage_at = line.find("stage=\"");
-    const size_t space = line.rfind(' ');
-    if (stage_at == std::string::npos || space == std::string::npos) continue;
-    const size_t stage_end = line.find('"', stage_at + 7);
-    if (stage_end == std::string::npos) continue;
-    const std::string stage =
-        line.substr(stage_at + 7, stage_end - stage_at - 7);
-    double value = 0;
-    if (!absl::SimpleAtod(line.substr(space + 1), &value)) continue;
-    if (line.rfind(prefix + "sum", 0) == 0) totals.sum[stage] = value;
-    if (line.rfind(prefix + "count", 0) == 0) totals.count[stage] = value;
+  if (!AddHistogramTotals(res->body, "kvq_stage_duration_seconds", "stage",
+                          "", totals)) {
+    return std::nullopt;
   }
-  if (totals.sum.empty()) return std::nullopt;
+  AddHistogramTotals(res->body, "kvq_rpc_duration_seconds", "rpc",
+                     kRpcKeyPrefix, totals);
   return totals;
 }
 
@@ -62,6 +86,7 @@ ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
   time.data_path = (assemble + delta(put ? "store" : "fetch")) / blocks;
   time.transport = (delta(put ? "receive" : "send") - assemble) / blocks;
   if (put) time.queue = delta("queue") / blocks;
+  time.rpc = delta(std::string(kRpcKeyPrefix) + (put ? "put" : "get")) / blocks;
   for (const std::string& stage : StageNames()) {
     time.stages[stage] = delta(stage) / blocks;
   }

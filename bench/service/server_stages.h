@@ -5,7 +5,8 @@
 // A put's data path is the copy out of gRPC's buffers (assemble) plus the
 // store; a get's is the fetch. Transport is the rest of a put's receive, or
 // a get's send. Every stage is also given on its own (StageNames), for the
-// benchmark's per-stage table.
+// benchmark's per-stage table, and so is the RPC's own time
+// (kvq_rpc_duration_seconds).
 
 #ifndef KVQ_BENCH_SERVICE_SERVER_STAGES_H_
 #define KVQ_BENCH_SERVICE_SERVER_STAGES_H_
@@ -18,7 +19,10 @@
 
 namespace kvq::bench {
 
-// Sum and count of every kvq_stage_duration_seconds series, by stage.
+// Sum and count of every kvq_stage_duration_seconds series, by stage, and
+// of every kvq_rpc_duration_seconds series, by kRpcKeyPrefix + method
+// ("rpc:get").
+inline constexpr char kRpcKeyPrefix[] = "rpc:";
 struct StageTotals {
   std::map<std::string, double> sum;
   std::map<std::string, double> count;
@@ -37,6 +41,11 @@ struct ServerTime {
   double data_path = -1;  // kvq's own work, seconds per block; -1 unknown
   double transport = -1;  // receive (put) or send (get), seconds per block
   double queue = -1;      // a put block waiting for its storer; -1 for gets
+  // The server's RPC time (kvq_rpc_duration_seconds: from the handler's
+  // start to its status) per block: for gets of one key a call, the whole
+  // call as the server saw it, so that the client's latency minus this is
+  // the time outside the handler (transport both ways, the client).
+  double rpc = -1;
   std::map<std::string, double> stages;  // seconds per block, by stage
 };
 
