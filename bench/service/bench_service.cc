@@ -197,7 +197,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
   OpResult op;
   std::vector<double> kvq_gbps, bare_gbps, ratios;
   double data_path = 0, transport = 0, queue = 0, rpc = 0;
-  bool server_known = true;
+  bool server_known = true, rpc_known = true;
   for (int r = 0; r < repeats; ++r) {
     const std::optional<StageTotals> before = ScrapeStages(at.metrics_port);
     absl::StatusOr<CellResult> ours = kvq_run(at.kvq, cell);
@@ -213,6 +213,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
     data_path += server.data_path;
     transport += server.transport;
     if (put) queue += server.queue;
+    rpc_known = rpc_known && server.rpc >= 0;
     rpc += server.rpc;
     for (const auto& [stage, seconds] : server.stages) {
       op.server.stages[stage] += seconds / repeats;
@@ -237,7 +238,7 @@ absl::StatusOr<OpResult> MeasureOp(bool put, const Cell& cell,
     op.server.data_path = data_path / repeats;
     op.server.transport = transport / repeats;
     if (put) op.server.queue = queue / repeats;
-    op.server.rpc = rpc / repeats;
+    if (rpc_known) op.server.rpc = rpc / repeats;
   }
   return op;
 }

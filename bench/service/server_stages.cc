@@ -86,7 +86,8 @@ ServerTime ServerTimePerBlock(const std::optional<StageTotals>& before,
   time.data_path = (assemble + delta(put ? "store" : "fetch")) / blocks;
   time.transport = (delta(put ? "receive" : "send") - assemble) / blocks;
   if (put) time.queue = delta("queue") / blocks;
-  time.rpc = delta(std::string(kRpcKeyPrefix) + (put ? "put" : "get")) / blocks;
+  const std::string rpc = std::string(kRpcKeyPrefix) + (put ? "put" : "get");
+  if (after->sum.contains(rpc)) time.rpc = delta(rpc) / blocks;
   for (const std::string& stage : StageNames()) {
     time.stages[stage] = delta(stage) / blocks;
   }

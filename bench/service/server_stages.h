@@ -19,10 +19,12 @@
 
 namespace kvq::bench {
 
-// Sum and count of every kvq_stage_duration_seconds series, by stage, and
-// of every kvq_rpc_duration_seconds series, by kRpcKeyPrefix + method
-// ("rpc:get").
+// What StageTotals files a kvq_rpc_duration_seconds series under, before
+// its method: "rpc:get".
 inline constexpr char kRpcKeyPrefix[] = "rpc:";
+
+// Sum and count of every kvq_stage_duration_seconds series, by stage, and
+// of every kvq_rpc_duration_seconds series, by kRpcKeyPrefix + method.
 struct StageTotals {
   std::map<std::string, double> sum;
   std::map<std::string, double> count;
@@ -44,7 +46,8 @@ struct ServerTime {
   // The server's RPC time (kvq_rpc_duration_seconds: from the handler's
   // start to its status) per block: for gets of one key a call, the whole
   // call as the server saw it, so that the client's latency minus this is
-  // the time outside the handler (transport both ways, the client).
+  // the time outside the handler (transport both ways, the client). -1
+  // where /metrics has no such series.
   double rpc = -1;
   std::map<std::string, double> stages;  // seconds per block, by stage
 };

@@ -61,11 +61,14 @@ class UploadAnswers {
 // Xeon).
 constexpr uint64_t kFreshBytes = uint64_t{512} << 20;
 
+uint64_t AtStart() { return 0; }
+
 // Where a Download's blocks come from: one buffer of `bytes`, and for each
-// block (a key of the request) the offset at which it starts in it.
+// block (a key of the request) the offset at which it starts in it (by
+// default every block at the start).
 struct DownloadSource {
   std::shared_ptr<const std::string> bytes;
-  absl::FunctionRef<uint64_t()> next_offset;
+  absl::FunctionRef<uint64_t()> next_offset = AtStart;
 };
 
 // Download's chunks, as kvq's Get sends them (ForEachBlockChunk), all
@@ -147,8 +150,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<GetChunk> {
  public:
   DownloadReactor(const DownloadRequest& request,
                   const std::shared_ptr<const std::string>& block) {
-    ForEachDownloadChunk(request, {block, [] { return uint64_t{0}; }},
-                         [this](const GetChunk& chunk) {
+    ForEachDownloadChunk(request, {block}, [this](const GetChunk& chunk) {
       chunks_.push_back(chunk);
       return true;
     });
@@ -280,7 +282,8 @@ class TransportService final : public Transport::Service {
   // Sends from buffers filled once for the whole process: producing the
   // bytes is work, and this service is the no-work ceiling. Every block
   // from one block-sized buffer, or (kSyncFresh) each from the next
-  // stretch of kFreshBytes.
+  // stretch of kFreshBytes, for blocks of up to half of it (bigger ones
+  // from the one buffer: kFreshBytes would hold a single one).
   grpc::Status HandleDownload(
       grpc::ServerSplitStreamer<DownloadRequest, GetChunk>* stream) {
     DownloadRequest request;
@@ -295,10 +298,9 @@ class TransportService final : public Transport::Service {
       return next_fresh_.fetch_add(1, std::memory_order_relaxed) % slots *
              block_bytes;
     };
-    auto at_start = [] { return uint64_t{0}; };
     const DownloadSource source =
         fresh ? DownloadSource{fresh_, next_fresh_offset}
-              : DownloadSource{BlockOfAtLeast(block_bytes), at_start};
+              : DownloadSource{BlockOfAtLeast(block_bytes)};
     ForEachDownloadChunk(request, source, [stream](const GetChunk& chunk) {
       return stream->Write(chunk);
     });

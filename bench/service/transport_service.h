@@ -24,11 +24,11 @@ namespace kvq::bench {
 // place until the block is stored, so that gRPC reads the next chunks into
 // fresh buffers; or kvq-server's writing each answer from a thread of the
 // stream's own while the handler's thread reads on (kSyncAnswerThread), as
-// kvq-server answers from its storing thread; or kvq-server's sending each
-// block of a Download from the next stretch of a 512 MiB buffer
-// (kSyncFresh), so that a send reads memory the CPU's caches no longer
-// hold, as kvq-server sends blocks its GPU has just written, where kSync
-// sends one block-sized buffer again and again.
+// kvq-server answers from its storing thread; or kvq-server's sending
+// memory the CPU's caches do not hold (kSyncFresh: each block of a
+// Download from the next stretch of a 512 MiB buffer), as kvq-server sends
+// blocks its GPU has just written, where kSync sends one block-sized
+// buffer again and again.
 enum class ServerApi {
   kSync,
   kCallback,
