@@ -18,17 +18,28 @@ inline absl::Status CudaError(cudaError_t error, const char* what) {
                                           cudaGetErrorString(error), ")"));
 }
 
-// Launches `kernel` on `stream` and returns INTERNAL naming `name` if the
-// launch failed (bad configuration, no device, or a sticky error left on the
-// device by earlier work).
+// Launches `kernel` on `stream` with `dynamic_smem` bytes of dynamic shared
+// memory and returns INTERNAL naming `name` if the launch failed (bad
+// configuration, no device, or a sticky error left on the device by earlier
+// work).
 template <typename... Params, typename... Args>
-absl::Status Launch(const char* name, void (*kernel)(Params...), dim3 grid,
-                    dim3 block, cudaStream_t stream, Args&&... args) {
-  kernel<<<grid, block, 0, stream>>>(static_cast<Args&&>(args)...);
+absl::Status LaunchWithSharedMemory(const char* name,
+                                    void (*kernel)(Params...), dim3 grid,
+                                    dim3 block, size_t dynamic_smem,
+                                    cudaStream_t stream, Args&&... args) {
+  kernel<<<grid, block, dynamic_smem, stream>>>(static_cast<Args&&>(args)...);
   if (const cudaError_t error = cudaGetLastError(); error != cudaSuccess) {
     return CudaError(error, name);
   }
   return absl::OkStatus();
+}
+
+// LaunchWithSharedMemory with static shared memory only.
+template <typename... Params, typename... Args>
+absl::Status Launch(const char* name, void (*kernel)(Params...), dim3 grid,
+                    dim3 block, cudaStream_t stream, Args&&... args) {
+  return LaunchWithSharedMemory(name, kernel, grid, block, 0, stream,
+                                static_cast<Args&&>(args)...);
 }
 
 }  // namespace kvq::cuda::internal

@@ -29,7 +29,9 @@ inline constexpr uint64_t kMaxWorkPerLaunch = uint64_t{1} << 31;
 // CTAs for a grid-stride kernel over `work` items: as many as can be
 // resident at once on the current device (more only adds scheduling), at
 // most max_per_sm per SM when that is > 0, never more than there are items.
-template <auto kKernel>
+// kDynamicSmem: the dynamic shared memory every launch of kKernel asks for
+// (the kernel is allowed that much on its first call).
+template <auto kKernel, size_t kDynamicSmem = 0>
 absl::StatusOr<uint32_t> PersistentGrid(int threads, uint64_t work,
                                         int max_per_sm = 0) {
   // Occupancy depends on the kernel and the CTA size only; cache it per
@@ -38,8 +40,13 @@ absl::StatusOr<uint32_t> PersistentGrid(int threads, uint64_t work,
   const int slot = std::min(threads / 32, 32);
   int per_sm = ctas_per_sm[slot].load(std::memory_order_relaxed);
   if (per_sm == 0) {
+    if constexpr (kDynamicSmem > 0) {
+      KVQ_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+          kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+          static_cast<int>(kDynamicSmem)));
+    }
     KVQ_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &per_sm, kKernel, threads, 0));
+        &per_sm, kKernel, threads, kDynamicSmem));
     per_sm = std::max(per_sm, 1);
     ctas_per_sm[slot].store(per_sm, std::memory_order_relaxed);
   }
@@ -51,6 +58,17 @@ absl::StatusOr<uint32_t> PersistentGrid(int threads, uint64_t work,
   if (max_per_sm > 0) per_sm = std::min(per_sm, max_per_sm);
   const uint64_t resident = uint64_t(sms) * uint64_t(per_sm);
   return static_cast<uint32_t>(std::max<uint64_t>(1, std::min(resident, work)));
+}
+
+// Whether the current device has the bulk asynchronous copy (TMA,
+// cp.async.bulk) of compute capability 9.0 and later.
+inline absl::StatusOr<bool> DeviceHasBulkCopy() {
+  int device = 0;
+  int major = 0;
+  KVQ_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  KVQ_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
+      &major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 9;
 }
 
 // Calls fn(sub) for consecutive parts of `blocks` whose work
@@ -78,11 +96,12 @@ absl::Status ForEachSubBatch(const BlockList& blocks, uint64_t work_per_block,
 // `blocks` that ForEachSubBatch makes, with plan.*kTotal (a uint32_t member
 // of Plan: the count the kernel's CTAs stride over) set to the part's work,
 // sub.count * work_per_block, and a PersistentGrid of `threads`-thread CTAs
-// over it (at most kMaxCtasPerSm per SM when > 0). For kernels that take one
+// over it (at most kMaxCtasPerSm per SM when > 0), each CTA with
+// kDynamicSmem bytes of dynamic shared memory. For kernels that take one
 // work item per CTA at a time, whose first two parameters are the plan and
 // the BlockList.
-template <auto kKernel, auto kTotal, int kMaxCtasPerSm = 0, class Plan,
-          class... Args>
+template <auto kKernel, auto kTotal, int kMaxCtasPerSm = 0,
+          size_t kDynamicSmem = 0, class Plan, class... Args>
 absl::Status LaunchPersistent(const char* name, uint32_t threads,
                               const BlockList& blocks, uint64_t work_per_block,
                               Plan plan, cudaStream_t stream,
@@ -90,12 +109,12 @@ absl::Status LaunchPersistent(const char* name, uint32_t threads,
   return ForEachSubBatch(
       blocks, work_per_block, [&](const BlockList& sub) -> absl::Status {
         plan.*kTotal = static_cast<uint32_t>(sub.count * work_per_block);
-        absl::StatusOr<uint32_t> grid =
-            PersistentGrid<kKernel>(static_cast<int>(threads), plan.*kTotal,
-                                    kMaxCtasPerSm);
+        absl::StatusOr<uint32_t> grid = PersistentGrid<kKernel, kDynamicSmem>(
+            static_cast<int>(threads), plan.*kTotal, kMaxCtasPerSm);
         if (!grid.ok()) return grid.status();
-        return Launch(name, kKernel, dim3(*grid), dim3(threads), stream, plan,
-                      sub, args...);
+        return LaunchWithSharedMemory(name, kKernel, dim3(*grid),
+                                      dim3(threads), kDynamicSmem, stream,
+                                      plan, sub, args...);
       });
 }
 

@@ -29,10 +29,14 @@
 // values, shorter where that evens out the CTAs' shares: ChunkSteps); CTAs
 // stride over chunks, so one launch covers one huge block or thousands of
 // tiny ones, and each chunk reports its block's max magnitude once.
+// Big launches of 16-bit values in one-vector lanes (FP16 / BF16 group32,
+// head_dim 64) stage their input through shared memory by bulk copies, a
+// step ahead (kStaged below).
 
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/launch_util.cuh"
 #include "kernels/cuda/launchers.cuh"
 
@@ -62,6 +66,13 @@ constexpr uint32_t kWideMinVecs = 9, kWideMaxVecs = 32 * kWidestLaneVecs;
 // FP32 at 131072 x 8 x 128 89% -> 93%; FP16 / BF16 there 88% -> 82%, at 1 Gi
 // values unchanged (88%).
 constexpr uint32_t kMinOwnerTeam = 4;
+
+// Staged small groups (kStaged): each step's input is bulk-copied into one of
+// kStages shared-memory slots of a whole step (kGroupThreads * kGroupItems
+// 16-byte vectors) while the CTA quantizes the step before it.
+constexpr int kStages = 2;
+constexpr uint32_t kStageBytes = kGroupThreads * kGroupItems * 16;
+constexpr size_t kStagedSmem = size_t{kStages} * kStageBytes;
 
 struct GroupPlan {
   uint64_t group_values;      // G
@@ -171,17 +182,86 @@ __device__ __forceinline__ float Pick(const float (&values)[kN],
 // 56% -> 85%. The other arrangements keep four: at three, big groups
 // (FP16 head_dim 4096-8192) fell from 91% to 64% and batches of wide
 // groups lost 2-5 points (run 4).
-template <typename T, int kVec, class Addr, bool kSmallGroups, int kLaneVecs>
+//
+// kStaged (one-vector lanes of 16-byte vectors, compute capability 9.0+;
+// launched with kStagedSmem of dynamic shared memory, which three CTAs per
+// SM still fit): thread 0 bulk-copies each step's input into a shared slot
+// while the CTA quantizes the steps before, and lanes load their vectors
+// from the slot; the CTA's first step loads its own, as direct steps do,
+// while the first copies land (first step staged too: FP16 group32 at 256
+// MiB 87% of copy either way, at 2 GiB 89% -> 94%; first step direct: 92%
+// and 94%). Without it, a warp has no load in flight between its step's
+// loads and its stores. TakesStagedKernel says which launches take it.
+template <typename T, int kVec, class Addr, bool kSmallGroups, int kLaneVecs,
+          bool kStaged>
 __global__ void __launch_bounds__(kGroupThreads,
                                   kSmallGroups && kLaneVecs == 1 ? 3 : 4)
     QuantizeGroupsKernel(GroupPlan plan, BlockList blocks, Addr addr,
                          QuantizeOutputs out) {
+  static_assert(!kStaged || (kSmallGroups && kLaneVecs == 1 &&
+                             kVec * sizeof(T) == 16));
   __shared__ uint32_t scratch[32];
   const uint32_t team = 1u << plan.team_shift;
   const uint32_t team_id = threadIdx.x >> plan.team_shift;
   const uint32_t lane = threadIdx.x & (team - 1);
   const uint32_t teams = kGroupThreads >> plan.team_shift;
   const uint32_t vecs = plan.vecs_per_group;
+
+  // Staging: the slots, their barriers (phase n of slot s completes when
+  // the CTA's step 1 + s + n * kStages has landed; its first step is not
+  // staged), and thread 0's cursor over the CTA's steps in the order the
+  // chunk loop below takes them, kept in shared memory: in registers, the
+  // cursor spilled the others.
+  extern __shared__ __align__(128) uint8_t stage_slots[];
+  __shared__ uint64_t stage_full[kStages];
+  struct StageCursor {
+    const T* src;          // the chunk's block's input
+    uint64_t base, end;    // the next step's first group, the chunk's end
+    uint32_t chunk;        // >= plan.total_chunks: no step left
+  };
+  __shared__ StageCursor cursor;
+  [[maybe_unused]] uint32_t steps_taken = 0;
+  // Thread 0: points the cursor at the first step of chunk `c`.
+  [[maybe_unused]] auto open_chunk = [&](uint32_t c) {
+    cursor.chunk = c;
+    if (c >= plan.total_chunks) return;
+    uint32_t b, chunk;
+    plan.chunks_per_block.DivMod(c, &b, &chunk);
+    cursor.src = reinterpret_cast<const T*>(Resolve(blocks, addr, b).src);
+    cursor.base = uint64_t{chunk} * plan.groups_per_chunk;
+    cursor.end =
+        min(cursor.base + plan.groups_per_chunk, plan.groups_per_block);
+  };
+  [[maybe_unused]] const uint64_t staged_step_groups =
+      teams * (kGroupItems / kLaneVecs);
+  // Thread 0: moves the cursor to the CTA's next step.
+  [[maybe_unused]] auto advance_cursor = [&] {
+    if (cursor.chunk >= plan.total_chunks) return;
+    cursor.base += staged_step_groups;
+    if (cursor.base >= cursor.end) open_chunk(cursor.chunk + gridDim.x);
+  };
+  // Thread 0: copies the cursor's step into `slot`, if the CTA has one left,
+  // and moves the cursor on.
+  [[maybe_unused]] auto issue_step = [&](uint32_t slot) {
+    if (cursor.chunk >= plan.total_chunks) return;
+    const uint64_t groups = min(staged_step_groups, cursor.end - cursor.base);
+    IssueBulkCopy(&stage_full[slot], stage_slots + slot * kStageBytes,
+                  cursor.src + cursor.base * plan.group_values,
+                  static_cast<uint32_t>(groups * plan.group_values *
+                                        sizeof(T)));
+    advance_cursor();
+  };
+  if constexpr (kStaged) {
+    if (threadIdx.x == 0) {
+      for (int slot = 0; slot < kStages; ++slot) {
+        InitBulkBarrier(&stage_full[slot]);
+      }
+      open_chunk(blockIdx.x);
+      advance_cursor();  // the first step loads directly
+      for (int slot = 0; slot < kStages; ++slot) issue_step(slot);
+    }
+    __syncthreads();
+  }
 
   for (uint32_t c = blockIdx.x; c < plan.total_chunks; c += gridDim.x) {
     uint32_t b, chunk;
@@ -209,8 +289,12 @@ __global__ void __launch_bounds__(kGroupThreads,
           teams * static_cast<uint32_t>(plan.group_values);  // < 2^16
       // kFull: every group of the step is in the chunk and every slot holds
       // a vector, so no load or store needs a bounds check.
-      auto step = [&](uint64_t base, auto full) {
+      // The step's input: global memory, or (kStaged) the slot it was
+      // copied into, where item (k, s) of this lane lies at local(k, s).
+      [[maybe_unused]] const T* stage = nullptr;
+      auto step = [&](uint64_t base, auto full, auto from_stage) {
         constexpr bool kFull = decltype(full)::value;
+        constexpr bool kFromStage = decltype(from_stage)::value;
         // Element offset of item (k, s) of this lane: a 32-bit offset from
         // the lane's first (a step spans < 2^16 values), so each address is
         // one multiply-add; but for one vector per lane in a step with
@@ -303,9 +387,19 @@ __global__ void __launch_bounds__(kGroupThreads,
           const uint64_t g = base + k * teams + team_id;
 #pragma unroll
           for (int s = 0; s < kLaneVecs; ++s) {
-            x[k][s] = (kFull || (g < g_end && lane + s * team < vecs))
-                          ? LoadVec<T, kVec>(src + offset(k, s))
-                          : ZeroVec<T, kVec>();
+            if (kFull || (g < g_end && lane + s * team < vecs)) {
+              if constexpr (kFromStage) {
+                const uint32_t local =
+                    (k * teams + team_id) *
+                        static_cast<uint32_t>(plan.group_values) +
+                    lane * kVec + s * slot_stride;
+                x[k][s] = LoadVec<T, kVec>(stage + local);
+              } else {
+                x[k][s] = LoadVec<T, kVec>(src + offset(k, s));
+              }
+            } else {
+              x[k][s] = ZeroVec<T, kVec>();
+            }
           }
         }
         if constexpr (kLaneVecs == 1) {
@@ -331,10 +425,32 @@ __global__ void __launch_bounds__(kGroupThreads,
       };
       const bool full_slots = vecs == team * kLaneVecs;  // uniform
       for (uint64_t base = g_begin; base < g_end; base += step_groups) {
-        if (full_slots && base + step_groups <= g_end) {  // uniform
-          step(base, std::true_type{});
+        auto run_step = [&](auto from_stage) {
+          if (full_slots && base + step_groups <= g_end) {  // uniform
+            step(base, std::true_type{}, from_stage);
+          } else {
+            step(base, std::false_type{}, from_stage);
+          }
+        };
+        if constexpr (kStaged) {
+          // The CTA's first step loads its vectors itself, as unstaged
+          // steps do, while the copies of the next kStages land; step n
+          // after it reads slot (n - 1) % kStages.
+          if (steps_taken == 0) {
+            run_step(std::false_type{});
+          } else {
+            const uint32_t copy = steps_taken - 1;
+            const uint32_t slot = copy % kStages;
+            WaitBulkPhase(&stage_full[slot], (copy / kStages) & 1);
+            stage =
+                reinterpret_cast<const T*>(stage_slots + slot * kStageBytes);
+            run_step(std::true_type{});
+            __syncthreads();  // the slot is read: it takes the next copy
+            if (threadIdx.x == 0) issue_step(slot);
+          }
+          ++steps_taken;
         } else {
-          step(base, std::false_type{});
+          run_step(std::false_type{});
         }
       }
     } else {
@@ -373,6 +489,29 @@ __global__ void __launch_bounds__(kGroupThreads,
       if (threadIdx.x == 0) ReportBlockMax(out, blocks.first + b, chunk_bits);
     }
   }
+}
+
+// Staged launches (kStaged) take at least this many steps on their busiest
+// CTA. Measured on an H200 (bench/results/README.md, fifteenth session,
+// calls 2 and 3, 2-3 alternating rounds, % of copy), staged against direct
+// loads for FP16 group32: 2-5 steps (32-64 MiB) 85-91% -> 75-85%, 7.8 steps
+// (96 MiB) 90% -> 88%, 10.3 (128 MiB) 87-88% -> 90-91%, 15.5 (192 MiB)
+// 87-88% -> 91-92%, 20.7 (256 MiB) 87% -> 92%, 166 (2 GiB) 89% -> 94%; FP16
+// head_dim 64 at 10.3 steps 92-93% -> 90-91%, at 15.5 89-90% -> 92-93%. With
+// few steps a CTA's copies have little to overlap, and its first step's
+// loads queue behind every CTA's bulk copies.
+constexpr uint64_t kMinStagedCtaSteps = 10;
+
+// Whether a launch of 16-bit values in one-vector lanes takes the staged
+// kernel: one block (batches of small blocks were not measured staged)
+// whose busiest CTA takes kMinStagedCtaSteps or more, on a device with bulk
+// copies. FP32 keeps direct loads, at its limit already: staged, FP32
+// group32 went 95-96% -> 92-93% at 10.3 steps, 97% either way at 20.7, and
+// 96-97% -> 97-98% at 41; so do wider lanes, which lost (FP16 head_dim 128
+// 92% -> 89-91%, a 2 MiB BF16 block 86-87% -> 78%: call 1).
+bool TakesStagedKernel(uint32_t blocks, uint64_t busiest_cta_steps,
+                       bool bulk_copy) {
+  return blocks == 1 && busiest_cta_steps >= kMinStagedCtaSteps && bulk_copy;
 }
 
 }  // namespace
@@ -442,14 +581,17 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   plan.vecs_per_group = static_cast<uint32_t>(vecs);
   plan.team_shift = Log2(team);
 
-  auto launch = [&](auto small, auto lane_vecs_tag) -> absl::Status {
+  auto launch = [&](auto small, auto lane_vecs_tag,
+                    auto staged) -> absl::Status {
+    constexpr bool kStaged = decltype(staged)::value;
     constexpr auto kKernel =
         &QuantizeGroupsKernel<T, kVec, Addr, decltype(small)::value,
-                              decltype(lane_vecs_tag)::value>;
+                              decltype(lane_vecs_tag)::value, kStaged>;
+    constexpr size_t kSmem = kStaged ? kStagedSmem : 0;
     const uint64_t block_steps =
         (layout.groups + step_groups - 1) / step_groups;
     const absl::StatusOr<uint32_t> resident =
-        PersistentGrid<kKernel>(kGroupThreads, UINT32_MAX);
+        PersistentGrid<kKernel, kSmem>(kGroupThreads, UINT32_MAX);
     if (!resident.ok()) return resident.status();
     plan.groups_per_chunk = static_cast<uint32_t>(
         step_groups *
@@ -460,23 +602,44 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
     if (chunks_per_block > 1) {
       KVQ_RETURN_IF_ERROR(PrepareAtomicAbsmax(blocks, &out, stream));
     }
-    return LaunchPersistent<kKernel, &GroupPlan::total_chunks>(
+    return LaunchPersistent<kKernel, &GroupPlan::total_chunks, 0, kSmem>(
         "QuantizeGroupsKernel", kGroupThreads, blocks, chunks_per_block, plan,
         stream, addr, out);
   };
   using One = std::integral_constant<int, 1>;
-  if (!small_groups) return launch(std::false_type{}, One{});
+  if (!small_groups) return launch(std::false_type{}, One{}, std::false_type{});
   if constexpr (kVec > 1) {
     if (lane_vecs == kWideLaneVecs) {
       return launch(std::true_type{},
-                    std::integral_constant<int, kWideLaneVecs>{});
+                    std::integral_constant<int, kWideLaneVecs>{},
+                    std::false_type{});
     }
     if (lane_vecs == kWidestLaneVecs) {
       return launch(std::true_type{},
-                    std::integral_constant<int, kWidestLaneVecs>{});
+                    std::integral_constant<int, kWidestLaneVecs>{},
+                    std::false_type{});
+    }
+    if constexpr (sizeof(T) == 2) {
+      // The busiest CTA's steps as the direct kernel would cut them (the
+      // staged one is as resident: three CTAs per SM).
+      const absl::StatusOr<uint32_t> resident =
+          PersistentGrid<&QuantizeGroupsKernel<T, kVec, Addr, true, 1, false>>(
+              kGroupThreads, UINT32_MAX);
+      if (!resident.ok()) return resident.status();
+      const uint64_t block_steps =
+          (layout.groups + step_groups - 1) / step_groups;
+      const uint64_t busiest = BusiestCtaSteps(
+          block_steps, blocks.count,
+          ChunkSteps(block_steps, blocks.count, max_steps, *resident),
+          *resident);
+      const absl::StatusOr<bool> bulk_copy = DeviceHasBulkCopy();
+      if (!bulk_copy.ok()) return bulk_copy.status();
+      if (TakesStagedKernel(blocks.count, busiest, *bulk_copy)) {
+        return launch(std::true_type{}, One{}, std::true_type{});
+      }
     }
   }
-  return launch(std::true_type{}, One{});
+  return launch(std::true_type{}, One{}, std::false_type{});
 }
 
 #define KVQ_INSTANTIATE(T, V, A)                                          \

@@ -16,10 +16,12 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/format.h"
 #include "kernels/quantize.h"
@@ -333,45 +335,92 @@ KVQ_INSTANTIATE_FOR_EVERY_DTYPE_AND_GRANULARITY(QuantizeCudaTest);
 // GroupQuantize's small-group arrangements (gpu_test_util.h's
 // kSmallGroupCases), with token counts that end a block's last chunk in the
 // middle of a step (37) or after several chunks (700).
-class SmallGroupsTest : public GpuTest {};
+class SmallGroupsTest : public GpuTest {
+ protected:
+  // A random block of planes x tokens x heads x c.head_dim values quantized
+  // on the GPU, with the CPU reference's payload.
+  struct Quantized {
+    BlockLayout layout;
+    std::vector<uint8_t> expected;
+    std::unique_ptr<DeviceBuffer> payload;
+  };
+
+  // Quantizes a fresh random block into a poisoned payload and expects the
+  // reference payload and the block's absmax.
+  void QuantizeAndExpectTheReference(const SmallGroupCase& c, uint32_t planes,
+                                     uint32_t tokens, uint32_t heads,
+                                     DType dtype, Quantized* out) {
+    const absl::StatusOr<BlockLayout> layout = c.Layout(planes, tokens, heads);
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    out->layout = *layout;
+    const HostBlock block =
+        RandomBlock(BlockShape{planes, tokens, heads, c.head_dim}, dtype, rng_);
+    out->expected = ReferencePayload(*layout, block);
+    out->payload = std::make_unique<DeviceBuffer>(layout->payload_bytes);
+    DeviceBuffer src(block.bytes().size());
+    DeviceBuffer absmax(4);
+    src.Upload(block.data(), block.bytes().size());
+    out->payload->Fill(0xAB);
+    absmax.Fill(0xFF);
+    const absl::Status status =
+        Quantize(*layout, dtype, src.get(), out->payload->get(),
+                 absmax.get<float>(), nullptr, nullptr);
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_CUDA_OK(cudaDeviceSynchronize());
+    ASSERT_EQ(PayloadDiff(*layout, out->expected.data(),
+                          out->payload->Download().data()),
+              "");
+    float m;
+    std::memcpy(&m, absmax.Download().data(), 4);
+    EXPECT_EQ(m, HostAbsmax(block));
+  }
+};
 
 TEST_F(SmallGroupsTest, EveryArrangementQuantizesAndDequantizesAsTheReference) {
   for (const DType dtype : kvq::testing::kAllDTypes) {
     for (const SmallGroupCase& c : kSmallGroupCases) {
       for (const uint32_t tokens : {37u, 700u}) {
-        const BlockShape shape{2, tokens, 3, c.head_dim};
-        const absl::StatusOr<BlockLayout> layout = c.Layout(2, tokens, 3);
-        ASSERT_TRUE(layout.ok()) << layout.status();
-        SCOPED_TRACE(CaseName(*layout, dtype));
-        const HostBlock block = RandomBlock(shape, dtype, rng_);
-        const std::vector<uint8_t> expected = ReferencePayload(*layout, block);
-
-        DeviceBuffer src(block.bytes().size());
-        DeviceBuffer payload(layout->payload_bytes);
-        DeviceBuffer absmax(4);
-        src.Upload(block.data(), block.bytes().size());
-        payload.Fill(0xAB);
-        absmax.Fill(0xFF);
-        absl::Status status = Quantize(*layout, dtype, src.get(), payload.get(),
-                                       absmax.get<float>(), nullptr, nullptr);
-        ASSERT_TRUE(status.ok()) << status;
-        ASSERT_CUDA_OK(cudaDeviceSynchronize());
-        ASSERT_EQ(
-            PayloadDiff(*layout, expected.data(), payload.Download().data()),
-            "");
-        float m;
-        std::memcpy(&m, absmax.Download().data(), 4);
-        EXPECT_EQ(m, HostAbsmax(block));
+        SCOPED_TRACE(absl::StrCat(std::string(DTypeName(dtype)), " head_dim ", c.head_dim,
+                                  " group ", c.group_size, " tokens ",
+                                  tokens));
+        Quantized q;
+        QuantizeAndExpectTheReference(c, 2, tokens, 3, dtype, &q);
+        if (HasFatalFailure()) return;
 
         const std::vector<uint8_t> values =
-            ReferenceValues(*layout, expected.data(), dtype);
+            ReferenceValues(q.layout, q.expected.data(), dtype);
         DeviceBuffer dst(values.size());
         dst.Fill(0x54);
-        status = Dequantize(*layout, payload.get(), dtype, dst.get(), nullptr);
+        const absl::Status status = Dequantize(q.layout, q.payload->get(),
+                                               dtype, dst.get(), nullptr);
         ASSERT_TRUE(status.ok()) << status;
         ASSERT_CUDA_OK(cudaDeviceSynchronize());
         ASSERT_EQ(ValuesDiff(values, dst.Download().data(), dtype), "");
       }
+    }
+  }
+}
+
+// Blocks of many more chunks than a launch has CTAs, so that each CTA takes
+// chunk after chunk: big enough (about 64 Mi values) that FP16 / BF16
+// launches of one-vector lanes take the staged kernel on an H200
+// (quantize_groups.cu: at least 10 steps for the busiest CTA; FP16 group32
+// there: 4096 steps of 16 Ki values on 396 CTAs, 11 for the busiest),
+// whose copies run ahead across chunk ends while each slot's barrier goes
+// through its phases. Token counts are odd, so that the last step is
+// partial. The absmax is reduced over every chunk. (FP32 and wider lanes
+// run direct; EveryArrangement above covers them.)
+TEST_F(SmallGroupsTest, CtasThatTakeManyChunksQuantizeAsTheReference) {
+  for (const DType dtype : {DType::kFp16, DType::kBf16}) {
+    for (const SmallGroupCase c : {SmallGroupCase{128, 32},
+                                   SmallGroupCase{64, 0},
+                                   SmallGroupCase{24, 0}}) {
+      const uint32_t tokens = ((uint32_t{64} << 20) / (8 * c.head_dim)) | 1u;
+      SCOPED_TRACE(absl::StrCat(std::string(DTypeName(dtype)), " head_dim ", c.head_dim,
+                                " group ", c.group_size, " tokens ", tokens));
+      Quantized q;
+      QuantizeAndExpectTheReference(c, 1, tokens, 8, dtype, &q);
+      if (HasFatalFailure()) return;
     }
   }
 }
