@@ -206,6 +206,11 @@ __global__ void __launch_bounds__(kGroupThreads,
   const uint32_t lane = threadIdx.x & (team - 1);
   const uint32_t teams = kGroupThreads >> plan.team_shift;
   const uint32_t vecs = plan.vecs_per_group;
+  // Small groups: each lane holds kLaneVecs vectors of each of
+  // kGroupsPerLane groups, so a step covers step_groups groups.
+  static_assert(kGroupItems % kLaneVecs == 0);
+  [[maybe_unused]] constexpr int kGroupsPerLane = kGroupItems / kLaneVecs;
+  [[maybe_unused]] const uint32_t step_groups = teams * kGroupsPerLane;
 
   // Staging: the slots, their barriers (phase n of slot s completes when
   // the CTA's step 1 + s + n * kStages has landed; its first step is not
@@ -232,19 +237,18 @@ __global__ void __launch_bounds__(kGroupThreads,
     cursor.end =
         min(cursor.base + plan.groups_per_chunk, plan.groups_per_block);
   };
-  [[maybe_unused]] const uint64_t staged_step_groups =
-      teams * (kGroupItems / kLaneVecs);
   // Thread 0: moves the cursor to the CTA's next step.
   [[maybe_unused]] auto advance_cursor = [&] {
     if (cursor.chunk >= plan.total_chunks) return;
-    cursor.base += staged_step_groups;
+    cursor.base += step_groups;
     if (cursor.base >= cursor.end) open_chunk(cursor.chunk + gridDim.x);
   };
   // Thread 0: copies the cursor's step into `slot`, if the CTA has one left,
   // and moves the cursor on.
   [[maybe_unused]] auto issue_step = [&](uint32_t slot) {
     if (cursor.chunk >= plan.total_chunks) return;
-    const uint64_t groups = min(staged_step_groups, cursor.end - cursor.base);
+    const uint64_t groups =
+        min(uint64_t{step_groups}, cursor.end - cursor.base);
     IssueBulkCopy(&stage_full[slot], stage_slots + slot * kStageBytes,
                   cursor.src + cursor.base * plan.group_values,
                   static_cast<uint32_t>(groups * plan.group_values *
@@ -281,9 +285,6 @@ __global__ void __launch_bounds__(kGroupThreads,
       // lane l holds vector l + s * team of it, so that one load of a team
       // reads `team` consecutive vectors and one load of a warp reads whole
       // runs of consecutive groups.
-      static_assert(kGroupItems % kLaneVecs == 0);
-      constexpr int kGroupsPerLane = kGroupItems / kLaneVecs;
-      const uint32_t step_groups = teams * kGroupsPerLane;
       const uint32_t slot_stride = team * kVec;
       const uint32_t group_stride =
           teams * static_cast<uint32_t>(plan.group_values);  // < 2^16
@@ -572,6 +573,7 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
   // kernel is).
   const uint64_t max_steps =
       std::max<uint64_t>(1, kChunkValues / (step_groups * group_values));
+  const uint64_t block_steps = (layout.groups + step_groups - 1) / step_groups;
 
   GroupPlan plan{};
   plan.group_values = group_values;
@@ -588,8 +590,6 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
         &QuantizeGroupsKernel<T, kVec, Addr, decltype(small)::value,
                               decltype(lane_vecs_tag)::value, kStaged>;
     constexpr size_t kSmem = kStaged ? kStagedSmem : 0;
-    const uint64_t block_steps =
-        (layout.groups + step_groups - 1) / step_groups;
     const absl::StatusOr<uint32_t> resident =
         PersistentGrid<kKernel, kSmem>(kGroupThreads, UINT32_MAX);
     if (!resident.ok()) return resident.status();
@@ -626,8 +626,6 @@ absl::Status LaunchGroupQuantize(const BlockLayout& layout,
           PersistentGrid<&QuantizeGroupsKernel<T, kVec, Addr, true, 1, false>>(
               kGroupThreads, UINT32_MAX);
       if (!resident.ok()) return resident.status();
-      const uint64_t block_steps =
-          (layout.groups + step_groups - 1) / step_groups;
       const uint64_t busiest = BusiestCtaSteps(
           block_steps, blocks.count,
           ChunkSteps(block_steps, blocks.count, max_steps, *resident),
