@@ -71,6 +71,16 @@ inline absl::StatusOr<bool> DeviceHasBulkCopy() {
   return major >= 9;
 }
 
+// Whether the current device can launch cooperative grids (grid.sync).
+inline absl::StatusOr<bool> DeviceHasCooperativeLaunch() {
+  int device = 0;
+  int cooperative = 0;
+  KVQ_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  KVQ_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
+      &cooperative, cudaDevAttrCooperativeLaunch, device));
+  return cooperative != 0;
+}
+
 // Calls fn(sub) for consecutive parts of `blocks` whose work
 // (sub.count * work_per_block) is at most kMaxWorkPerLaunch.
 template <class Fn>

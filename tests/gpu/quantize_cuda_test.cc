@@ -425,6 +425,45 @@ TEST_F(SmallGroupsTest, CtasThatTakeManyChunksQuantizeAsTheReference) {
   }
 }
 
+// Dequantize of single FP32 blocks big enough (at least 2^26 values) for
+// PhasedDequantize on GPUs of compute capability 9.0+ (dequantize_phased.cuh:
+// rounds of 48 Ki-value slabs bulk-copied into shared memory, the grid
+// meeting after each round). Every block ends in a partial slab in a
+// partial round; head_dim 100 puts group ends (per-token-head) and columns
+// (per-channel) across slab ends, and its odd token counts leave a tail of
+// under 16 bytes that the kernel reads from global memory; group32 fills a
+// slab's scale buffer; per-tensor has one scale for every slab; three
+// planes of per-channel switch scale rows mid-slab. Every dtype is checked
+// (FP16 / BF16 take ElementwiseKernel), over two poisoned outputs.
+class PhasedDequantizeTest : public GpuTest {};
+
+TEST_F(PhasedDequantizeTest, BigFp32BlocksWriteTheReferenceValues) {
+  struct Case {
+    BlockShape shape;
+    Granularity granularity;
+    uint32_t group_size;
+  };
+  const Case cases[] = {
+      {{1, 671089, 1, 100}, Granularity::kPerTokenHead, 0},
+      {{1, 65537, 8, 128}, Granularity::kGroup, 32},
+      {{1, 671089, 1, 100}, Granularity::kPerTensor, 0},
+      {{1, 671089, 1, 100}, Granularity::kPerChannel, 0},
+      {{3, 22371, 1, 1000}, Granularity::kPerChannel, 0},
+  };
+  for (const Case& c : cases) {
+    QuantSpec spec;
+    spec.granularity = c.granularity;
+    if (c.group_size > 0) spec.group_size = c.group_size;
+    const absl::StatusOr<BlockLayout> layout = MakeLayout(c.shape, spec);
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    SCOPED_TRACE(CaseName(*layout, DType::kFp32));
+    const HostBlock block = RandomBlock(c.shape, DType::kFp32, rng_);
+    ExpectDequantizeWritesTheReference(*layout,
+                                       ReferencePayload(*layout, block));
+    if (HasFatalFailure()) return;
+  }
+}
+
 // Per-channel dequantize of launches big enough for chunks chosen per
 // launch (elementwise.cuh: PerChannelChunkUnits, from 64 MiB of values and 4
 // chunks of 4096 vectors per CTA), to every dtype. One block of 2 x 1025 x
