@@ -70,6 +70,17 @@ __device__ __forceinline__ void WaitBulkPhase(uint64_t* barrier,
 #endif
 }
 
+// Orders this thread's earlier reads of shared memory before later bulk
+// copies into it (the copies write through the async proxy): each reader,
+// before the __syncthreads() that precedes the next copy into the buffer.
+__device__ __forceinline__ void FenceSharedBeforeBulkCopy() {
+#ifdef KVQ_HAS_BULK_COPY
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
 #undef KVQ_HAS_BULK_COPY
 
 }  // namespace kvq::cuda::internal

@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(kPhasedThreads, kPhasedCtasPerSm)
       }
     }
     // The slab's shared memory is refilled next round by the async proxy.
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    FenceSharedBeforeBulkCopy();
     __syncthreads();
     grid.sync();  // the whole grid done writing before anyone reads again
   }
