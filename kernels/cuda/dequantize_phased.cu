@@ -146,26 +146,14 @@ absl::Status LaunchPhasedDequantize(const BlockLayout& layout,
                                     const BlockList& blocks,
                                     const ContiguousAddr& addr,
                                     cudaStream_t stream) {
-  const BlockShape& shape = layout.shape;
-  constexpr int kVec = kFullVec<T>;
-  const bool per_channel = layout.spec.granularity == Granularity::kPerChannel;
-  const uint64_t row_values = uint64_t{shape.heads} * shape.head_dim;
-  if (layout.elements % kVec != 0 || (per_channel && row_values % kVec != 0)) {
-    return absl::InternalError("kvq cuda: shape does not fit the vector width");
-  }
+  absl::StatusOr<ElementwisePlan> map =
+      ElementwiseScaleMap<kFullVec<T>>(layout);
+  if (!map.ok()) return map.status();
   PhasedPlan plan{};
-  ElementwisePlan& map = plan.scales;
-  map.elements = layout.elements;
-  map.scales_offset = layout.scales_offset;
-  map.row_values = row_values;
-  map.group_values = FastDivmod(
-      std::min<uint64_t>(layout.group_values, uint64_t{1} << 32));
-  map.plane_values = FastDivmod(
-      std::min<uint64_t>(map.row_values * shape.tokens, uint64_t{1} << 32));
-  map.row_divisor =
-      FastDivmod(std::min<uint64_t>(map.row_values, uint64_t{1} << 32));
+  plan.scales = *map;
   plan.slabs = (layout.elements + kPhasedSlabValues - 1) / kPhasedSlabValues;
 
+  const bool per_channel = layout.spec.granularity == Granularity::kPerChannel;
   return DispatchBool(per_channel, [&](auto channels) -> absl::Status {
     constexpr auto kKernel =
         &PhasedDequantizeKernel<T, decltype(channels)::value>;

@@ -226,10 +226,12 @@ __global__ void __launch_bounds__(kElementwiseThreads, 4)
   }
 }
 
-template <typename T, int kVec, class Addr, bool kQuantize>
-absl::Status LaunchElementwise(const BlockLayout& layout,
-                               const BlockList& blocks, const Addr& addr,
-                               cudaStream_t stream) {
+// The plan's scale map for `layout` (the fields ScalesOf and GroupScaleOf
+// read: elements, scales_offset, row_values and the divisors), the rest
+// zero; INTERNAL when the shape does not fit kVec-wide vectors (one scale
+// per vector for contiguous groups, kVec consecutive ones per channel).
+template <int kVec>
+absl::StatusOr<ElementwisePlan> ElementwiseScaleMap(const BlockLayout& layout) {
   const BlockShape& shape = layout.shape;
   ElementwisePlan plan{};
   const bool per_channel = layout.spec.granularity == Granularity::kPerChannel;
@@ -239,7 +241,6 @@ absl::Status LaunchElementwise(const BlockLayout& layout,
   if (layout.elements % kVec != 0 || scale_run % kVec != 0) {
     return absl::InternalError("kvq cuda: shape does not fit the vector width");
   }
-  plan.vecs_per_block = layout.elements / kVec;
   plan.elements = layout.elements;
   plan.scales_offset = layout.scales_offset;
   // Divisors up to 2^32 are fine (FastDivmod); a larger group is the whole
@@ -250,6 +251,18 @@ absl::Status LaunchElementwise(const BlockLayout& layout,
       std::min<uint64_t>(plan.row_values * shape.tokens, uint64_t{1} << 32));
   plan.row_divisor =
       FastDivmod(std::min<uint64_t>(plan.row_values, uint64_t{1} << 32));
+  return plan;
+}
+
+template <typename T, int kVec, class Addr, bool kQuantize>
+absl::Status LaunchElementwise(const BlockLayout& layout,
+                               const BlockList& blocks, const Addr& addr,
+                               cudaStream_t stream) {
+  const bool per_channel = layout.spec.granularity == Granularity::kPerChannel;
+  absl::StatusOr<ElementwisePlan> map = ElementwiseScaleMap<kVec>(layout);
+  if (!map.ok()) return map.status();
+  ElementwisePlan plan = *map;
+  plan.vecs_per_block = layout.elements / kVec;
 
   constexpr int kMaxCtasPerSm =
       kQuantize ? 0 : kDequantizeCtasPerSm<T, Addr>;
