@@ -91,13 +91,22 @@ TEST_F(GetAnswerTest, ResolvesRepeatedFieldsAsProtobufDoes) {
 }
 
 TEST_F(GetAnswerTest, BytesThatAreNotAGetResponseAreRefusedSayingWhy) {
-  const std::string wire = RandomResponse(Uniform(1000, 9000)).SerializeAsString();
+  const v1::GetResponse response = RandomResponse(Uniform(1000, 9000));
+  const std::string wire = response.SerializeAsString();
+  // The fields numbered after `data` are serialized after it: cutting only
+  // them off would leave a valid message, so the cut always reaches into
+  // the data.
+  v1::GetResponse after_data;
+  after_data.set_last(response.last());
+  after_data.set_code(response.code());
+  after_data.set_message(response.message());
+  const size_t tail = after_data.ByteSizeLong();
   struct Bad {
     std::string bytes;
     const char* why;
   };
   for (const Bad& bad : {
-           Bad{wire.substr(0, wire.size() - Uniform(1, 999)), "cut short"},
+           Bad{wire.substr(0, wire.size() - tail - Uniform(1, 999)), "cut short"},
            Bad{std::string("\x00\x01", 2), "malformed field tag"},
        }) {
     SCOPED_TRACE(bad.why);
@@ -109,10 +118,10 @@ TEST_F(GetAnswerTest, BytesThatAreNotAGetResponseAreRefusedSayingWhy) {
     EXPECT_EQ(answer.data_size(), 0u);
   }
   // A string field that is not UTF-8: the message names the fields.
-  v1::GetResponse response = RandomResponse(64);
-  response.set_message(std::string("bad\xff", 4));
+  v1::GetResponse not_utf8 = RandomResponse(64);
+  not_utf8.set_message(std::string("bad\xff", 4));
   std::string bytes;
-  ASSERT_TRUE(response.SerializePartialToString(&bytes));
+  ASSERT_TRUE(not_utf8.SerializePartialToString(&bytes));
   GetAnswer answer;
   const absl::Status status = answer.Parse(RandomSlices(bytes, rng_));
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
