@@ -22,6 +22,10 @@
 // once, so that the caller can give gRPC's buffers back chunk by chunk
 // instead of holding the whole block; QuantizeUploaded stores it from there.
 //
+// A put also leaves its block's page table on the device, in the slot of its
+// first page (PageTableSlots, cuda_page_tables.h): the block's gets launch
+// their kernel on it with nothing to upload first.
+//
 // A get with ReadyPrefixes into page-locked memory is copied back in pieces,
 // an event after each: the caller is told each piece has landed while the
 // next ones are still on their way, and can send it meanwhile. A get into
@@ -65,6 +69,7 @@
 #include "server/backend/backend.h"
 #include "server/backend/cuda_host_region.h"
 #include "server/backend/cuda_memory.h"
+#include "server/backend/cuda_page_tables.h"
 #include "server/backend/cuda_stream_contexts.h"
 #include "server/backend/cuda_upload.h"
 
@@ -116,12 +121,15 @@ HostMemory HostMemoryAt(const void* p) {
 
 class CudaBackend final : public Backend {
  public:
+  // `arena`: the pages (options.capacity_bytes), then `table_slots`'s
+  // bytes, placed.
   CudaBackend(int gpu, std::string device_name, uint8_t* arena,
-              ArenaOptions options)
+              ArenaOptions options, PageTableSlots table_slots)
       : gpu_(gpu),
         device_name_(std::move(device_name)),
         arena_(arena),
         options_(options),
+        table_slots_(table_slots),
         contexts_(gpu, DefaultMaxStreamContexts()) {}
 
   ~CudaBackend() override {
@@ -374,6 +382,12 @@ class CudaBackend final : public Backend {
     KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_tables, host + table_at,
                                              upload_bytes,
                                              cudaMemcpyHostToDevice, s));
+    // The block's gets read its page ids from its slot.
+    if (uint32_t* slot = table_slots_.SlotOf(pages); slot != nullptr) {
+      KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(slot, device_tables,
+                                               pages.size_bytes(),
+                                               cudaMemcpyDeviceToDevice, s));
+    }
     if (upload == Upload::kGather) {
       KVQ_RETURN_IF_ERROR(cuda::GatherPieces(
           reinterpret_cast<const cuda::GatherPiece*>(device_tables +
@@ -430,41 +444,40 @@ class CudaBackend final : public Backend {
         dst.empty() ? 0 : static_cast<size_t>((dst.size() + piece - 1) / piece);
     const bool in_pieces = piece_count > 1;
     // A block that goes back whole into page-locked memory is written there
-    // by the kernel itself, over PCIe, which also reads the page ids from
-    // staging (page-locked memory is mapped for the device): no upload
-    // before it, no DMA after. Measured on the H200 machine
-    // (bench/results/README.md), a 1 MiB get's fetch 0.082 -> 0.070 ms. In
-    // pieces, the DMA stays, so that the caller sends the front while the
-    // rest is on its way, and so does the page table's upload: read over
-    // PCIe, it cost the kernel as much as the upload.
+    // by the kernel itself, over PCIe: no DMA after it. Measured on the H200
+    // machine (bench/results/README.md), a 1 MiB get's fetch 0.082 -> 0.070
+    // ms. In pieces, the DMA stays, so that the caller sends the front while
+    // the rest is on its way.
     const bool kernel_writes_host =
         direct && !in_pieces && dst_memory.device_address != nullptr;
-    // Staging layout: [page ids][block bytes read back, unless DMA writes
-    // them to `dst`].
-    const size_t block_at = AlignUp(pages.size_bytes(), kStagingAlignment);
+    // The page ids: the block's slot, which its put wrote, else uploaded.
+    const uint32_t* slot = table_slots_.SlotOf(pages);
+    const size_t ids_bytes = slot == nullptr ? pages.size_bytes() : 0;
+    // Staging layout: [page ids, when uploaded][block bytes read back,
+    // unless DMA writes them to `dst`].
+    const size_t block_at = AlignUp(ids_bytes, kStagingAlignment);
     KVQ_RETURN_IF_ERROR(
         ctx.staging.Reserve(block_at + (direct ? 0 : dst.size())));
-    if (!kernel_writes_host) {
-      KVQ_RETURN_IF_ERROR(ctx.block.Reserve(dst.size()));
-      KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(pages.size_bytes()));
-    }
+    if (!kernel_writes_host) KVQ_RETURN_IF_ERROR(ctx.block.Reserve(dst.size()));
+    if (slot == nullptr) KVQ_RETURN_IF_ERROR(ctx.page_table.Reserve(ids_bytes));
 
     std::byte* host = ctx.staging.data();
-    std::memcpy(host, pages.data(), pages.size_bytes());
+    std::memcpy(host, pages.data(), ids_bytes);
     std::byte* host_block = direct ? dst.data() : host + block_at;
 
     cudaStream_t s = ctx.stream;
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[0], s));
-    if (!kernel_writes_host) {
+    if (slot == nullptr) {
       KVQ_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(ctx.page_table.data(), host,
-                                               pages.size_bytes(),
+                                               ids_bytes,
                                                cudaMemcpyHostToDevice, s));
     }
     KVQ_RETURN_IF_CUDA_ERROR(cudaEventRecord(ctx.marks[1], s));
-    const void* page_ids =
-        kernel_writes_host ? ctx.staging.device_data() : ctx.page_table.data();
-    const cuda::DevicePages src{arena_, static_cast<const uint32_t*>(page_ids),
-                                options_.page_bytes};
+    const cuda::DevicePages src{
+        arena_,
+        slot != nullptr ? slot
+                        : static_cast<const uint32_t*>(ctx.page_table.data()),
+        options_.page_bytes};
     void* kernel_dst =
         kernel_writes_host ? dst_memory.device_address : ctx.block.data();
     KVQ_RETURN_IF_ERROR(
@@ -514,6 +527,7 @@ class CudaBackend final : public Backend {
   const std::string device_name_;
   uint8_t* const arena_;
   const ArenaOptions options_;
+  const PageTableSlots table_slots_;
   StreamContexts contexts_;
   // RegisterHostRegion's region; set once, before any call that reads it.
   HostRegion region_;
@@ -608,21 +622,36 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(
   KVQ_RETURN_IF_CUDA_ERROR(cudaSetDevice(gpu));
   cudaDeviceProp prop{};
   KVQ_RETURN_IF_CUDA_ERROR(cudaGetDeviceProperties(&prop, gpu));
-  // Never managed memory: one plain device allocation is the whole pool.
+  // Never managed memory: one plain device allocation is the whole pool,
+  // the pages and then their table slots.
+  PageTableSlots table_slots(options.capacity_bytes / options.page_bytes,
+                             options.page_bytes);
+  const uint64_t device_bytes = options.capacity_bytes + table_slots.bytes();
   void* arena = nullptr;
-  err = cudaMalloc(&arena, options.capacity_bytes);
+  err = cudaMalloc(&arena, device_bytes);
   if (err != cudaSuccess) {
     cudaGetLastError();
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);
     return absl::ResourceExhaustedError(absl::StrCat(
-        "cannot allocate a ", options.capacity_bytes, "-byte pool on GPU ",
-        gpu, " (", prop.name, ", ", free_bytes, " bytes free): ",
+        "cannot allocate a ", options.capacity_bytes, "-byte pool (",
+        device_bytes, " bytes with its page tables) on GPU ", gpu, " (",
+        prop.name, ", ", free_bytes, " bytes free): ",
         cudaGetErrorString(err), "; lower --pool_bytes"));
   }
+  auto* pages = static_cast<uint8_t*>(arena);
+  // Zeroed: a slot no put has written yet names page 0, inside the arena.
+  err = cudaMemset(pages + options.capacity_bytes, 0, table_slots.bytes());
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    cudaFree(arena);
+    return CudaStatus(err, "cudaMemset (page table slots)");
+  }
+  table_slots.Place(
+      reinterpret_cast<uint32_t*>(pages + options.capacity_bytes));
   return std::make_unique<CudaBackend>(
-      gpu, absl::StrCat(prop.name, " (GPU ", gpu, ")"),
-      static_cast<uint8_t*>(arena), options);
+      gpu, absl::StrCat(prop.name, " (GPU ", gpu, ")"), pages, options,
+      table_slots);
 }
 
 }  // namespace kvq

@@ -78,10 +78,12 @@ class CudaBackendHostMemoryTest : public gpu_testing::DtypeGranularityTest {
     }
   };
   Case RandomCase(uint32_t min_tokens) {
+    return CaseOf(BlockShape{2, static_cast<uint32_t>(min_tokens + rng_() % 64),
+                             static_cast<uint32_t>(1 + rng_() % 8),
+                             static_cast<uint32_t>(8 * (1 + rng_() % 32))});
+  }
+  Case CaseOf(const BlockShape& shape) {
     Case c;
-    const BlockShape shape{2, static_cast<uint32_t>(min_tokens + rng_() % 64),
-                           static_cast<uint32_t>(1 + rng_() % 8),
-                           static_cast<uint32_t>(8 * (1 + rng_() % 32))};
     c.layout = Layout(shape);
     c.name = gpu_testing::CaseName(c.layout, dtype());
     const auto block = RandomBlock(shape, dtype(), rng_);
@@ -197,6 +199,50 @@ TEST_P(CudaBackendHostMemoryTest,
       EXPECT_TRUE(std::memcmp(locked_dst->data(), expected.data(), bytes) == 0)
           << name << (locked_src ? ", page-locked" : ", plain")
           << " source, page-locked destination";
+    }
+  }
+}
+
+TEST_P(CudaBackendHostMemoryTest,
+       EveryBlockReadsBackThroughItsOwnPagesWhoeverHeldThemBefore) {
+  // A get finds a block's page ids where its put left them, in the slot of
+  // the block's first page when they fit one (4 ids at 4 KiB pages), or
+  // uploads them. Each round stores new blocks on a fresh shuffle of the
+  // same pages, so that a page that started one block starts another, or
+  // sits inside one, or in a longer table, and reads them all back.
+  std::vector<uint32_t> all(kPages);
+  std::iota(all.begin(), all.end(), 0);
+  for (int round = 0; round < 6; ++round) {
+    std::shuffle(all.begin(), all.end(), rng_);
+    std::vector<Case> cases;
+    for (size_t at = 0, k = 0; k < 8; ++k) {
+      // Tables of 1..4 pages (a slot's) and of more.
+      Case c = k % 2 == 0
+                   ? CaseOf(BlockShape{2, static_cast<uint32_t>(1 + rng_() % 48),
+                                       2, 64})
+                   : RandomCase(/*min_tokens=*/32);
+      c.page_ids.assign(all.begin() + at,
+                        all.begin() + at + c.page_ids.size());
+      at += c.page_ids.size();
+      ASSERT_LE(at, all.size());
+      ASSERT_TRUE(cuda_->QuantizeInto(c.layout, dtype(), c.src(), c.page_ids)
+                      .ok())
+          << c.name;
+      cases.push_back(std::move(c));
+    }
+    for (const Case& c : cases) {
+      const std::string how = absl::StrCat(
+          "round ", round, ", ", c.page_ids.size(), " pages from ",
+          c.page_ids.front());
+      ExpectStored(*cuda_, c, how + ", plain destination");
+      absl::StatusOr<HostBuffer> locked = cuda_->AllocateHostBuffer(c.bytes);
+      ASSERT_TRUE(locked.ok()) << locked.status();
+      std::memset(locked->data(), 0x7f, c.bytes);
+      ASSERT_TRUE(cuda_->DequantizeFrom(c.layout, c.page_ids, dtype(),
+                                        locked->bytes())
+                      .ok());
+      EXPECT_TRUE(std::memcmp(locked->data(), c.expected.data(), c.bytes) == 0)
+          << c.name << ", " << how << ", page-locked destination";
     }
   }
 }

@@ -26,6 +26,9 @@ target_compile_definitions(cpu_backend_test PRIVATE
 kvq_add_test(cuda_host_region_test
   SOURCES cuda_host_region_test.cc
   LIBS kvq_backend kvq_proto GTest::gmock)
+kvq_add_test(cuda_page_tables_test
+  SOURCES cuda_page_tables_test.cc
+  LIBS kvq_backend kvq_proto GTest::gmock)
 kvq_add_test(staging_pool_test
   SOURCES staging_pool_test.cc
   LIBS kvq_service GTest::gmock)
