@@ -28,7 +28,7 @@ inline absl::Status CudaStatus(cudaError_t err, const char* what) {
   KVQ_RETURN_IF_ERROR(::kvq::CudaStatus((expr), #expr))
 
 // Page-locked host memory (cudaMallocHost), so copies run at full PCIe speed
-// and asynchronously, and kernels can read and write it (device_data()).
+// and asynchronously.
 class PinnedBuffer {
  public:
   PinnedBuffer() = default;
@@ -40,31 +40,15 @@ class PinnedBuffer {
     if (bytes <= capacity_) return absl::OkStatus();
     cudaFreeHost(data_);
     data_ = nullptr;
-    device_data_ = nullptr;
     capacity_ = 0;
     KVQ_RETURN_IF_CUDA_ERROR(cudaMallocHost(&data_, bytes));
-    // Both or neither: a buffer is never kept without its device address.
-    const cudaError_t mapped =
-        cudaHostGetDevicePointer(&device_data_, data_, 0);
-    if (mapped != cudaSuccess) {
-      cudaGetLastError();  // not an error of the next call
-      cudaFreeHost(data_);
-      data_ = nullptr;
-      device_data_ = nullptr;
-      return CudaStatus(mapped, "cudaHostGetDevicePointer");
-    }
     capacity_ = bytes;
     return absl::OkStatus();
   }
   std::byte* data() const { return static_cast<std::byte*>(data_); }
-  // data()'s address for kernels (over PCIe).
-  std::byte* device_data() const {
-    return static_cast<std::byte*>(device_data_);
-  }
 
  private:
   void* data_ = nullptr;
-  void* device_data_ = nullptr;
   size_t capacity_ = 0;
 };
 
