@@ -20,8 +20,9 @@ namespace {
 
 struct PhasedPlan {
   ElementwisePlan scales;  // the scale map (ScalesOf), as the elementwise pass
-  uint64_t slabs;          // ceil(elements / kPhasedSlabValues)
+  uint64_t slabs;          // ceil(elements / slab_values)
   uint32_t rounds;         // ceil(slabs / gridDim.x)
+  uint32_t slab_values;    // EvenSlabValues: <= kPhasedSlabValues
 };
 
 // Round r: CTA c takes slab r * gridDim.x + c (consecutive CTAs, consecutive
@@ -52,9 +53,9 @@ __global__ void __launch_bounds__(kPhasedThreads, kPhasedCtasPerSm)
   for (uint32_t round = 0; round < plan.rounds; ++round) {
     const uint64_t slab = uint64_t{round} * gridDim.x + blockIdx.x;
     if (slab < plan.slabs) {
-      const uint64_t begin = slab * kPhasedSlabValues;
+      const uint64_t begin = slab * plan.slab_values;
       const uint32_t n = static_cast<uint32_t>(
-          min(uint64_t{kPhasedSlabValues}, map.elements - begin));
+          min(uint64_t{plan.slab_values}, map.elements - begin));
       const uint32_t bulk = n & ~15u;
       if (threadIdx.x == 0 && bulk > 0) {
         IssueBulkCopy(&barrier, smem, payload + begin, bulk);
@@ -151,7 +152,6 @@ absl::Status LaunchPhasedDequantize(const BlockLayout& layout,
   if (!map.ok()) return map.status();
   PhasedPlan plan{};
   plan.scales = *map;
-  plan.slabs = (layout.elements + kPhasedSlabValues - 1) / kPhasedSlabValues;
 
   const bool per_channel = layout.spec.granularity == Granularity::kPerChannel;
   return DispatchBool(per_channel, [&](auto channels) -> absl::Status {
@@ -160,8 +160,17 @@ absl::Status LaunchPhasedDequantize(const BlockLayout& layout,
     // Every CTA of a cooperative grid must be resident: the grid is what
     // fits at once, at most kPhasedCtasPerSm per SM.
     absl::StatusOr<uint32_t> ctas = PersistentGrid<kKernel, kPhasedSmem>(
-        kPhasedThreads, plan.slabs, kPhasedCtasPerSm);
+        kPhasedThreads,
+        (layout.elements + kPhasedSlabValues - 1) / kPhasedSlabValues,
+        kPhasedCtasPerSm);
     if (!ctas.ok()) return ctas.status();
+    // As many rounds as slabs of kPhasedSlabValues need, each of them
+    // full (dequantize_phased.cuh: kPhasedSlabAlign).
+    plan.slab_values = static_cast<uint32_t>(
+        EvenSlabValues(layout.elements, *ctas, kPhasedSlabValues,
+                       kPhasedSlabAlign));
+    plan.slabs =
+        (layout.elements + plan.slab_values - 1) / plan.slab_values;
     plan.rounds = static_cast<uint32_t>((plan.slabs + *ctas - 1) / *ctas);
     const int8_t* payload = reinterpret_cast<const int8_t*>(addr.base);
     T* dst = reinterpret_cast<T*>(blocks.dst);

@@ -94,6 +94,25 @@ inline uint64_t PerChannelChunkUnits(uint64_t block_units, uint64_t blocks,
   return ChunkSteps(block_units, blocks, default_units, ctas);
 }
 
+// A grid that works in rounds of one slab per CTA (PhasedDequantize, whose
+// grid meets after every round) takes as long as its rounds, each about as
+// long as one slab, and a last round that fills few CTAs costs nearly a full
+// one. So: the fewest rounds that slabs of at most `max_slab` values allow,
+// and the shortest slab (a multiple of `align`) that covers `values` in
+// that many rounds of `ctas` slabs, so that every round is as full as the
+// next. E.g. 2^25 values on 528 CTAs, at most 49152 a slab, in multiples of
+// 128: 2 rounds of 31872-value slabs, where slabs of 49152 (683 of them)
+// left a second round of 155. All arguments >= 1; the result is <= max_slab
+// when max_slab is a multiple of align.
+inline uint64_t EvenSlabValues(uint64_t values, uint64_t ctas,
+                               uint64_t max_slab, uint64_t align) {
+  const uint64_t per_round = ctas * max_slab;
+  const uint64_t rounds = (values + per_round - 1) / per_round;
+  const uint64_t slabs = rounds * ctas;
+  const uint64_t slab = (values + slabs - 1) / slabs;
+  return (slab + align - 1) / align * align;
+}
+
 }  // namespace kvq::cuda
 
 #endif  // KVQ_KERNELS_CUDA_WORK_SPLIT_H_

@@ -243,6 +243,39 @@ TEST(FillsTheGridSeveralTimesTest, NeedsTheBytesAndTheRounds) {
                                        64 * kMiB));
 }
 
+TEST_F(ChunkStepsTest, EvenSlabsFillEveryRoundAndKeepTheFewestRounds) {
+  // The H200's phased grid: 528 CTAs, at most 49152 values a slab, slabs
+  // in multiples of 128 values.
+  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 25, 528, 49152, 128), 31872u);  // 2 rounds
+  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 24, 528, 49152, 128), 31872u);  // 1 round
+  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 28, 528, 49152, 128), 46336u);  // 11 rounds
+  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 28, 528, 49152, 16), 46224u);
+  EXPECT_EQ(EvenSlabValues(25952256, 528, 49152, 128), 49152u);  // 1, full
+  for (int trial = 0; trial < 2000; ++trial) {
+    const uint64_t values = Uniform(1, uint64_t{1} << 33);
+    const uint64_t ctas = Uniform(1, 1024);
+    const uint64_t align = uint64_t{1} << Uniform(0, 6);
+    const uint64_t max_slab = align * Uniform(1, 4096);
+    SCOPED_TRACE(::testing::Message() << values << " values, " << ctas
+                                    << " CTAs, max " << max_slab << " / "
+                                    << align);
+    const uint64_t slab = EvenSlabValues(values, ctas, max_slab, align);
+    ASSERT_GE(slab, 1u);
+    EXPECT_LE(slab, max_slab);
+    EXPECT_EQ(slab % align, 0u);
+    const uint64_t rounds_at_max =
+        (values + ctas * max_slab - 1) / (ctas * max_slab);
+    const uint64_t slabs = (values + slab - 1) / slab;
+    // As few rounds as the longest slabs need ...
+    EXPECT_EQ((slabs + ctas - 1) / ctas, rounds_at_max);
+    // ... and no slab shorter by `align` would still cover the values in
+    // them.
+    if (slab > align) {
+      EXPECT_GT(values, (slab - align) * rounds_at_max * ctas);
+    }
+  }
+}
+
 TEST_F(FastDivmodTest, EqualsDivisionForEdgeDivisorsAndNumerators) {
   const uint64_t kDivisors[] = {1,
                                 2,

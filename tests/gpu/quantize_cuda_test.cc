@@ -425,11 +425,12 @@ TEST_F(SmallGroupsTest, CtasThatTakeManyChunksQuantizeAsTheReference) {
   }
 }
 
-// Dequantize of single FP32 blocks big enough (at least 2^26 values) for
+// Dequantize of single FP32 blocks big enough (at least 2^24 values) for
 // PhasedDequantize on GPUs of compute capability 9.0+ (dequantize_phased.cuh:
-// rounds of 48 Ki-value slabs bulk-copied into shared memory, the grid
-// meeting after each round). Every block ends in a partial slab in a
-// partial round; head_dim 100 puts group ends (per-token-head) and columns
+// rounds of slabs of up to 48 Ki values bulk-copied into shared memory, the
+// grid meeting after each round; one slab length per launch, EvenSlabValues
+// in multiples of 128 values). Blocks of one, two and three rounds; every
+// block ends in a partial slab; head_dim 100 puts group ends (per-token-head) and columns
 // (per-channel) across slab ends, and its odd token counts leave a tail of
 // under 16 bytes that the kernel reads from global memory; group32 fills a
 // slab's scale buffer; per-tensor has one scale for every slab; three
@@ -445,6 +446,10 @@ TEST_F(PhasedDequantizeTest, BigFp32BlocksWriteTheReferenceValues) {
   };
   const Case cases[] = {
       {{1, 671089, 1, 100}, Granularity::kPerTokenHead, 0},
+      // The smallest blocks that take it, one round.
+      {{1, 167773, 1, 100}, Granularity::kPerTokenHead, 0},
+      {{1, 200003, 1, 100}, Granularity::kPerTokenHead, 0},
+      {{1, 360001, 1, 96}, Granularity::kGroup, 48},
       {{1, 65537, 8, 128}, Granularity::kGroup, 32},
       {{1, 671089, 1, 100}, Granularity::kPerTensor, 0},
       {{1, 671089, 1, 100}, Granularity::kPerChannel, 0},
