@@ -245,12 +245,13 @@ TEST(FillsTheGridSeveralTimesTest, NeedsTheBytesAndTheRounds) {
 
 TEST_F(ChunkStepsTest, EvenSlabsFillEveryRoundAndKeepTheFewestRounds) {
   // The H200's phased grid: 528 CTAs, at most 49152 values a slab, slabs
-  // in multiples of 128 values.
-  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 25, 528, 49152, 128), 31872u);  // 2 rounds
-  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 24, 528, 49152, 128), 31872u);  // 1 round
-  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 28, 528, 49152, 128), 46336u);  // 11 rounds
+  // in multiples of 128 values. 2^24 values: 1 round; 2^25: 2; 2^28: 11;
+  // 528 x 49152: 1, of full slabs.
+  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 24, 528, 49152, 128), 31872u);
+  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 25, 528, 49152, 128), 31872u);
+  EXPECT_EQ(EvenSlabValues(uint64_t{1} << 28, 528, 49152, 128), 46336u);
   EXPECT_EQ(EvenSlabValues(uint64_t{1} << 28, 528, 49152, 16), 46224u);
-  EXPECT_EQ(EvenSlabValues(25952256, 528, 49152, 128), 49152u);  // 1, full
+  EXPECT_EQ(EvenSlabValues(528 * 49152, 528, 49152, 128), 49152u);
   for (int trial = 0; trial < 2000; ++trial) {
     const uint64_t values = Uniform(1, uint64_t{1} << 33);
     const uint64_t ctas = Uniform(1, 1024);

@@ -430,11 +430,12 @@ TEST_F(SmallGroupsTest, CtasThatTakeManyChunksQuantizeAsTheReference) {
 // rounds of slabs of up to 48 Ki values bulk-copied into shared memory, the
 // grid meeting after each round; one slab length per launch, EvenSlabValues
 // in multiples of 128 values). Blocks of one, two and three rounds; every
-// block ends in a partial slab; head_dim 100 puts group ends (per-token-head) and columns
-// (per-channel) across slab ends, and its odd token counts leave a tail of
-// under 16 bytes that the kernel reads from global memory; group32 fills a
-// slab's scale buffer; per-tensor has one scale for every slab; three
-// planes of per-channel switch scale rows mid-slab. Every dtype is checked
+// block ends in a partial slab; head_dim 100 puts group ends
+// (per-token-head) and columns (per-channel) across slab ends, and its odd
+// token counts leave a tail of under 16 bytes that the kernel reads from
+// global memory; group32 fills a slab's scale buffer; per-tensor has one
+// scale for every slab; three planes of per-channel switch scale rows
+// mid-slab. Every dtype is checked
 // (FP16 / BF16 take ElementwiseKernel), over two poisoned outputs.
 class PhasedDequantizeTest : public GpuTest {};
 
@@ -445,11 +446,11 @@ TEST_F(PhasedDequantizeTest, BigFp32BlocksWriteTheReferenceValues) {
     uint32_t group_size;
   };
   const Case cases[] = {
-      {{1, 671089, 1, 100}, Granularity::kPerTokenHead, 0},
-      // The smallest blocks that take it, one round.
-      {{1, 167773, 1, 100}, Granularity::kPerTokenHead, 0},
-      {{1, 200003, 1, 100}, Granularity::kPerTokenHead, 0},
-      {{1, 360001, 1, 96}, Granularity::kGroup, 48},
+      {{1, 671089, 1, 100}, Granularity::kPerTokenHead, 0},  // 3 rounds
+      // Just over kPhasedMinValues, the smallest blocks that take it.
+      {{1, 167773, 1, 100}, Granularity::kPerTokenHead, 0},  // 1 round
+      {{1, 200003, 1, 100}, Granularity::kPerTokenHead, 0},  // 1 round
+      {{1, 360001, 1, 96}, Granularity::kGroup, 48},         // 2 rounds
       {{1, 65537, 8, 128}, Granularity::kGroup, 32},
       {{1, 671089, 1, 100}, Granularity::kPerTensor, 0},
       {{1, 671089, 1, 100}, Granularity::kPerChannel, 0},
