@@ -1,5 +1,6 @@
 #include "server/service/block_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <new>
 #include <string>
@@ -177,8 +178,11 @@ absl::StatusOr<std::shared_ptr<const FetchedBlock>> BlockStore::Fetch(
     progress->ready(shared, ready_bytes);
     fetch.Start();
   };
-  const ReadyPrefixes prefixes{progress != nullptr ? progress->piece_bytes : 1,
-                               report};
+  const ReadyPrefixes prefixes{
+      progress != nullptr
+          ? std::max<uint64_t>(progress->piece_bytes(fetched->data.size()), 1)
+          : 1,
+      report};
   DataPathTimings timings;
   absl::Status s = backend_->DequantizeFrom(
       fetched->layout, pinned->pages(), fetched->dtype, fetched->data.bytes(),

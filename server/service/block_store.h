@@ -51,11 +51,12 @@ struct FetchedBlock {
 
 // Lets a Fetch caller send a block while it is still being read back: ready
 // gets the block (dtype, layout and buffer final) each time a longer prefix
-// of its data is final, in steps of about piece_bytes where the backend
-// copies in pieces (ReadyPrefixes), and data.size() last when Fetch
-// succeeds. Called on the thread that called Fetch, before it returns.
+// of its data is final, in steps of about piece_bytes(data.size()) (asked
+// once the block is found; 0 counts as 1) where the backend copies in
+// pieces (ReadyPrefixes), and data.size() last when Fetch succeeds. Both
+// are called on the thread that called Fetch, before it returns.
 struct FetchProgress {
-  uint64_t piece_bytes;  // > 0
+  absl::FunctionRef<uint64_t(uint64_t block_bytes)> piece_bytes;
   absl::FunctionRef<void(const std::shared_ptr<const FetchedBlock>& block,
                          uint64_t ready_bytes)>
       ready;

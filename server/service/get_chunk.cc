@@ -34,6 +34,15 @@ bool BlockChunks::WriteReady(uint64_t ready_bytes,
   return true;
 }
 
+uint64_t AnswerChunkBytes(uint64_t block_bytes, uint64_t chunk_bytes,
+                          bool front_alone) {
+  chunk_bytes = std::max<uint64_t>(chunk_bytes, 1);
+  if (!front_alone || block_bytes > 4 * chunk_bytes) return chunk_bytes;
+  constexpr uint64_t kStep = 4096;  // keeps the pieces' DMA page-aligned
+  const uint64_t quarter = ((block_bytes + 3) / 4 + kStep - 1) / kStep * kStep;
+  return std::min(chunk_bytes, std::max(kMinAnswerChunkBytes, quarter));
+}
+
 bool ForEachBlockChunk(uint32_t key_index, v1::BlockHeader header,
                        std::span<const std::byte> data,
                        std::shared_ptr<const void> owner, uint64_t chunk_bytes,

@@ -50,6 +50,24 @@ class BlockChunks {
   GetChunk chunk_;
 };
 
+// The chunk length a block of `block_bytes` is answered in, given the
+// request's `chunk_bytes` (> 0): chunk_bytes, except that a block of up to
+// four chunks whose fetch nothing else would overlap (`front_alone`: the
+// first key of a Get that is the server's only data call) goes out in four
+// (of at least kMinAnswerChunkBytes, in whole 4 KiB steps, never more than
+// chunk_bytes). Its first chunk then leaves while the GPU is still copying
+// the rest back, and the client reads the front while the server sends the
+// rest. A later key's fetch already overlaps the send of the key before,
+// and other calls' streams share the CPU that the extra sends take.
+// Measured on the H200 machine (bench/results/README.md, nineteenth
+// session): one-key 1 MiB gets at one stream, median latency 0.58 -> 0.52
+// ms (FP16), 0.56 -> 0.50 (FP32); every key of four-key gets so, 9-13%
+// fewer GB/s; at 8 and 16 streams, four sends a block ran 6-10% slower
+// (fourteenth session).
+inline constexpr uint64_t kMinAnswerChunkBytes = uint64_t{256} << 10;
+uint64_t AnswerChunkBytes(uint64_t block_bytes, uint64_t chunk_bytes,
+                          bool front_alone);
+
 // BlockChunks(...).WriteReady(data.size(), write): the whole answer at once.
 bool ForEachBlockChunk(uint32_t key_index, v1::BlockHeader header,
                        std::span<const std::byte> data,

@@ -93,6 +93,7 @@ grpc::Status KVCacheService::HandlePut(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
   RpcCall call(*metrics_, Rpc::kPut, context);
+  const CallsInFlight::Scope in_flight(data_calls_);
   PutAssembler assembler(
       PutLimits{pool_->page_bytes(), pool_->pages_total()}, staging_,
       [backend = backend_](ConstBytes bytes) {
@@ -208,6 +209,7 @@ grpc::Status KVCacheService::HandleGet(
     grpc::ServerContext* context,
     grpc::ServerSplitStreamer<v1::GetRequest, GetChunk>* stream) {
   RpcCall call(*metrics_, Rpc::kGet, context);
+  const CallsInFlight::Scope in_flight(data_calls_);
   v1::GetRequest request;
   if (!stream->Read(&request)) {
     // The server reads a Get's request itself (it is registered as a split
@@ -250,8 +252,16 @@ grpc::Status KVCacheService::HandleGet(
     // StagingPool once gRPC lets go of the last slice, which may be after
     // the write that sent it, or this call, has returned.
     // The send stage is the time spent writing, not the waits between
-    // pieces (those are the fetch's).
+    // pieces (those are the fetch's). The first key of a call that is the
+    // server's only one goes out in four pieces (AnswerChunkBytes).
     std::optional<BlockChunks> chunks;
+    uint64_t answer_chunk_bytes = chunk_bytes;
+    auto piece_bytes = [&](uint64_t block_bytes) {
+      const bool front_alone = i == 0 && data_calls_.now() == 1;
+      answer_chunk_bytes =
+          AnswerChunkBytes(block_bytes, chunk_bytes, front_alone);
+      return answer_chunk_bytes;
+    };
     double send_seconds = 0;
     bool gone = false;
     auto send_ready = [&](const std::shared_ptr<const FetchedBlock>& block,
@@ -262,12 +272,12 @@ grpc::Status KVCacheService::HandleGet(
         chunks.emplace(key_index,
                        ToWireHeader(request.namespace_(), key, block->dtype,
                                     block->layout),
-                       block->data.bytes(), block, chunk_bytes);
+                       block->data.bytes(), block, answer_chunk_bytes);
       }
       gone = !chunks->WriteReady(ready_bytes, write);
       send_seconds += SecondsSince(send_start);
     };
-    const FetchProgress progress{chunk_bytes, send_ready};
+    const FetchProgress progress{piece_bytes, send_ready};
     absl::StatusOr<std::shared_ptr<const FetchedBlock>> block =
         key_status.ok()
             ? store_->Fetch(request.namespace_(), key, *dtype, &progress)

@@ -22,7 +22,6 @@
 #include "kernels/format.h"
 #include "kvq/v1/kvcache.grpc.pb.h"
 #include "tests/integration/integration_testing.h"
-#include "tests/unit/metrics_exposition_parser.h"
 
 namespace kvq::testing {
 namespace {
@@ -443,18 +442,6 @@ TEST_F(BadInputTest, ClientVanishingMidBlockLeavesNothingAndHoldsNoPage) {
   EXPECT_TRUE(client_->Put(block.ToPut()).ok());
 }
 
-// Staging bytes the server has lent out now (kvq_staging_bytes{state="lent"}
-// on /metrics), or -1 if the figure cannot be read.
-double StagingLentBytes(const ServerProcess& server) {
-  absl::StatusOr<std::string> text =
-      HttpGet("127.0.0.1", server.metrics_port(), "/metrics");
-  if (!text.ok()) return -1;
-  absl::StatusOr<Exposition> exposition = Exposition::Parse(*text);
-  if (!exposition.ok()) return -1;
-  return exposition->Value("kvq_staging_bytes", {{"state", "lent"}})
-      .value_or(-1);
-}
-
 // A client that goes away in the middle of a Get of many keys leaves no
 // block behind: every staging buffer the call used is back (the ones gRPC
 // still held as slices of chunks in flight included).
@@ -481,13 +468,7 @@ TEST_F(BadInputTest, ClientVanishingMidGetOfManyKeysLeavesNoStagingLent) {
     }
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  // The server learns of the cancel on its own schedule: wait (bounded)
-  // for the figure, then check it exactly.
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (StagingLentBytes(*server_) != 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  EXPECT_EQ(StagingLentBytes(*server_), 0);
+  EXPECT_EQ(StagingLentBytesOnceSettled(*server_), 0);
   // And every key still comes back whole.
   absl::StatusOr<std::vector<GetResult>> got = client_->Get(kNs, keys);
   ASSERT_TRUE(got.ok()) << got.status();

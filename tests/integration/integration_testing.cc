@@ -11,6 +11,7 @@
 #include "grpcpp/client_context.h"
 #include "httplib.h"
 #include "kernels/quantize.h"
+#include "tests/unit/metrics_exposition_parser.h"
 
 #ifndef KVQCTL_PATH
 #error "KVQCTL_PATH must be defined (tests/integration/server.cmake)"
@@ -290,6 +291,31 @@ absl::StatusOr<std::string> HttpGet(const std::string& host, int port,
         absl::StrCat("GET ", path, ": HTTP ", result->status));
   }
   return result->body;
+}
+
+namespace {
+
+double StagingLentBytes(const ServerProcess& server) {
+  absl::StatusOr<std::string> text =
+      HttpGet("127.0.0.1", server.metrics_port(), "/metrics");
+  if (!text.ok()) return -1;
+  absl::StatusOr<Exposition> exposition = Exposition::Parse(*text);
+  if (!exposition.ok()) return -1;
+  return exposition->Value("kvq_staging_bytes", {{"state", "lent"}})
+      .value_or(-1);
+}
+
+}  // namespace
+
+double StagingLentBytesOnceSettled(const ServerProcess& server,
+                                   absl::Duration limit) {
+  const absl::Time deadline = absl::Now() + limit;
+  double lent = StagingLentBytes(server);
+  while (lent != 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+    lent = StagingLentBytes(server);
+  }
+  return lent;
 }
 
 void ServerTest::SetUp() {

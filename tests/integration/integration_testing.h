@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "client/kvq_client.h"
 #include "gtest/gtest.h"
 #include "kernels/format.h"
@@ -106,6 +107,13 @@ v1::BlockHeader HeaderOf(const TestBlock& block);
 // GET http://host:port/path; the body, or the error. Fails on non-200.
 absl::StatusOr<std::string> HttpGet(const std::string& host, int port,
                                     const std::string& path);
+
+// Staging bytes `server` has lent out (kvq_staging_bytes{state="lent"} on
+// its /metrics) once that figure is 0 or `limit` has passed, whichever
+// comes first; -1 if the figure cannot be read. A server learns of a client
+// gone on its own schedule, so a test waits (bounded) before it checks.
+double StagingLentBytesOnceSettled(const ServerProcess& server,
+                                   absl::Duration limit = absl::Seconds(20));
 
 // A test with its own kvq-server and a client connected to it.
 class ServerTest : public ::testing::Test {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/element_codec.h"
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/integration/integration_testing.h"
 
@@ -234,6 +235,151 @@ TEST_F(ServerTest, GetIntoWritesEachBlockIntoItsDestinationAndNothingElse) {
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A Get's answer to one key as it came over the wire: each chunk's length,
+// and the data put back together.
+struct WireAnswer {
+  std::vector<uint64_t> chunk_lengths;
+  std::string data;
+};
+
+// The answers to a Get of `keys` in `ns`, in chunks of `chunk_bytes` asked.
+std::vector<WireAnswer> GetOverTheWire(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& ns,
+    const std::vector<std::string>& keys, uint32_t chunk_bytes) {
+  auto stub = v1::KVCache::NewStub(channel);
+  grpc::ClientContext context;
+  v1::GetRequest request;
+  request.set_namespace_(ns);
+  for (const std::string& key : keys) request.add_keys(key);
+  request.set_chunk_bytes(chunk_bytes);
+  auto reader = stub->Get(&context, request);
+  std::vector<WireAnswer> answers(keys.size());
+  v1::GetResponse response;
+  size_t answered = 0;
+  while (answered < keys.size() && reader->Read(&response)) {
+    EXPECT_EQ(response.code(), 0) << response.message();
+    EXPECT_EQ(response.key_index(), answered);  // keys in the order asked
+    WireAnswer& answer = answers[answered];
+    EXPECT_EQ(response.has_header(), answer.chunk_lengths.empty());
+    EXPECT_EQ(response.offset(), answer.data.size());
+    answer.chunk_lengths.push_back(response.data().size());
+    answer.data.append(response.data());
+    answered += response.last();
+  }
+  EXPECT_EQ(answered, keys.size());
+  EXPECT_FALSE(reader->Read(&response));  // nothing after the last chunk
+  EXPECT_TRUE(reader->Finish().ok());
+  return answers;
+}
+
+// The chunk lengths of a block of `bytes` in chunks of `chunk_bytes`.
+std::vector<uint64_t> ChunksOf(uint64_t bytes, uint64_t chunk_bytes) {
+  std::vector<uint64_t> lengths(bytes / chunk_bytes, chunk_bytes);
+  if (bytes % chunk_bytes != 0) lengths.push_back(bytes % chunk_bytes);
+  return lengths;
+}
+
+// A Get that the server is still answering: it asks for `key` `copies`
+// times and reads only the first chunk, so that flow control holds the
+// server's handler in its writes until the Get is cancelled (on
+// destruction). On a connection of its own, so that its stalled stream
+// does not hold up other channels' windows.
+class StalledGet {
+ public:
+  StalledGet(const std::string& address, const std::string& ns,
+             const std::string& key, int copies) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stub_ = v1::KVCache::NewStub(grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args));
+    v1::GetRequest request;
+    request.set_namespace_(ns);
+    for (int i = 0; i < copies; ++i) request.add_keys(key);
+    reader_ = stub_->Get(&context_, request);
+    v1::GetResponse first;
+    started_ = reader_->Read(&first) && first.code() == 0;
+  }
+  ~StalledGet() {
+    context_.TryCancel();
+    v1::GetResponse rest;
+    while (reader_->Read(&rest)) {
+    }
+    reader_->Finish();
+  }
+  bool started() const { return started_; }
+
+ private:
+  std::unique_ptr<v1::KVCache::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::GetResponse>> reader_;
+  bool started_ = false;
+};
+
+// The first key of a Get that is the server's only call goes out in four
+// chunks if it is a block of up to four, so that its front leaves while
+// the rest is still being read back; later keys (whose fetch overlaps the
+// send of the key before), bigger blocks, and every block while another
+// call is in flight go out in the chunks asked for. Either way the data is
+// the block's, and a stalled call cancelled gives back all it held.
+TEST_F(ServerTest, AGetAloneAnswersASmallFirstBlockInFourChunksOthersAsAsked) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  std::mt19937_64 rng(seed);
+  constexpr uint64_t kKiB = 1024;
+  constexpr uint32_t kAsked = 1 << 20;
+  constexpr char kNs[] = "answer-chunks";
+  struct Case {
+    uint32_t tokens;  // of 16 FP16 heads of 128: 4 KiB each
+    std::vector<uint64_t> first_alone;
+  };
+  const std::vector<Case> cases = {
+      {16, {64 * kKiB}},  // under the 256 KiB least: one chunk
+      {256, std::vector<uint64_t>(4, 256 * kKiB)},  // 1 MiB
+      {768, std::vector<uint64_t>(4, 768 * kKiB)},  // 3 MiB
+      {1300, ChunksOf(1300 * 4 * kKiB, kAsked)},  // 5200 KiB: as asked
+  };
+  std::vector<TestBlock> blocks;
+  for (const Case& c : cases) {
+    blocks.push_back(RandomBlock(rng, kNs, absl::StrCat("t", c.tokens),
+                                 v1::DTYPE_FP16, Shape(1, c.tokens, 16, 128)));
+    ASSERT_TRUE(client_->Put(blocks.back().ToPut()).ok());
+  }
+  auto expect_answers = [&](const std::vector<size_t>& order,
+                            bool first_in_four) {
+    std::vector<std::string> keys;
+    for (size_t i : order) keys.push_back(blocks[i].key);
+    const std::vector<WireAnswer> answers =
+        GetOverTheWire(client_->channel(), kNs, keys, kAsked);
+    ASSERT_EQ(answers.size(), order.size());
+    for (size_t k = 0; k < order.size(); ++k) {
+      const TestBlock& block = blocks[order[k]];
+      SCOPED_TRACE(absl::StrCat("key ", k, ": ", block.data.size(), " bytes"));
+      EXPECT_EQ(answers[k].chunk_lengths,
+                k == 0 && first_in_four ? cases[order[k]].first_alone
+                                        : ChunksOf(block.data.size(), kAsked));
+      EXPECT_TRUE(MatchesReference(block, v1::DTYPE_FP16, answers[k].data));
+    }
+  };
+  {
+    SCOPED_TRACE("alone, one key a call");
+    for (size_t i = 0; i < cases.size(); ++i) expect_answers({i}, true);
+  }
+  {
+    SCOPED_TRACE("alone, the 1 MiB block first of three");
+    expect_answers({1, 2, 0}, true);
+  }
+  {
+    // 64 MiB asked for and not read: more than flow control lets through.
+    const StalledGet other(server_->grpc_address(), kNs, blocks[1].key, 64);
+    ASSERT_TRUE(other.started());
+    SCOPED_TRACE("another call in flight");
+    for (size_t i = 0; i < cases.size(); ++i) expect_answers({i}, false);
+  }
+  EXPECT_EQ(StagingLentBytesOnceSettled(*server_), 0);
+  SCOPED_TRACE("alone again");
+  expect_answers({1}, true);
 }
 
 TEST_F(ServerTest, Fp32BlockReadsBackAsFp16AndBf16) {

@@ -52,7 +52,7 @@ add_library(kvq_integration_testing STATIC integration_testing.cc)
 target_link_libraries(kvq_integration_testing
   PUBLIC kvq_test_server_process kvq_client kvq_kernels GTest::gtest
          GTest::gmock
-  PRIVATE PkgConfig::HTTPLIB kvq_warnings)
+  PRIVATE PkgConfig::HTTPLIB kvq_test_exposition_parser kvq_warnings)
 target_compile_definitions(kvq_integration_testing
   PRIVATE KVQCTL_PATH="$<TARGET_FILE:kvqctl>")
 add_dependencies(kvq_integration_testing kvqctl)
@@ -69,8 +69,7 @@ endfunction()
 kvq_add_server_test(server_roundtrip_test SOURCES roundtrip_test.cc)
 kvq_add_server_test(server_cache_ops_test SOURCES cache_ops_test.cc)
 kvq_add_server_test(server_eviction_test SOURCES eviction_test.cc)
-kvq_add_server_test(server_bad_input_test SOURCES bad_input_test.cc
-  LIBS kvq_test_exposition_parser)
+kvq_add_server_test(server_bad_input_test SOURCES bad_input_test.cc)
 kvq_add_server_test(server_concurrency_test SOURCES concurrency_test.cc)
 kvq_add_server_test(server_operations_test SOURCES operations_test.cc
   LIBS kvq_test_reflection_proto)

@@ -408,23 +408,34 @@ TEST_F(BlockStoreTest, FetchProgressSeesTheFinalBlockAndNoPinIsHeldByThen) {
     EXPECT_EQ(pool_->Stats().pages_pinned, 0u);
     reported.push_back(ready_bytes);
   };
-  const FetchProgress progress{Uniform(1, 4096), ready};
+  // The piece length is asked for with the block's size, in the dtype
+  // asked for, once it is found.
+  const uint64_t piece = Uniform(1, 4096);
+  std::vector<uint64_t> asked;
+  auto piece_bytes = [&](uint64_t block_bytes) {
+    asked.push_back(block_bytes);
+    return piece;
+  };
+  const FetchProgress progress{piece_bytes, ready};
   absl::StatusOr<std::shared_ptr<const FetchedBlock>> fetched =
       store_->Fetch("ns", "k", DType::kFp32, &progress);
 
   ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_EQ(asked, std::vector<uint64_t>{want.size()});
   ASSERT_FALSE(reported.empty());
   EXPECT_TRUE(std::is_sorted(reported.begin(), reported.end()));
   EXPECT_EQ(reported.back(), want.size());
   EXPECT_TRUE(AsString((*fetched)->data.bytes()) == want);
 
-  // A miss reports nothing.
+  // A miss asks and reports nothing.
   reported.clear();
+  asked.clear();
   EXPECT_EQ(store_->Fetch("ns", "absent", std::nullopt, &progress)
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);
   EXPECT_TRUE(reported.empty());
+  EXPECT_TRUE(asked.empty());
 }
 
 TEST_F(BlockStoreTest, FetchStageLeavesOutTheCallersTimeInProgress) {
@@ -439,7 +450,9 @@ TEST_F(BlockStoreTest, FetchStageLeavesOutTheCallersTimeInProgress) {
   auto ready = [&](const std::shared_ptr<const FetchedBlock>&, uint64_t) {
     std::this_thread::sleep_for(kSending);
   };
-  const FetchProgress progress{Uniform(1, 4096), ready};
+  const uint64_t piece = Uniform(1, 4096);
+  auto piece_bytes = [piece](uint64_t) { return piece; };
+  const FetchProgress progress{piece_bytes, ready};
   ASSERT_TRUE(store_->Fetch("ns", "k", std::nullopt, &progress).ok());
 
   const std::string exposition = metrics_->Render();

@@ -361,6 +361,54 @@ TEST_F(GetChunkTest, BlockChunksGoOutAsTheirBytesBecomeFinalNeverBefore) {
   EXPECT_TRUE(reassembled == *block);
 }
 
+// A block whose fetch nothing else overlaps, of up to four chunks, goes
+// out in four, of at least 256 KiB in whole 4 KiB steps and never more than
+// asked; any other block in the chunks asked for.
+TEST_F(GetChunkTest, AnswerChunkBytesSplitsASmallBlockInFourOnlyWhenAlone) {
+  constexpr uint64_t kKiB = 1024, kMiB = kKiB * kKiB;
+  struct Case {
+    uint64_t block_bytes, chunk_bytes;
+    bool front_alone;
+    uint64_t want;
+  };
+  for (const Case& c : {
+           Case{1 * kMiB, 1 * kMiB, true, 256 * kKiB},  // four of a quarter
+           Case{1 * kMiB, 1 * kMiB, false, 1 * kMiB},   // not alone: as asked
+           Case{3 * kMiB, 1 * kMiB, true, 768 * kKiB},
+           Case{4 * kMiB, 1 * kMiB, true, 1 * kMiB},  // four chunks already
+           Case{4 * kMiB + 1, 1 * kMiB, true, 1 * kMiB},  // over four: as asked
+           Case{64 * kKiB, 1 * kMiB, true, 256 * kKiB},   // one chunk either way
+           Case{1 * kMiB, 128 * kKiB, true, 128 * kKiB},  // never over the ask
+           Case{1 * kMiB + 1, 1 * kMiB, true, 260 * kKiB},  // quarter rounded up
+       }) {
+    EXPECT_EQ(AnswerChunkBytes(c.block_bytes, c.chunk_bytes, c.front_alone),
+              c.want)
+        << c.block_bytes << " bytes in chunks of " << c.chunk_bytes
+        << (c.front_alone ? ", alone" : ", not alone");
+  }
+
+  // Over random sizes: alone, a block of up to four chunks goes out in at
+  // most four (at least 256 KiB each, 4 KiB-aligned below the ask); not
+  // alone, and bigger blocks, in the chunks asked for.
+  for (int trial = 0; trial < 2000; ++trial) {
+    const uint64_t chunk_bytes = Uniform(1, 16 * kMiB);
+    const uint64_t block_bytes = Uniform(1, 6 * chunk_bytes);
+    const bool front_alone = Uniform(0, 1) == 1;
+    const uint64_t got = AnswerChunkBytes(block_bytes, chunk_bytes, front_alone);
+    SCOPED_TRACE(::testing::Message()
+                 << block_bytes << " bytes in chunks of " << chunk_bytes
+                 << (front_alone ? ", alone: " : ", not alone: ") << got);
+    ASSERT_LE(got, chunk_bytes);
+    if (!front_alone || block_bytes > 4 * chunk_bytes) {
+      ASSERT_EQ(got, chunk_bytes);
+    } else if (got < chunk_bytes) {
+      ASSERT_GE(got, 256 * kKiB);
+      ASSERT_EQ(got % (4 * kKiB), 0u);
+      ASSERT_LE((block_bytes + got - 1) / got, 4u);
+    }
+  }
+}
+
 TEST_F(GetChunkTest, IsNeverDeserialized) {
   const std::string bytes = v1::GetResponse().SerializeAsString();
   grpc::Slice slice(bytes.data(), bytes.size());
