@@ -12,10 +12,10 @@
 # and kvq-server-logged into .device/bin.
 set -u
 b=$(cd "$(dirname "$0")/.." && pwd)
-export KVQ_TEST_DEVICE=cuda KVQ_DIAG_LOG=/tmp/diag-server.log
-: > "$KVQ_DIAG_LOG"
+export KVQ_TEST_DEVICE=cuda DIAG_SERVER_LOG=/tmp/diag-server.log
+: > "$DIAG_SERVER_LOG"
 KVQ_TEST_SERVER_BIN="$b/bin/kvq-server-logged" timeout 60 "$b/run" server_roundtrip_test \
   --gtest_color=no --gtest_filter='ServerTest.AGetAlone*' 2>&1 | grep -E "OK|FAIL" | tail -3
 KVQ_TEST_SERVER_BIN="$b/bin/kvq-server-logged" timeout 60 "$b/run" server_bad_input_test \
   --gtest_color=no --gtest_filter='*VanishingMidGet*' 2>&1 | grep -E "OK|FAIL" | tail -3
-grep -vE '"level":"debug"' "$KVQ_DIAG_LOG" | cut -c1-300 | tail -60
+grep -vE '"level":"debug"' "$DIAG_SERVER_LOG" | cut -c1-300 | tail -60
