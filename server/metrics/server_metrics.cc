@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <utility>
@@ -191,6 +192,9 @@ struct ServerMetrics::Impl {
   const double start_unix_seconds;
 
   std::array<std::array<Counter, kCodes>, kRpcs> rpcs;
+  // Two changes per call, against a call's megabytes: one atomic each, not
+  // sharded like the counters.
+  std::array<std::atomic<int64_t>, kRpcs> rpcs_in_flight{};
   std::array<Histogram, kRpcs> rpc_duration;
   std::array<Histogram, kStages> stage_duration;
   std::array<Counter, kDTypes> puts;
@@ -213,6 +217,20 @@ ServerMetrics::~ServerMetrics() = default;
 void ServerMetrics::ObserveRpc(Rpc rpc, int code, double seconds) {
   impl_->rpcs[RpcIndex(rpc)][CodeIndex(code)].Add();
   impl_->rpc_duration[RpcIndex(rpc)].Observe(seconds);
+}
+
+void ServerMetrics::RpcStarted(Rpc rpc) {
+  impl_->rpcs_in_flight[RpcIndex(rpc)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void ServerMetrics::RpcEnded(Rpc rpc) {
+  impl_->rpcs_in_flight[RpcIndex(rpc)].fetch_sub(1, std::memory_order_relaxed);
+}
+
+uint64_t ServerMetrics::RpcsInFlight(Rpc rpc) const {
+  const int64_t n =
+      impl_->rpcs_in_flight[RpcIndex(rpc)].load(std::memory_order_relaxed);
+  return n > 0 ? static_cast<uint64_t>(n) : 0;
 }
 
 void ServerMetrics::ObserveStage(Stage stage, double seconds) {
@@ -368,6 +386,16 @@ void ServerMetrics::Impl::RenderTraffic(ExpositionWriter& w,
       w.Sample("kvq_rpcs_total",
                {{"rpc", RpcName(rpc)}, {"code", CodeName(code)}}, n);
     }
+  }
+
+  w.Family("kvq_rpcs_in_flight",
+           "RPCs whose handler is running now (streams open), by method.",
+           MetricType::kGauge);
+  for (Rpc rpc : kAllRpcs) {
+    w.Sample("kvq_rpcs_in_flight", {{"rpc", RpcName(rpc)}},
+             static_cast<uint64_t>(std::max<int64_t>(
+                 rpcs_in_flight[RpcIndex(rpc)].load(std::memory_order_relaxed),
+                 0)));
   }
 
   w.Family("kvq_puts_total", "Blocks stored, by dtype as put.",

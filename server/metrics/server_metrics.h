@@ -22,7 +22,8 @@
 //            namespace_{logical_bytes,stored_bytes,blocks}{namespace},
 //            staging_bytes{state="lent|kept"}, staging_heap_fallbacks_total,
 //            pinned_heap_bytes{state="used|free"}, heap_outside_pinned_bytes
-//   traffic  rpcs_total{rpc,code}, puts_total{dtype}, put_errors_total{code},
+//   traffic  rpcs_total{rpc,code}, rpcs_in_flight{rpc}, puts_total{dtype},
+//            put_errors_total{code},
 //            get_keys_total{result="hit|miss"},
 //            lookup_keys_total{result="present|absent"}, deletes_total,
 //            evictions_total{reason="lru"}, received_bytes_total,
@@ -127,6 +128,12 @@ class ServerMetrics {
   // One finished RPC: `code` is the grpc::StatusCode value it ended with
   // (values outside 0..16 count as UNKNOWN).
   void ObserveRpc(Rpc rpc, int code, double seconds);
+  // An RPC's handler began / returned (RpcCall's lifetime). RpcsInFlight is
+  // the count now, the caller's own call included: the service reads it to
+  // tell whether a call has the server to itself.
+  void RpcStarted(Rpc rpc);
+  void RpcEnded(Rpc rpc);
+  uint64_t RpcsInFlight(Rpc rpc) const;
   void ObserveStage(Stage stage, double seconds);
 
   // One block stored (`logical_bytes` as received).

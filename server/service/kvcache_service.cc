@@ -93,7 +93,6 @@ grpc::Status KVCacheService::HandlePut(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::PutResponse, PutChunk>* stream) {
   RpcCall call(*metrics_, Rpc::kPut, context);
-  const CallsInFlight::Scope in_flight(data_calls_);
   PutAssembler assembler(
       PutLimits{pool_->page_bytes(), pool_->pages_total()}, staging_,
       [backend = backend_](ConstBytes bytes) {
@@ -209,7 +208,6 @@ grpc::Status KVCacheService::HandleGet(
     grpc::ServerContext* context,
     grpc::ServerSplitStreamer<v1::GetRequest, GetChunk>* stream) {
   RpcCall call(*metrics_, Rpc::kGet, context);
-  const CallsInFlight::Scope in_flight(data_calls_);
   v1::GetRequest request;
   if (!stream->Read(&request)) {
     // The server reads a Get's request itself (it is registered as a split
@@ -257,7 +255,10 @@ grpc::Status KVCacheService::HandleGet(
     std::optional<BlockChunks> chunks;
     uint64_t answer_chunk_bytes = chunk_bytes;
     auto piece_bytes = [&](uint64_t block_bytes) {
-      const bool front_alone = i == 0 && data_calls_.now() == 1;
+      const bool front_alone =
+          i == 0 && metrics_->RpcsInFlight(Rpc::kPut) +
+                            metrics_->RpcsInFlight(Rpc::kGet) ==
+                        1;
       answer_chunk_bytes =
           AnswerChunkBytes(block_bytes, chunk_bytes, front_alone);
       return answer_chunk_bytes;

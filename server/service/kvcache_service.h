@@ -30,7 +30,6 @@
 #include "server/metrics/server_metrics.h"
 #include "server/pool/block_pool.h"
 #include "server/service/block_store.h"
-#include "server/service/calls_in_flight.h"
 #include "server/service/get_chunk.h"
 #include "server/service/put_chunk.h"
 #include "server/service/staging_pool.h"
@@ -85,7 +84,6 @@ class KVCacheService final : public v1::KVCache::Service {
   StagingPool* const staging_;
   ServerMetrics* const metrics_;
   const ServiceOptions options_;
-  CallsInFlight data_calls_;  // Put and Get calls
 };
 
 }  // namespace kvq

@@ -36,7 +36,10 @@ RpcCall::RpcCall(ServerMetrics& metrics, Rpc rpc, grpc::ServerContext* context)
       request_id_(NewRequestId()),
       start_(std::chrono::steady_clock::now()) {
   context_->AddInitialMetadata("kvq-request-id", request_id_);
+  metrics_.RpcStarted(rpc_);
 }
+
+RpcCall::~RpcCall() { metrics_.RpcEnded(rpc_); }
 
 std::string RpcCall::ItemError(const absl::Status& status,
                                std::string_view item) {

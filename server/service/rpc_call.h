@@ -1,7 +1,8 @@
 // RpcCall: what every kvq RPC does around its own work.
 //
 // It names the call with a fresh request id (sent to the client as initial
-// metadata "kvq-request-id" and appended to every error message), times it,
+// metadata "kvq-request-id" and appended to every error message), counts it
+// in flight in ServerMetrics for as long as it lives, times it,
 // and when the call ends records its latency and code in ServerMetrics and
 // writes its log line: at debug for a call that went well, at warn for an
 // error the client caused and at error for one the server caused (both
@@ -25,6 +26,7 @@ class RpcCall {
  public:
   RpcCall(ServerMetrics& metrics, Rpc rpc, grpc::ServerContext* context);
 
+  ~RpcCall();
   RpcCall(const RpcCall&) = delete;
   RpcCall& operator=(const RpcCall&) = delete;
 

@@ -443,9 +443,10 @@ TEST_F(BadInputTest, ClientVanishingMidBlockLeavesNothingAndHoldsNoPage) {
 }
 
 // A client that goes away in the middle of a Get of many keys leaves no
-// block behind: every staging buffer the call used is back (the ones gRPC
-// still held as slices of chunks in flight included).
-TEST_F(BadInputTest, ClientVanishingMidGetOfManyKeysLeavesNoStagingLent) {
+// call and no block behind: the handler returns, and every staging buffer
+// the call used is back (the ones gRPC still held as slices of chunks in
+// flight included).
+TEST_F(BadInputTest, ClientVanishingMidGetOfManyKeysLeavesNoCallNorStaging) {
   std::vector<std::string> keys;
   for (int i = 0; i < 8; ++i) {
     const TestBlock block = RandomBlock(rng_, kNs, absl::StrCat("many-", i),
@@ -468,7 +469,8 @@ TEST_F(BadInputTest, ClientVanishingMidGetOfManyKeysLeavesNoStagingLent) {
     }
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  EXPECT_EQ(StagingLentBytesOnceSettled(*server_), 0);
+  EXPECT_EQ(GaugeOnceZero(*server_, "kvq_staging_bytes", "state", "lent"), 0);
+  EXPECT_EQ(GaugeOnceZero(*server_, "kvq_rpcs_in_flight", "rpc", "get"), 0);
   // And every key still comes back whole.
   absl::StatusOr<std::vector<GetResult>> got = client_->Get(kNs, keys);
   ASSERT_TRUE(got.ok()) << got.status();

@@ -295,27 +295,30 @@ absl::StatusOr<std::string> HttpGet(const std::string& host, int port,
 
 namespace {
 
-double StagingLentBytes(const ServerProcess& server) {
+double GaugeNow(const ServerProcess& server, const std::string& name,
+                const std::string& label, const std::string& value) {
   absl::StatusOr<std::string> text =
       HttpGet("127.0.0.1", server.metrics_port(), "/metrics");
   if (!text.ok()) return -1;
   absl::StatusOr<Exposition> exposition = Exposition::Parse(*text);
   if (!exposition.ok()) return -1;
-  return exposition->Value("kvq_staging_bytes", {{"state", "lent"}})
-      .value_or(-1);
+  LabelSet labels;
+  if (!label.empty()) labels = {{label, value}};
+  return exposition->Value(name, labels).value_or(-1);
 }
 
 }  // namespace
 
-double StagingLentBytesOnceSettled(const ServerProcess& server,
-                                   absl::Duration limit) {
+double GaugeOnceZero(const ServerProcess& server, const std::string& name,
+                     const std::string& label, const std::string& value,
+                     absl::Duration limit) {
   const absl::Time deadline = absl::Now() + limit;
-  double lent = StagingLentBytes(server);
-  while (lent != 0 && absl::Now() < deadline) {
+  double now = GaugeNow(server, name, label, value);
+  while (now != 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(20));
-    lent = StagingLentBytes(server);
+    now = GaugeNow(server, name, label, value);
   }
-  return lent;
+  return now;
 }
 
 void ServerTest::SetUp() {

@@ -108,12 +108,16 @@ v1::BlockHeader HeaderOf(const TestBlock& block);
 absl::StatusOr<std::string> HttpGet(const std::string& host, int port,
                                     const std::string& path);
 
-// Staging bytes `server` has lent out (kvq_staging_bytes{state="lent"} on
-// its /metrics) once that figure is 0 or `limit` has passed, whichever
-// comes first; -1 if the figure cannot be read. A server learns of a client
-// gone on its own schedule, so a test waits (bounded) before it checks.
-double StagingLentBytesOnceSettled(const ServerProcess& server,
-                                   absl::Duration limit = absl::Seconds(20));
+// The gauge `name` with `labels` (a label name, its value; empty: none) on
+// `server`'s /metrics once it is 0 or `limit` has passed, whichever comes
+// first; -1 if it cannot be read. A server learns of a client gone on its
+// own schedule, so a test waits (bounded) before it checks. E.g.
+// kvq_staging_bytes{state="lent"}: the staging its calls still hold;
+// kvq_rpcs_in_flight{rpc="get"}: the Get handlers still running.
+double GaugeOnceZero(const ServerProcess& server, const std::string& name,
+                     const std::string& label = "",
+                     const std::string& value = "",
+                     absl::Duration limit = absl::Seconds(20));
 
 // A test with its own kvq-server and a client connected to it.
 class ServerTest : public ::testing::Test {

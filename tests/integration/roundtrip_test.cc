@@ -322,7 +322,8 @@ class StalledGet {
 // the rest is still being read back; later keys (whose fetch overlaps the
 // send of the key before), bigger blocks, and every block while another
 // call is in flight go out in the chunks asked for. Either way the data is
-// the block's, and a stalled call cancelled gives back all it held.
+// the block's, and a stalled call, cancelled, ends and gives back all it
+// held.
 TEST_F(ServerTest, AGetAloneAnswersASmallFirstBlockInFourChunksOthersAsAsked) {
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat("seed ", seed));
@@ -377,7 +378,9 @@ TEST_F(ServerTest, AGetAloneAnswersASmallFirstBlockInFourChunksOthersAsAsked) {
     SCOPED_TRACE("another call in flight");
     for (size_t i = 0; i < cases.size(); ++i) expect_answers({i}, false);
   }
-  EXPECT_EQ(StagingLentBytesOnceSettled(*server_), 0);
+  // Its handler has returned and every staging byte is back.
+  EXPECT_EQ(GaugeOnceZero(*server_, "kvq_rpcs_in_flight", "rpc", "get"), 0);
+  EXPECT_EQ(GaugeOnceZero(*server_, "kvq_staging_bytes", "state", "lent"), 0);
   SCOPED_TRACE("alone again");
   expect_answers({1}, true);
 }

@@ -97,6 +97,7 @@ TEST_F(ServerMetricsTest, EveryFamilyHasHelpTypeAndItsPrometheusName) {
       {"kvq_pinned_heap_bytes", "gauge"},
       {"kvq_heap_outside_pinned_bytes", "gauge"},
       {"kvq_rpcs_total", "counter"},
+      {"kvq_rpcs_in_flight", "gauge"},
       {"kvq_puts_total", "counter"},
       {"kvq_put_errors_total", "counter"},
       {"kvq_get_keys_total", "counter"},
@@ -346,6 +347,45 @@ TEST_F(ServerMetricsTest, RpcsAreCountedByMethodAndStatusCode) {
     EXPECT_EQ(e.Sum("kvq_rpcs_total", {{"rpc", name}}), per_rpc[name]);
     EXPECT_EQ(e.Value("kvq_rpc_duration_seconds_count", {{"rpc", name}}),
               per_rpc[name]);
+  }
+}
+
+// Calls in flight: each method counts the handlers running now, starts
+// minus ends, read back by RpcsInFlight and rendered as a gauge for every
+// method (0 included).
+TEST_F(ServerMetricsTest, RpcsInFlightCountStartsLessEndsByMethod) {
+  ServerMetrics metrics(TestBuild(), nullptr);
+  const std::vector<Rpc> rpcs = {Rpc::kPut, Rpc::kGet, Rpc::kLookup,
+                                 Rpc::kDelete, Rpc::kStats};
+  std::map<std::string, uint64_t> open;
+  std::vector<Rpc> running;
+  for (int i = 0; i < 2000; ++i) {
+    if (running.empty() || Uniform(0, 2) != 0) {
+      const Rpc rpc = rpcs[Uniform(0, rpcs.size() - 1)];
+      metrics.RpcStarted(rpc);
+      running.push_back(rpc);
+      ++open[std::string(RpcName(rpc))];
+    } else {
+      const size_t k = Uniform(0, running.size() - 1);
+      metrics.RpcEnded(running[k]);
+      --open[std::string(RpcName(running[k]))];
+      running.erase(running.begin() + k);
+    }
+  }
+  const Exposition e = Parse(metrics);
+  for (Rpc rpc : rpcs) {
+    const std::string name(RpcName(rpc));
+    EXPECT_EQ(metrics.RpcsInFlight(rpc), open[name]) << name;
+    EXPECT_EQ(e.Value("kvq_rpcs_in_flight", {{"rpc", name}}), open[name])
+        << name;
+  }
+
+  for (Rpc rpc : running) metrics.RpcEnded(rpc);
+  const Exposition after = Parse(metrics);
+  for (Rpc rpc : rpcs) {
+    EXPECT_EQ(metrics.RpcsInFlight(rpc), 0u);
+    EXPECT_EQ(after.Value("kvq_rpcs_in_flight", {{"rpc", std::string(RpcName(rpc))}}),
+              0);
   }
 }
 
