@@ -7,7 +7,9 @@
 # still in flight. This runs both with the server's log kept (through
 # kvq-server-logged, in the bundle's bin/) and prints its last lines: the
 # time between "received SIGTERM" and "kvq-server stopped", and any call
-# logged as cancelled at the grace.
+# logged as cancelled at the grace. Since e611c87 both tests also wait (up
+# to 20 s) for kvq_rpcs_in_flight{rpc="get"} to reach 0 and fail if it
+# does not: a handler that outlives its cancelled call fails them.
 # Bundle: bench/run-device.sh bundle build .device, then copy this script
 # and kvq-server-logged into .device/bin.
 set -u
