@@ -195,6 +195,13 @@ struct ServerMetrics::Impl {
   // Two changes per call, against a call's megabytes: one atomic each, not
   // sharded like the counters.
   std::array<std::atomic<int64_t>, kRpcs> rpcs_in_flight{};
+  // Starts less ends; never below 0 as read, whatever the order of a
+  // call's start and another's end.
+  uint64_t InFlight(Rpc rpc) const {
+    const int64_t n =
+        rpcs_in_flight[RpcIndex(rpc)].load(std::memory_order_relaxed);
+    return n > 0 ? static_cast<uint64_t>(n) : 0;
+  }
   std::array<Histogram, kRpcs> rpc_duration;
   std::array<Histogram, kStages> stage_duration;
   std::array<Counter, kDTypes> puts;
@@ -228,9 +235,7 @@ void ServerMetrics::RpcEnded(Rpc rpc) {
 }
 
 uint64_t ServerMetrics::RpcsInFlight(Rpc rpc) const {
-  const int64_t n =
-      impl_->rpcs_in_flight[RpcIndex(rpc)].load(std::memory_order_relaxed);
-  return n > 0 ? static_cast<uint64_t>(n) : 0;
+  return impl_->InFlight(rpc);
 }
 
 void ServerMetrics::ObserveStage(Stage stage, double seconds) {
@@ -392,10 +397,7 @@ void ServerMetrics::Impl::RenderTraffic(ExpositionWriter& w,
            "RPCs whose handler is running now (streams open), by method.",
            MetricType::kGauge);
   for (Rpc rpc : kAllRpcs) {
-    w.Sample("kvq_rpcs_in_flight", {{"rpc", RpcName(rpc)}},
-             static_cast<uint64_t>(std::max<int64_t>(
-                 rpcs_in_flight[RpcIndex(rpc)].load(std::memory_order_relaxed),
-                 0)));
+    w.Sample("kvq_rpcs_in_flight", {{"rpc", RpcName(rpc)}}, InFlight(rpc));
   }
 
   w.Family("kvq_puts_total", "Blocks stored, by dtype as put.",
