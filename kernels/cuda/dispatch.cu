@@ -177,6 +177,14 @@ absl::Status ValidatePages(const uint8_t* arena, uint64_t page_bytes) {
   return absl::OkStatus();
 }
 
+absl::Status CheckPointer(const void* p, const char* name) {
+  if (p == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be a device pointer, got null"));
+  }
+  return absl::OkStatus();
+}
+
 int QuantizeInputReads(const BlockLayout& layout, DType dtype,
                        bool vector_aligned) {
   int reads = 1;

@@ -25,6 +25,14 @@ absl::Status ValidateLayout(const BlockLayout& layout, DType dtype);
 // 2^31 and the arena is 16-byte aligned.
 absl::Status ValidatePages(const uint8_t* arena, uint64_t page_bytes);
 
+// INVALID_ARGUMENT naming the argument `name` when `p` is null.
+absl::Status CheckPointer(const void* p, const char* name);
+
+// The public headers' Stream (a void*) is a cudaStream_t.
+inline cudaStream_t AsCudaStream(void* stream) {
+  return static_cast<cudaStream_t>(stream);
+}
+
 // How many times quantizing `layout` reads its input: 1, or 2 when the
 // values sharing a scale do not fit on chip (0 for an unknown dtype).
 // `vector_aligned` as for DispatchQuantize.

@@ -14,18 +14,8 @@ namespace {
 using internal::Aligned16;
 using internal::BlockList;
 using internal::ContiguousAddr;
-
-cudaStream_t AsCudaStream(Stream stream) {
-  return static_cast<cudaStream_t>(stream);
-}
-
-absl::Status CheckPointer(const void* p, const char* name) {
-  if (p == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be a device pointer, got null"));
-  }
-  return absl::OkStatus();
-}
+using internal::AsCudaStream;
+using internal::CheckPointer;
 
 absl::Status CheckPayload(const void* p, const char* name) {
   KVQ_RETURN_IF_ERROR(CheckPointer(p, name));
