@@ -61,6 +61,6 @@ EXPOSE 50051 9400
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["kvqctl", "--server=127.0.0.1:50051", "--deadline_ms=3000", "health"]
 # SIGTERM: the server reports NOT_SERVING, drains in-flight RPCs for up to
-# --shutdown_grace_seconds and exits 0.
+# --shutdown_grace_seconds and exits 0 (at most a second after the grace).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["kvq-server"]

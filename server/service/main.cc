@@ -6,8 +6,9 @@
 // --ready_file is written. Any start-up failure exits 1 with a message.
 //
 // Shutdown: SIGINT or SIGTERM sets health to NOT_SERVING, lets in-flight
-// RPCs finish for up to --shutdown_grace_seconds (then cancels them) and
-// exits 0.
+// RPCs finish for up to --shutdown_grace_seconds (then cancels them),
+// destroys the service, pool and backend, and exits 0 without gRPC's
+// library shutdown (see main).
 
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +30,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "grpc/grpc.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -209,6 +213,19 @@ absl::StatusOr<bool> ReadPutsWhereReceived(Backend& backend) {
   return true;
 }
 
+// How long past --shutdown_grace_seconds the process waits for its calls to
+// end before it exits without them.
+constexpr absl::Duration kExitSlack = absl::Seconds(1);
+
+// Ends the process at once: logs flushed, --ready_file removed, no
+// destructors and no gRPC library shutdown (see main for why).
+[[noreturn]] void ExitNow(const std::string& ready_file, int exit_code) {
+  if (!ready_file.empty()) std::remove(ready_file.c_str());
+  spdlog::default_logger()->flush();
+  std::fflush(nullptr);
+  std::_Exit(exit_code);
+}
+
 int Fail(const absl::Status& status) {
   spdlog::error("kvq-server cannot start: {}", ToStd(status.message()));
   return 1;
@@ -358,6 +375,8 @@ int Run(const sigset_t& stop_signals) {
       EvictionPolicyName(*eviction), max_message_bytes, max_threads,
       staging_bytes, put_buffers);
 
+  // Set once the server has stopped serving, every call ended.
+  absl::Notification stopped;
   std::thread stopper([&] {
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);
@@ -368,11 +387,27 @@ int Run(const sigset_t& stop_signals) {
                      : absl::StrCat("signal ", signal_number),
                  grace);
     health->SetServingStatus(false);
-    server->Shutdown(std::chrono::system_clock::now() +
-                     std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::duration<double>(grace)));
+    std::thread shutdown([&] {
+      server->Shutdown(std::chrono::system_clock::now() +
+                       std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::duration<double>(grace)));
+    });
+    // gRPC cancels the calls still running at the grace's end, but a
+    // handler in a write stays there until the client's socket takes the
+    // bytes or the connection closes: a client that stopped reading would
+    // hold the exit for as long as it likes. A cache has nothing to save,
+    // so past the grace and kExitSlack the process ends without them.
+    if (!stopped.WaitForNotificationWithTimeout(absl::Seconds(grace) +
+                                                kExitSlack)) {
+      spdlog::warn("calls still running {} s after the grace (clients that "
+                   "stopped reading): exiting without them",
+                   absl::ToDoubleSeconds(kExitSlack));
+      ExitNow(ready_file, 0);
+    }
+    shutdown.join();
   });
   server->Wait();
+  stopped.Notify();
   stopper.join();
   if (!ready_file.empty()) std::remove(ready_file.c_str());
   spdlog::info("kvq-server stopped");
@@ -415,5 +450,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvq-server: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  return kvq::Run(stop_signals);
+  // gRPC's library shutdown, which the last of Run's gRPC objects would
+  // start on its way out, joins gRPC's executor threads, and one of them may
+  // be in a 10 s poll: the TCP backup poller, which covers a write that a
+  // client no longer reading has left blocked. The process lingered up to
+  // 10 s after it had stopped serving (and past a container's stop
+  // timeout). So this reference keeps the library up, and the process
+  // ends below, once Run has destroyed everything of kvq's and its last
+  // line is logged, without that teardown.
+  grpc_init();
+  kvq::ExitNow(/*ready_file=*/"", kvq::Run(stop_signals));
 }

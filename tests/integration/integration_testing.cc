@@ -9,6 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "client/element_codec.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
 #include "httplib.h"
 #include "kernels/quantize.h"
 #include "tests/unit/metrics_exposition_parser.h"
@@ -319,6 +322,28 @@ double GaugeOnceZero(const ServerProcess& server, const std::string& name,
     now = GaugeNow(server, name, label, value);
   }
   return now;
+}
+
+StalledGet::StalledGet(const std::string& address, const std::string& ns,
+                       const std::string& key, int copies) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  stub_ = v1::KVCache::NewStub(grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), args));
+  v1::GetRequest request;
+  request.set_namespace_(ns);
+  for (int i = 0; i < copies; ++i) request.add_keys(key);
+  reader_ = stub_->Get(&context_, request);
+  v1::GetResponse first;
+  started_ = reader_->Read(&first) && first.code() == 0;
+}
+
+StalledGet::~StalledGet() {
+  context_.TryCancel();
+  v1::GetResponse rest;
+  while (reader_->Read(&rest)) {
+  }
+  reader_->Finish();
 }
 
 void ServerTest::SetUp() {

@@ -1,6 +1,7 @@
 // Shared pieces of the integration suite: a test base that runs a real
 // kvq-server, random blocks, the reference a server's answers are checked
-// against, a raw Put stream for malformed input, and plain HTTP for /metrics.
+// against, a raw Put stream for malformed input, a Get left unread, and plain
+// HTTP for /metrics.
 //
 // Every test gets its own server (ServerTest::SetUp), started with
 // ServerFlags() on top of the fixture's defaults, against the backend named
@@ -26,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/kvq_client.h"
+#include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "kernels/format.h"
 #include "kvq/v1/kvcache.grpc.pb.h"
@@ -118,6 +120,29 @@ double GaugeOnceZero(const ServerProcess& server, const std::string& name,
                      const std::string& label = "",
                      const std::string& value = "",
                      absl::Duration limit = absl::Seconds(20));
+
+// A Get that the server is still answering: it asks for `key` `copies`
+// times and reads only the first chunk, so that flow control holds the
+// server's handler in its writes (and the server's socket full) until the
+// Get is cancelled, on destruction. On a connection of its own, so that
+// its stalled stream does not hold up other channels' windows.
+class StalledGet {
+ public:
+  StalledGet(const std::string& address, const std::string& ns,
+             const std::string& key, int copies);
+  ~StalledGet();
+  StalledGet(const StalledGet&) = delete;
+  StalledGet& operator=(const StalledGet&) = delete;
+
+  // Whether the first chunk came back (the call is under way).
+  bool started() const { return started_; }
+
+ private:
+  std::unique_ptr<v1::KVCache::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::GetResponse>> reader_;
+  bool started_ = false;
+};
 
 // A test with its own kvq-server and a client connected to it.
 class ServerTest : public ::testing::Test {

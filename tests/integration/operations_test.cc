@@ -168,6 +168,34 @@ TEST_P(ShutdownTest, SignalEndsTheServerWithExitCodeZeroWithinTheGrace) {
   EXPECT_THAT(server_->log_tail(), HasSubstr("NOT_SERVING"));
 }
 
+// A client that stops reading a large Get leaves the server's handler in a
+// write and its socket full. The handler noticed the cancel at the grace's
+// end only when the client's gRPC next polled (5 s later here), and gRPC's
+// library shutdown then waited out its own 10 s poll of that socket: the
+// process lingered 3-8 s past the grace. It now exits at most a second
+// after it, whatever the client does.
+TEST_P(ShutdownTest, AClientThatStoppedReadingDoesNotHoldTheExitPastTheGrace) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  std::mt19937_64 rng(seed);
+  const TestBlock block =
+      RandomBlock(rng, "shutdown", "big", v1::DTYPE_FP16, Shape(2, 256, 8, 128));
+  ASSERT_TRUE(client_->Put(block.ToPut()).ok());  // 1 MiB
+  const StalledGet stalled(server_->grpc_address(), "shutdown", block.key, 64);
+  ASSERT_TRUE(stalled.started());
+
+  const absl::Time signalled = absl::Now();
+  absl::StatusOr<ExitStatus> exit =
+      server_->Stop(GetParam(), absl::Seconds(2) + absl::Seconds(30));
+  const absl::Duration took = absl::Now() - signalled;
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->exited) << exit->ToString();
+  EXPECT_EQ(exit->code, 0) << exit->ToString();
+  // The 2 s grace (the stalled call holds the drain to its end), the
+  // server's second past it, and slack for a slow machine.
+  EXPECT_LT(took, absl::Seconds(2 + 1) + absl::Milliseconds(1500)) << took;
+}
+
 INSTANTIATE_TEST_SUITE_P(SigtermAndSigint, ShutdownTest,
                          ::testing::Values(SIGTERM, SIGINT),
                          [](const auto& info) {

@@ -281,42 +281,6 @@ std::vector<uint64_t> ChunksOf(uint64_t bytes, uint64_t chunk_bytes) {
   return lengths;
 }
 
-// A Get that the server is still answering: it asks for `key` `copies`
-// times and reads only the first chunk, so that flow control holds the
-// server's handler in its writes until the Get is cancelled (on
-// destruction). On a connection of its own, so that its stalled stream
-// does not hold up other channels' windows.
-class StalledGet {
- public:
-  StalledGet(const std::string& address, const std::string& ns,
-             const std::string& key, int copies) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    stub_ = v1::KVCache::NewStub(grpc::CreateCustomChannel(
-        address, grpc::InsecureChannelCredentials(), args));
-    v1::GetRequest request;
-    request.set_namespace_(ns);
-    for (int i = 0; i < copies; ++i) request.add_keys(key);
-    reader_ = stub_->Get(&context_, request);
-    v1::GetResponse first;
-    started_ = reader_->Read(&first) && first.code() == 0;
-  }
-  ~StalledGet() {
-    context_.TryCancel();
-    v1::GetResponse rest;
-    while (reader_->Read(&rest)) {
-    }
-    reader_->Finish();
-  }
-  bool started() const { return started_; }
-
- private:
-  std::unique_ptr<v1::KVCache::Stub> stub_;
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReader<v1::GetResponse>> reader_;
-  bool started_ = false;
-};
-
 // The first key of a Get that is the server's only call goes out in four
 // chunks if it is a block of up to four, so that its front leaves while
 // the rest is still being read back; later keys (whose fetch overlaps the
