@@ -172,7 +172,7 @@ TEST_P(ShutdownTest, SignalEndsTheServerWithExitCodeZeroWithinTheGrace) {
 // write and its socket full. The handler noticed the cancel at the grace's
 // end only when the client's gRPC next polled (5 s later here), and gRPC's
 // library shutdown then waited out its own 10 s poll of that socket: the
-// process lingered 3-8 s past the grace. It now exits at most a second
+// process lingered up to 10 s past the grace. It now exits at most a second
 // after it, whatever the client does.
 TEST_P(ShutdownTest, AClientThatStoppedReadingDoesNotHoldTheExitPastTheGrace) {
   const uint64_t seed = FreshSeed();
