@@ -95,8 +95,9 @@ def wiring():
                     "KVQ_METRICS_LISTEN's port differs from the metrics containerPort")
             c.check(data.get("KVQ_LISTEN", "").startswith("0.0.0.0:"), "KVQ_LISTEN must bind 0.0.0.0")
             grace = int(data.get("KVQ_SHUTDOWN_GRACE_SECONDS", 10))
-            c.check(spec.get("terminationGracePeriodSeconds", 30) > grace,
-                    "terminationGracePeriodSeconds must exceed KVQ_SHUTDOWN_GRACE_SECONDS")
+            # The server exits at most 1 s after its grace (server/service/main.cc).
+            c.check(spec.get("terminationGracePeriodSeconds", 30) > grace + 1,
+                    "terminationGracePeriodSeconds must exceed KVQ_SHUTDOWN_GRACE_SECONDS + 1 s")
     c.check(spec.get("enableServiceLinks") is False,
             "enableServiceLinks must be false: service variables (KVQ_PORT, ...) would reach the server's KVQ_* flags")
 
