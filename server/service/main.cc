@@ -399,8 +399,11 @@ int Run(const sigset_t& stop_signals) {
     // so past the grace and kExitSlack the process ends without them.
     if (!stopped.WaitForNotificationWithTimeout(absl::Seconds(grace) +
                                                 kExitSlack)) {
-      spdlog::warn("calls still running {} s after the grace (clients that "
-                   "stopped reading): exiting without them",
+      spdlog::warn("{} put and {} get calls still running {} s after the "
+                   "grace (clients that stopped reading?): exiting without "
+                   "them",
+                   metrics.RpcsInFlight(Rpc::kPut),
+                   metrics.RpcsInFlight(Rpc::kGet),
                    absl::ToDoubleSeconds(kExitSlack));
       ExitNow(ready_file, 0);
     }
