@@ -134,8 +134,12 @@ TEST_F(ServerTest, ReflectionListsTheServicesAndDescribesTheWireApi) {
 class ShutdownTest : public ServerTest,
                      public ::testing::WithParamInterface<int> {
  protected:
+  static constexpr int kGraceSeconds = 2;
+  // The most a server takes past its grace (README, --shutdown_grace_seconds).
+  static constexpr absl::Duration kExitSlack = absl::Seconds(1);
+
   std::vector<std::string> ServerFlags() const override {
-    return {"--shutdown_grace_seconds=2"};
+    return {absl::StrCat("--shutdown_grace_seconds=", kGraceSeconds)};
   }
 };
 
@@ -156,9 +160,9 @@ TEST_P(ShutdownTest, SignalEndsTheServerWithExitCodeZeroWithinTheGrace) {
   ASSERT_TRUE(stream->Write(
       Chunk(&header, 0, block.data.substr(0, block.data.size() / 2), false)));
 
-  // The grace is 2 s; the slack covers a slow machine, and is no timing claim.
-  absl::StatusOr<ExitStatus> exit =
-      server_->Stop(GetParam(), absl::Seconds(2) + absl::Seconds(30));
+  // The slack covers a slow machine, and is no timing claim.
+  absl::StatusOr<ExitStatus> exit = server_->Stop(
+      GetParam(), absl::Seconds(kGraceSeconds) + absl::Seconds(30));
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_TRUE(exit->exited) << exit->ToString();
   EXPECT_EQ(exit->code, 0) << exit->ToString();
@@ -185,15 +189,17 @@ TEST_P(ShutdownTest, AClientThatStoppedReadingDoesNotHoldTheExitPastTheGrace) {
   ASSERT_TRUE(stalled.started());
 
   const absl::Time signalled = absl::Now();
-  absl::StatusOr<ExitStatus> exit =
-      server_->Stop(GetParam(), absl::Seconds(2) + absl::Seconds(30));
+  absl::StatusOr<ExitStatus> exit = server_->Stop(
+      GetParam(), absl::Seconds(kGraceSeconds) + absl::Seconds(30));
   const absl::Duration took = absl::Now() - signalled;
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_TRUE(exit->exited) << exit->ToString();
   EXPECT_EQ(exit->code, 0) << exit->ToString();
-  // The 2 s grace (the stalled call holds the drain to its end), the
-  // server's second past it, and slack for a slow machine.
-  EXPECT_LT(took, absl::Seconds(2 + 1) + absl::Milliseconds(1500)) << took;
+  // The grace (the stalled call holds the drain to its end), the server's
+  // slack past it, and 1.5 s for a slow machine.
+  EXPECT_LT(took, absl::Seconds(kGraceSeconds) + kExitSlack +
+                      absl::Milliseconds(1500))
+      << took;
   // Whether the stalled handler returns within the grace's second is up to
   // the client's gRPC: the server either stopped in order or says what it
   // left behind.
